@@ -1,0 +1,30 @@
+"""The probe: features -> W -> similarities -> odd-one-out probabilities."""
+
+from modelrecovery.probe.families import FAMILIES, REGULARISERS, Family, penalty
+from modelrecovery.probe.fit import (
+    FittedProbe,
+    LBFGSSettings,
+    accuracy_and_nll,
+    fit_probe,
+    triplet_probabilities,
+)
+from modelrecovery.probe.objective import PreparedTriplets, TripletObjective, choose_path
+from modelrecovery.probe.reduced import RowSpace, full_matrix, row_space
+
+__all__ = [
+    "FAMILIES",
+    "REGULARISERS",
+    "Family",
+    "FittedProbe",
+    "LBFGSSettings",
+    "PreparedTriplets",
+    "RowSpace",
+    "TripletObjective",
+    "accuracy_and_nll",
+    "choose_path",
+    "fit_probe",
+    "full_matrix",
+    "penalty",
+    "row_space",
+    "triplet_probabilities",
+]

@@ -1,0 +1,214 @@
+"""The probe's objective in similarity space: mean triplet NLL + lambda R(W).
+
+For a triplet (a, b, c) the logits are (S_bc, S_ac, S_ab) / T with S = Z Z^T and Z = X W.
+With g = (softmax - onehot) / (m T) per triplet, the gradient of the mean NLL with
+respect to S is a sparse matrix G that has g's entries at the triplets' pairs; then
+dL/dZ = (G + G^T) Z and dL/dW follows from the family (X^T dL/dZ for a matrix W).
+
+Two exact paths compute the same numbers:
+- ``dense``: all similarities of the active concepts (S = Z Z^T), for many triplets;
+- ``sparse``: only the similarities of the pairs the triplets use (row-wise dot products)
+  and a sparse (CSR) product for the gradient, for few triplets.
+Work that depends only on the triplets (compact concept indices, unique pairs, the CSR
+pattern) is done once in :class:`PreparedTriplets` and shared by every fit on that set.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from modelrecovery.data.triplets import Triplets
+from modelrecovery.probe.families import Family, penalty
+
+_CHUNK = 1 << 16
+
+
+@dataclass
+class PreparedTriplets:
+    """Triplets compiled for the objective (independent of features and W).
+
+    Attributes
+    ----------
+    concepts : (n_active,) global indices of the concepts the triplets use (sorted).
+    slot_pair : (m, 3) index of the unique pair behind each logit (pairs bc, ac, ab).
+    pair_rows, pair_cols : (n_pairs,) local concept indices of each unique pair (row < col).
+    odd : (m,) odd-one-out positions.
+    """
+
+    concepts: torch.Tensor
+    slot_pair: torch.Tensor
+    pair_rows: torch.Tensor
+    pair_cols: torch.Tensor
+    odd: torch.Tensor
+    _csr: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+
+    @property
+    def n_active(self) -> int:
+        return int(self.concepts.shape[0])
+
+    @property
+    def n_triplets(self) -> int:
+        return int(self.odd.shape[0])
+
+    @property
+    def n_pairs(self) -> int:
+        return int(self.pair_rows.shape[0])
+
+    @classmethod
+    def from_triplets(cls, triplets: Triplets, device: torch.device | str = "cpu") -> PreparedTriplets:
+        """Compile ``triplets`` (must be non-empty)."""
+        if len(triplets) == 0:
+            raise ValueError("cannot fit or evaluate a probe on an empty triplet set")
+        ids = triplets.ids.astype(np.int64)
+        concepts, local = np.unique(ids, return_inverse=True)
+        local = local.reshape(ids.shape)
+        n = np.int64(concepts.size)
+        a, b, c = local[:, 0], local[:, 1], local[:, 2]
+        first = np.stack([np.minimum(b, c), np.minimum(a, c), np.minimum(a, b)], axis=1)
+        second = np.stack([np.maximum(b, c), np.maximum(a, c), np.maximum(a, b)], axis=1)
+        keys, slot_pair = np.unique((first * n + second).ravel(), return_inverse=True)
+        as_t = lambda arr: torch.as_tensor(np.ascontiguousarray(arr), device=device)  # noqa: E731
+        return cls(
+            concepts=as_t(concepts),
+            slot_pair=as_t(slot_pair.reshape(-1, 3)),
+            pair_rows=as_t(keys // n),
+            pair_cols=as_t(keys % n),
+            odd=as_t(triplets.odd.astype(np.int64)),
+        )
+
+    def csr_pattern(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """CSR structure of the symmetric pair matrix: (crow, col, order of values)."""
+        if self._csr is None:
+            rows = torch.cat([self.pair_rows, self.pair_cols])
+            cols = torch.cat([self.pair_cols, self.pair_rows])
+            order = torch.argsort(rows * self.n_active + cols)
+            counts = torch.bincount(rows, minlength=self.n_active)
+            crow = torch.zeros(self.n_active + 1, dtype=torch.int64, device=rows.device)
+            crow[1:] = torch.cumsum(counts, 0)
+            self._csr = (crow, cols[order].contiguous(), order)
+        return self._csr
+
+
+def choose_path(n_active: int, n_triplets: int) -> str:
+    """``dense`` when all n^2 similarities cost less than the per-triplet work, else ``sparse``.
+
+    The constant was measured on CPU (benchmarks/probe_objective.py): a gathered row-wise
+    dot product and a CSR product cost roughly 8 GEMM flops per flop.
+    """
+    dense_cost = 2.0 * n_active * n_active
+    sparse_cost = 8.0 * 9.0 * n_triplets
+    return "dense" if dense_cost <= sparse_cost else "sparse"
+
+
+def pair_similarities(z: torch.Tensor, prep: PreparedTriplets, path: str) -> torch.Tensor:
+    """S at every unique pair of ``prep``."""
+    if path == "dense":
+        s = z @ z.T
+        return s[prep.pair_rows, prep.pair_cols]
+    out = torch.empty(prep.n_pairs, dtype=z.dtype, device=z.device)
+    for start in range(0, prep.n_pairs, _CHUNK):
+        stop = min(start + _CHUNK, prep.n_pairs)
+        out[start:stop] = (z[prep.pair_rows[start:stop]] * z[prep.pair_cols[start:stop]]).sum(1)
+    return out
+
+
+def logits_of(pair_sims: torch.Tensor, prep: PreparedTriplets, temperature: float) -> torch.Tensor:
+    """(m, 3) logits: similarity of the other two items over T, per position."""
+    return pair_sims[prep.slot_pair] / temperature
+
+
+def nll_and_pair_grad(
+    pair_sims: torch.Tensor, prep: PreparedTriplets, temperature: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean NLL and its gradient with respect to each unique pair's similarity."""
+    logits = logits_of(pair_sims, prep, temperature)
+    lse = torch.logsumexp(logits, dim=1)
+    rows = torch.arange(prep.n_triplets, device=logits.device)
+    nll = (lse - logits[rows, prep.odd]).mean()
+    g = torch.exp(logits - lse[:, None])
+    g[rows, prep.odd] -= 1.0
+    g /= prep.n_triplets * temperature
+    grad_pairs = torch.zeros(prep.n_pairs, dtype=g.dtype, device=g.device)
+    grad_pairs.index_add_(0, prep.slot_pair.reshape(-1), g.reshape(-1))
+    return nll, grad_pairs
+
+
+def grad_z(z: torch.Tensor, grad_pairs: torch.Tensor, prep: PreparedTriplets, path: str) -> torch.Tensor:
+    """dL/dZ = (G + G^T) Z for the pair gradient G."""
+    n = prep.n_active
+    if path == "dense":
+        g = torch.zeros(n, n, dtype=z.dtype, device=z.device)
+        g[prep.pair_rows, prep.pair_cols] = grad_pairs
+        return (g + g.T) @ z
+    crow, col, order = prep.csr_pattern()
+    values = torch.cat([grad_pairs, grad_pairs])[order]
+    g = torch.sparse_csr_tensor(crow, col, values, size=(n, n))
+    return g @ z
+
+
+class TripletObjective:
+    """Loss and hand-derived gradient of one probe problem.
+
+    Parameters
+    ----------
+    x_active : (n_active, p) features of ``prep.concepts``, in that order (see
+        :meth:`from_features` to start from the features of all concepts).
+    prep : compiled triplets.
+    family, regulariser, lam : the flexibility level and penalty lambda * R(W).
+    temperature : T of the softmax.
+    path : ``auto`` (see :func:`choose_path`), ``dense`` or ``sparse``.
+    """
+
+    def __init__(
+        self,
+        x_active: torch.Tensor,
+        prep: PreparedTriplets,
+        family: Family,
+        regulariser: str = "scalar_shrinkage",
+        lam: float = 0.0,
+        temperature: float = 1.0,
+        path: str = "auto",
+    ) -> None:
+        if path not in ("auto", "dense", "sparse"):
+            raise ValueError(f"path must be 'auto', 'dense' or 'sparse', got {path!r}")
+        if not temperature > 0:
+            raise ValueError(f"temperature must be positive, got {temperature}")
+        if lam < 0:
+            raise ValueError(f"lambda must be non-negative, got {lam}")
+        if x_active.shape[0] != prep.n_active:
+            raise ValueError(
+                f"x_active has {x_active.shape[0]} rows, the triplets use {prep.n_active} concepts"
+            )
+        self.x = x_active
+        self.prep = prep
+        self.family = family
+        self.regulariser = regulariser
+        self.lam = float(lam)
+        self.temperature = float(temperature)
+        self.path = choose_path(prep.n_active, prep.n_triplets) if path == "auto" else path
+
+    @classmethod
+    def from_features(cls, features: torch.Tensor, prep: PreparedTriplets, family: Family, **kw):
+        """Objective on the rows of ``features`` (all concepts) that the triplets use."""
+        return cls(features[prep.concepts.to(features.device)], prep, family, **kw)
+
+    def loss_and_grad(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Total loss (NLL + lambda R) and its gradient with respect to ``theta``."""
+        z = self.family.transform(self.x, theta)
+        sims = pair_similarities(z, self.prep, self.path)
+        nll, grad_pairs = nll_and_pair_grad(sims, self.prep, self.temperature)
+        grad = self.family.backward(self.x, grad_z(z, grad_pairs, self.prep, self.path), theta)
+        if self.lam > 0 and self.family.name != "zero_shot":
+            value, reg_grad = penalty(self.family, self.regulariser, theta)
+            return nll + self.lam * value, grad + self.lam * reg_grad
+        return nll, grad
+
+    def nll(self, theta: torch.Tensor) -> torch.Tensor:
+        """Mean negative log-likelihood alone."""
+        z = self.family.transform(self.x, theta)
+        logits = logits_of(pair_similarities(z, self.prep, self.path), self.prep, self.temperature)
+        rows = torch.arange(self.prep.n_triplets, device=logits.device)
+        return (torch.logsumexp(logits, 1) - logits[rows, self.prep.odd]).mean()
