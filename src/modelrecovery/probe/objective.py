@@ -15,6 +15,7 @@ pattern) is done once in :class:`PreparedTriplets` and shared by every fit on th
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +23,7 @@ import torch
 
 from modelrecovery.data.triplets import Triplets
 from modelrecovery.probe.families import Family, penalty
+from modelrecovery.probe.kernels import nll_pair_grad_cpu
 
 _CHUNK = 1 << 16
 
@@ -44,6 +46,7 @@ class PreparedTriplets:
     pair_cols: torch.Tensor
     odd: torch.Tensor
     _csr: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+    _numpy_slots: tuple[np.ndarray, np.ndarray] | None = None
 
     @property
     def n_active(self) -> int:
@@ -62,7 +65,14 @@ class PreparedTriplets:
         """Compile ``triplets`` (must be non-empty)."""
         if len(triplets) == 0:
             raise ValueError("cannot fit or evaluate a probe on an empty triplet set")
-        ids = triplets.ids.astype(np.int64)
+        # Canonical order (ids ascending within rows, rows sorted) changes no sum but makes
+        # the per-triplet gathers and scatters far more cache-friendly.
+        raw = triplets.ids.astype(np.int64)
+        order = np.argsort(raw, axis=1, kind="stable")
+        ids = np.take_along_axis(raw, order, axis=1)
+        odd_sorted = np.argmax(order == triplets.odd[:, None], axis=1)
+        rows = np.lexsort((ids[:, 2], ids[:, 1], ids[:, 0]))
+        ids, odd_sorted = ids[rows], odd_sorted[rows]
         concepts, local = np.unique(ids, return_inverse=True)
         local = local.reshape(ids.shape)
         n = np.int64(concepts.size)
@@ -76,8 +86,17 @@ class PreparedTriplets:
             slot_pair=as_t(slot_pair.reshape(-1, 3)),
             pair_rows=as_t(keys // n),
             pair_cols=as_t(keys % n),
-            odd=as_t(triplets.odd.astype(np.int64)),
+            odd=as_t(odd_sorted.astype(np.int64)),
         )
+
+    def numpy_slots(self) -> tuple[np.ndarray, np.ndarray]:
+        """``slot_pair`` and ``odd`` as NumPy arrays for the compiled CPU kernel."""
+        if self._numpy_slots is None:
+            self._numpy_slots = (
+                self.slot_pair.cpu().numpy(),
+                self.odd.cpu().numpy().astype(np.int8),
+            )
+        return self._numpy_slots
 
     def csr_pattern(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """CSR structure of the symmetric pair matrix: (crow, col, order of values)."""
@@ -121,9 +140,17 @@ def logits_of(pair_sims: torch.Tensor, prep: PreparedTriplets, temperature: floa
 
 
 def nll_and_pair_grad(
-    pair_sims: torch.Tensor, prep: PreparedTriplets, temperature: float
+    pair_sims: torch.Tensor, prep: PreparedTriplets, temperature: float, compiled: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean NLL and its gradient with respect to each unique pair's similarity."""
+    """Mean NLL and its gradient with respect to each unique pair's similarity.
+
+    On CPU the compiled kernel (:mod:`modelrecovery.probe.kernels`) does it in one pass;
+    elsewhere (or with ``compiled=False``) array operations compute the same numbers.
+    """
+    if compiled and pair_sims.device.type == "cpu":
+        slot_pair, odd = prep.numpy_slots()
+        nll, grad = nll_pair_grad_cpu(pair_sims.numpy(), slot_pair, odd, temperature)
+        return torch.tensor(nll, dtype=pair_sims.dtype), torch.from_numpy(grad)
     logits = logits_of(pair_sims, prep, temperature)
     lse = torch.logsumexp(logits, dim=1)
     rows = torch.arange(prep.n_triplets, device=logits.device)
@@ -145,7 +172,9 @@ def grad_z(z: torch.Tensor, grad_pairs: torch.Tensor, prep: PreparedTriplets, pa
         return (g + g.T) @ z
     crow, col, order = prep.csr_pattern()
     values = torch.cat([grad_pairs, grad_pairs])[order]
-    g = torch.sparse_csr_tensor(crow, col, values, size=(n, n))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        g = torch.sparse_csr_tensor(crow, col, values, size=(n, n), check_invariants=False)
     return g @ z
 
 

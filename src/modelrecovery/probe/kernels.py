@@ -1,0 +1,61 @@
+"""Compiled CPU kernel for the per-triplet work of the objective (numba).
+
+One pass over the triplets gathers the three pair similarities, forms the softmax, adds
+the NLL and scatters the gradient into per-thread buffers (no write conflicts), which are
+summed at the end. This replaces about eight full passes of separate array operations
+(gather, max, exp, sum, log, subtract, scatter) and is what keeps the per-triplet work
+from dominating at millions of triplets. Results equal the array version to rounding.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+
+@numba.njit(parallel=True, fastmath=True, cache=True)
+def _nll_pair_grad(sims, slot_pair, odd, inv_temperature, n_chunks):  # pragma: no cover
+    m = slot_pair.shape[0]
+    n_pairs = sims.shape[0]
+    grads = np.zeros((n_chunks, n_pairs), dtype=sims.dtype)
+    nll_parts = np.zeros(n_chunks, dtype=np.float64)
+    inv_t = sims.dtype.type(inv_temperature)
+    scale = sims.dtype.type(inv_temperature / m)
+    one = sims.dtype.type(1.0)
+    for chunk in numba.prange(n_chunks):
+        start = chunk * m // n_chunks
+        stop = (chunk + 1) * m // n_chunks
+        grad = grads[chunk]
+        total = 0.0
+        for t in range(start, stop):
+            p0 = slot_pair[t, 0]
+            p1 = slot_pair[t, 1]
+            p2 = slot_pair[t, 2]
+            l0 = sims[p0] * inv_t
+            l1 = sims[p1] * inv_t
+            l2 = sims[p2] * inv_t
+            top = max(l0, max(l1, l2))
+            e0 = np.exp(l0 - top)
+            e1 = np.exp(l1 - top)
+            e2 = np.exp(l2 - top)
+            norm = e0 + e1 + e2
+            o = odd[t]
+            chosen = l0 if o == 0 else (l1 if o == 1 else l2)
+            total += np.log(norm) + top - chosen
+            w = scale / norm
+            grad[p0] += e0 * w - (scale if o == 0 else 0)
+            grad[p1] += e1 * w - (scale if o == 1 else 0)
+            grad[p2] += e2 * w - (scale if o == 2 else 0)
+        nll_parts[chunk] = total
+    out = grads[0].copy()
+    for chunk in range(1, n_chunks):
+        out += grads[chunk]
+    return nll_parts.sum() / m, out
+
+
+def nll_pair_grad_cpu(
+    sims: np.ndarray, slot_pair: np.ndarray, odd: np.ndarray, temperature: float
+) -> tuple[float, np.ndarray]:
+    """Mean NLL and gradient per unique pair (see :func:`objective.nll_and_pair_grad`)."""
+    n_chunks = max(1, min(numba.get_num_threads(), slot_pair.shape[0] // 4096))
+    return _nll_pair_grad(sims, slot_pair, odd, 1.0 / temperature, n_chunks)
