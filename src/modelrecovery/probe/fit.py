@@ -186,7 +186,47 @@ def make_step(objective: TripletObjective, param: torch.nn.Parameter, optimiser:
     return step
 
 
-def fit_probe(
+@dataclass
+class ProbeProblem:
+    """Everything a fit needs: the objective, the start point and how to map back to W."""
+
+    objective: TripletObjective
+    theta0: torch.Tensor
+    family: Family
+    regulariser: str
+    lam: float
+    temperature: float
+    p: int
+    space: RowSpace | None
+
+    def result(
+        self,
+        theta: torch.Tensor,
+        history: list[float],
+        iterations: int,
+        evaluations: int,
+        converged: bool,
+        seconds: float,
+    ) -> FittedProbe:
+        """A :class:`FittedProbe` from optimised parameters."""
+        return FittedProbe(
+            family=self.family,
+            regulariser=self.regulariser,
+            lam=self.lam,
+            temperature=self.temperature,
+            theta=theta.detach(),
+            p=self.p,
+            space=self.space,
+            loss_history=history,
+            iterations=iterations,
+            evaluations=evaluations,
+            converged=converged,
+            seconds=seconds,
+            path=self.objective.path,
+        )
+
+
+def build_problem(
     features: torch.Tensor | np.ndarray,
     triplets: Triplets | PreparedTriplets,
     *,
@@ -201,31 +241,15 @@ def fit_probe(
     reduce: bool | str = "auto",
     space: RowSpace | None = None,
     init: torch.Tensor | None = None,
-    settings: LBFGSSettings | None = None,
-) -> FittedProbe:
-    """Fit W (and nothing else; T stays fixed) to odd-one-out triplets.
-
-    Parameters
-    ----------
-    features : (n_concepts, p) features of every concept the triplets index.
-    triplets : the training triplets (or a :class:`PreparedTriplets` reused across fits).
-    family : flexibility level or its name; ``k`` for ``rectangular``.
-    regulariser, lam : penalty ``lam * R(W)``; ``lam`` is ignored for ``zero_shot``.
-    temperature : T of the softmax (kept fixed).
-    dtype, device : float32 by default; ``device='cuda'`` or ``'auto'`` to use a GPU.
-    path : objective path (``auto``, ``dense``, ``sparse``).
-    reduce : use the exact row-space reduction for ``full`` W with ``scalar_shrinkage`` or
-        ``l2`` when the training features' rank is below p (``auto``), always try
-        (``True``) or never (``False``). ``space`` reuses a precomputed row space.
-    init : starting parameters (warm start); default the identity. In the reduced
-        parametrisation ``init`` is r x r.
-    """
-    start = time.perf_counter()
+) -> ProbeProblem:
+    """Validate the inputs and set up one probe problem (see :func:`fit_probe`)."""
     fam = family if isinstance(family, Family) else Family(family, k)
     if regulariser not in REGULARISERS:
         raise ValueError(f"regulariser must be one of {REGULARISERS}, got {regulariser!r}")
     if not (isinstance(lam, int | float) and math.isfinite(lam) and lam >= 0):
         raise ValueError(f"lam must be a finite number >= 0, got {lam!r}")
+    if not (isinstance(temperature, int | float) and math.isfinite(temperature) and temperature > 0):
+        raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
     dev = resolve_device(device)
     x = torch.as_tensor(features).to(dtype=dtype, device=dev)
     if x.ndim != 2:
@@ -233,7 +257,7 @@ def fit_probe(
     if not torch.isfinite(x).all():
         raise ValueError("features contain NaN or infinite values")
     prep = (
-        triplets
+        triplets.to(dev)
         if isinstance(triplets, PreparedTriplets)
         else PreparedTriplets.from_triplets(triplets, device=dev)
     )
@@ -243,11 +267,9 @@ def fit_probe(
             f"{x.shape[0]} rows"
         )
     p = int(x.shape[1])
-    x_active = x[prep.concepts.to(dev)]
+    x_active = x[prep.concepts]
     use_reduction = (
-        fam.name == "full"
-        and regulariser in REDUCIBLE_REGULARISERS
-        and reduce in (True, "auto")
+        fam.name == "full" and regulariser in REDUCIBLE_REGULARISERS and reduce in (True, "auto")
     )
     if use_reduction and space is None:
         space = row_space(x_active)
@@ -261,22 +283,50 @@ def fit_probe(
     objective = TripletObjective(
         x_fit, prep, fam, regulariser=regulariser, lam=lam, temperature=temperature, path=path
     )
-    theta0 = fam.init(p_fit, dtype=dtype, device=dev) if init is None else init.to(dtype=dtype, device=dev)
+    if init is None:
+        theta0 = fam.init(p_fit, dtype=dtype, device=dev)
+    else:
+        theta0 = torch.as_tensor(init).to(dtype=dtype, device=dev)
+        expected = tuple(fam.init(p_fit, dtype=dtype, device="cpu").shape)
+        if tuple(theta0.shape) != expected:
+            raise ValueError(f"init has shape {tuple(theta0.shape)}, expected {expected}")
+    return ProbeProblem(objective, theta0, fam, regulariser, float(lam), float(temperature), p, space)
+
+
+def fit_probe(
+    features: torch.Tensor | np.ndarray,
+    triplets: Triplets | PreparedTriplets,
+    *,
+    settings: LBFGSSettings | None = None,
+    **options,
+) -> FittedProbe:
+    """Fit W (T stays fixed) to odd-one-out triplets with full-batch L-BFGS.
+
+    Parameters
+    ----------
+    features : (n_concepts, p) features of every concept the triplets index.
+    triplets : the training triplets (or a :class:`PreparedTriplets` reused across fits).
+    settings : the optimiser's settings (default: the study's).
+    **options : passed to :func:`build_problem`:
+
+        family, k : flexibility level (``zero_shot``, ``diagonal``, ``rectangular`` with
+            ``k``, ``full``; default ``full``).
+        regulariser, lam : penalty ``lam * R(W)`` (default ``scalar_shrinkage``, 0);
+            ``lam`` is ignored for ``zero_shot``.
+        temperature : T of the softmax (kept fixed; default 1).
+        dtype, device : float32 on CPU by default; ``device='cuda'`` or ``'auto'``.
+        path : objective path (``auto``, ``dense``, ``sparse``).
+        reduce : the exact row-space reduction for ``full`` W with ``scalar_shrinkage`` or
+            ``l2`` when the training features' rank is below p (``auto``), always
+            (``True``) or never (``False``); ``space`` reuses a precomputed row space.
+        init : starting parameters (warm start, r x r in the reduced parametrisation);
+            default the identity.
+    """
+    start = time.perf_counter()
+    problem = build_problem(features, triplets, **options)
     theta, history, iterations, evaluations, converged = lbfgs_minimise(
-        objective, theta0, settings or LBFGSSettings()
+        problem.objective, problem.theta0, settings or LBFGSSettings()
     )
-    return FittedProbe(
-        family=fam,
-        regulariser=regulariser,
-        lam=float(lam),
-        temperature=float(temperature),
-        theta=theta,
-        p=p,
-        space=space,
-        loss_history=history,
-        iterations=iterations,
-        evaluations=evaluations,
-        converged=converged,
-        seconds=time.perf_counter() - start,
-        path=objective.path,
+    return problem.result(
+        theta, history, iterations, evaluations, converged, time.perf_counter() - start
     )

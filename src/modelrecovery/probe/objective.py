@@ -89,6 +89,18 @@ class PreparedTriplets:
             odd=as_t(odd_sorted.astype(np.int64)),
         )
 
+    def to(self, device: torch.device | str) -> PreparedTriplets:
+        """The same triplets on ``device`` (self if already there)."""
+        if self.odd.device == torch.device(device):
+            return self
+        return PreparedTriplets(
+            concepts=self.concepts.to(device),
+            slot_pair=self.slot_pair.to(device),
+            pair_rows=self.pair_rows.to(device),
+            pair_cols=self.pair_cols.to(device),
+            odd=self.odd.to(device),
+        )
+
     def numpy_slots(self) -> tuple[np.ndarray, np.ndarray]:
         """``slot_pair`` and ``odd`` as NumPy arrays for the compiled CPU kernel."""
         if self._numpy_slots is None:
@@ -218,6 +230,18 @@ class TripletObjective:
         self.lam = float(lam)
         self.temperature = float(temperature)
         self.path = choose_path(prep.n_active, prep.n_triplets) if path == "auto" else path
+
+    def to(self, device: torch.device | str) -> TripletObjective:
+        """The same objective with its tensors on ``device``."""
+        return TripletObjective(
+            self.x.to(device),
+            self.prep.to(device),
+            self.family,
+            regulariser=self.regulariser,
+            lam=self.lam,
+            temperature=self.temperature,
+            path=self.path,
+        )
 
     @classmethod
     def from_features(cls, features: torch.Tensor, prep: PreparedTriplets, family: Family, **kw):

@@ -1,0 +1,141 @@
+"""A LightningModule around the probe, trained with the custom full-batch L-BFGS step.
+
+Every training step is one L-BFGS step (up to ``max_iter`` iterations with strong-Wolfe
+line search) on all triplets; an epoch holds one step, and training stops when the
+relative change of the loss falls below ``rel_tol`` (the study's rule), so
+``lightning.Trainer(max_epochs=settings.max_repeats).fit(module)`` reproduces
+:func:`~modelrecovery.probe.fit.fit_probe`, and any Lightning logger records the loss.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from modelrecovery.data.triplets import Triplets
+from modelrecovery.probe.fit import FittedProbe, LBFGSSettings, build_problem
+
+
+class _OneBatch(torch.utils.data.Dataset):
+    """A dataset of one item: the step works on all triplets held by the module."""
+
+    def __len__(self) -> int:
+        return 1
+
+    def __getitem__(self, index: int) -> int:
+        return index
+
+
+class ProbeModule(L.LightningModule):
+    """The probe as a LightningModule (manual optimisation, one L-BFGS step per epoch).
+
+    Parameters
+    ----------
+    features, triplets : as for :func:`~modelrecovery.probe.fit.fit_probe`.
+    settings : L-BFGS settings and stopping rule.
+    validation : optional triplets whose accuracy and NLL are logged after every step.
+    **options : problem options of :func:`~modelrecovery.probe.fit.build_problem`.
+    """
+
+    def __init__(
+        self,
+        features: torch.Tensor | np.ndarray,
+        triplets: Triplets,
+        *,
+        settings: LBFGSSettings | None = None,
+        validation: Triplets | None = None,
+        **options,
+    ) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+        self.settings = settings or LBFGSSettings()
+        self.problem = build_problem(features, triplets, **options)
+        self.theta = torch.nn.Parameter(self.problem.theta0.clone())
+        self._features = torch.as_tensor(features)
+        self._validation = validation
+        self.loss_history: list[float] = []
+        self.converged = False
+        self._start = time.perf_counter()
+        self.save_hyperparameters(ignore=["features", "triplets", "validation", "settings"])
+        self.hparams.update(
+            {
+                "family": self.problem.family.name,
+                "k": self.problem.family.k,
+                "regulariser": self.problem.regulariser,
+                "lam": self.problem.lam,
+                "temperature": self.problem.temperature,
+                "n_triplets": len(triplets),
+                "p": self.problem.p,
+                "reduced_rank": None if self.problem.space is None else self.problem.space.rank,
+            }
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(_OneBatch(), batch_size=None)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        s = self.settings
+        return torch.optim.LBFGS(
+            [self.theta],
+            lr=1.0,
+            max_iter=s.max_iter,
+            history_size=s.history_size,
+            line_search_fn="strong_wolfe",
+            tolerance_grad=s.tolerance_grad,
+            tolerance_change=s.tolerance_change,
+        )
+
+    def on_fit_start(self) -> None:
+        self.problem.objective = self.problem.objective.to(self.theta.device)
+        self._start = time.perf_counter()
+        if not self.loss_history:
+            self.loss_history.append(self._loss())
+
+    def _loss(self) -> float:
+        with torch.no_grad():
+            return float(self.problem.objective.loss_and_grad(self.theta.detach())[0])
+
+    def training_step(self, batch, batch_idx: int) -> None:
+        optimiser = self.optimizers()
+        objective = self.problem.objective
+
+        def closure() -> torch.Tensor:
+            loss, grad = objective.loss_and_grad(self.theta.detach())
+            self.theta.grad = grad
+            return loss
+
+        optimiser.step(closure=closure)
+        loss = self._loss()
+        previous = self.loss_history[-1]
+        if not math.isfinite(loss):
+            self.trainer.should_stop = True
+            return
+        self.loss_history.append(loss)
+        self.log("train_loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=1)
+        if self._validation is not None:
+            scores = self.fitted().evaluate(self._features, self._validation)
+            self.log("val_accuracy", scores["accuracy"], on_step=False, on_epoch=True, batch_size=1)
+            self.log("val_nll", scores["nll"], on_step=False, on_epoch=True, batch_size=1)
+        if abs(previous - loss) <= self.settings.rel_tol * max(abs(previous), 1e-30):
+            self.converged = True
+            self.trainer.should_stop = True
+
+    def fitted(self) -> FittedProbe:
+        """The current parameters as a :class:`FittedProbe`."""
+        optimiser = self.optimizers() if self._trainer is not None else None
+        state = {}
+        if optimiser is not None:
+            state = optimiser.optimizer.state.get(self.theta, {})
+        return self.problem.result(
+            self.theta.detach().clone(),
+            list(self.loss_history),
+            int(state.get("n_iter", 0)),
+            int(state.get("func_evals", 0)) + len(self.loss_history),
+            self.converged,
+            time.perf_counter() - self._start,
+        )
