@@ -15,9 +15,7 @@ def random_triplet_ids(n_concepts: int, m: int, rng: np.random.Generator) -> np.
     return ids.astype(np.int32)
 
 
-def planted_triplets(
-    z: np.ndarray, m: int, seed: int, temperature: float = 1.0
-) -> Triplets:
+def planted_triplets(z: np.ndarray, m: int, seed: int, temperature: float = 1.0) -> Triplets:
     """Triplets whose responses are sampled from the dot-product model on ``z``."""
     rng = np.random.default_rng(seed)
     ids = random_triplet_ids(z.shape[0], m, rng)

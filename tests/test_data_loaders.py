@@ -340,3 +340,9 @@ def test_real_things2020_noise_ceiling_file() -> None:
     print(f"noise ceiling of triplets_noiseceiling_2020.tsv: {nc:.4f}")
     assert 0.6 < nc < 0.75
     assert len(np.unique(t.sorted_keys())) == 1000
+
+
+def test_blank_first_line(tmp_path: Path) -> None:
+    path = _write(tmp_path / "blank_first.csv", "\n" + HEADER_2023 + "\n1\t2\t3\t1\t5\t0\n")
+    with pytest.raises(TripletDataError, match=r"blank_first\.csv: line 1: empty line"):
+        load_triplets(path)

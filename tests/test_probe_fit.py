@@ -47,7 +47,9 @@ def test_reduced_parametrisation_matches_plain_problem(regulariser):
     assert plain.space is None
     assert reduced.loss_history[-1] == pytest.approx(plain.loss_history[-1], rel=1e-7)
     # predictions on concepts outside the training row space (the c (I - V V^T) term)
-    np.testing.assert_allclose(reduced.probabilities(x, test), plain.probabilities(x, test), atol=1e-4)
+    np.testing.assert_allclose(
+        reduced.probabilities(x, test), plain.probabilities(x, test), atol=1e-4
+    )
     np.testing.assert_allclose(reduced.matrix().numpy(), plain.matrix().numpy(), atol=1e-3)
 
 

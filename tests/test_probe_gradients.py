@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import random_triplet_ids
 from modelrecovery.data import Triplets
 from modelrecovery.probe import Family, PreparedTriplets, TripletObjective, penalty
-from helpers import random_triplet_ids
 
 
 def autograd_loss(x, ids, odd, family, regulariser, lam, temperature, theta):

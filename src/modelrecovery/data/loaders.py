@@ -6,14 +6,17 @@ indices in THINGS order and 0-based odd positions. Bad input raises
 counting the header line) and what was expected.
 
 Reading is fast: pandas' C parser reads the numbers and all checks are vectorised. Only when
-the parser or a check finds a malformed cell is the file scanned line by line (in Python) to
-name the exact line, so the slow path costs time only for files that are rejected anyway.
+the parser or a check finds a malformed cell is the offending line re-read as text (or, if
+need be, the file scanned line by line) to say exactly what is wrong, so the slow path costs
+time only for files that are rejected anyway.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
+import re
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -454,6 +457,7 @@ def _read_table(
         with warnings.catch_warnings():
             # pandas only warns (and drops data) when the first row has extra fields.
             warnings.simplefilter("error", pd.errors.ParserWarning)
+            warnings.simplefilter("ignore", pd.errors.DtypeWarning)  # mixed types: found below
             df = pd.read_csv(
                 path,
                 sep=sep,
@@ -466,7 +470,12 @@ def _read_table(
                 encoding="utf-8-sig",
             )
     except (pd.errors.ParserError, pd.errors.ParserWarning, ValueError, UnicodeDecodeError) as err:
-        _diagnose(path, sep, names, first_line, str(err))
+        # "Expected 6 fields in line 12, saw 7" names the (absolute) line; check it first.
+        found = re.search(r"in line (\d+)", str(err))
+        guess = int(found.group(1)) if found else first_line
+        if isinstance(err, pd.errors.ParserWarning):
+            guess = first_line
+        _diagnose(path, sep, names, first_line, str(err), guess=guess)
     # Trailing blank lines are harmless; blank lines inside the table are errors (below).
     n = len(df)
     if n:
@@ -479,35 +488,81 @@ def _read_table(
             + (" after the header)" if header else ")")
         )
     values: dict[str, np.ndarray] = {}
+    bad_any = np.zeros(n, dtype=bool)
     for name in wanted:
         col = df[names.index(name)]
-        if not pd.api.types.is_numeric_dtype(col.dtype) or pd.api.types.is_bool_dtype(col.dtype):
-            _diagnose(path, sep, names, first_line, f"column {name!r} is not numeric")
-        arr = col.to_numpy()
-        if arr.dtype.kind == "f":
-            if np.isnan(arr).any():
-                _diagnose(path, sep, names, first_line, f"column {name!r} has missing cells")
-            bad = np.flatnonzero(~np.isfinite(arr) | (arr != np.round(arr)))
-            if bad.size:
-                raise TripletDataError(
-                    f"{path}: line {first_line + int(bad[0])}: column {name!r} = "
-                    f"{float(arr[bad[0]])!r} is not an integer"
-                    + (f" ({bad.size} such rows)" if bad.size > 1 else "")
-                )
-            if np.abs(arr).max() >= 2**53:
-                _diagnose(path, sep, names, first_line, f"column {name!r} has huge values")
-        values[name] = arr.astype(np.int64, copy=False)
-    # Any row with too few fields shows up as NaN above; rows with too many make the parser
-    # fail. Either way the line scan names the line. A row with all cells filled and the
-    # right count is fine.
+        if pd.api.types.is_bool_dtype(col.dtype):
+            bad = np.ones(n, dtype=bool)
+        elif pd.api.types.is_integer_dtype(col.dtype):
+            arr = col.to_numpy()
+            bad = np.abs(arr) >= 2**53 if arr.dtype.kind == "u" else np.zeros(n, dtype=bool)
+        else:
+            # Floats (empty cells, NaN, 2.5) or text ("abc"): locate the malformed cells.
+            num = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+            with np.errstate(invalid="ignore"):
+                bad = ~np.isfinite(num) | (num != np.round(num)) | (np.abs(num) >= 2**53)
+            arr = num
+        bad_any |= bad
+        if not bad.any():
+            values[name] = arr.astype(np.int64)
+    if bad_any.any():
+        rows = np.flatnonzero(bad_any)
+        _diagnose(
+            path,
+            sep,
+            names,
+            first_line,
+            "malformed cells",
+            guess=first_line + int(rows[0]),
+            n_bad=rows.size,
+        )
     return _Table(path, values, first_line)
 
 
-def _diagnose(path: Path, sep: str, names: Sequence[str], first_line: int, hint: str) -> NoReturn:
-    """Scan the file line by line and raise for the first malformed line."""
-    n_fields = len(names)
-    pending_blank: int | None = None
+def _line_problem(text: str, sep: str, names: Sequence[str]) -> str | None:
+    """What is wrong with one data line of the table, or None."""
+    if not text.strip():
+        return f"empty line inside the table (expected {len(names)} columns: {_describe(names)})"
+    fields = _split(text, sep)
+    if len(fields) != len(names):
+        return f"{len(fields)} columns, expected {len(names)} ({_describe(names)})"
+    for name, cell in zip(names, fields, strict=True):
+        cell = cell.strip().strip('"')
+        if not cell:
+            return f"column {name!r} is empty (expected an integer)"
+        try:
+            number = float(cell)
+        except ValueError:
+            return f"column {name!r} = {cell!r} is not an integer"
+        if math.isnan(number):
+            return f"column {name!r} = NaN is not an integer"
+        if not math.isfinite(number) or number != round(number):
+            return f"column {name!r} = {cell} is not an integer"
+        if abs(number) >= 2**53:
+            return f"column {name!r} = {cell} is too large"
+    return None
+
+
+def _diagnose(
+    path: Path,
+    sep: str,
+    names: Sequence[str],
+    first_line: int,
+    hint: str,
+    *,
+    guess: int | None = None,
+    n_bad: int = 1,
+) -> NoReturn:
+    """Raise for the first malformed line: the ``guess`` line if it is one, else scan."""
+    more = f" ({n_bad} such rows)" if n_bad > 1 else ""
     with open(path, encoding="utf-8-sig", errors="replace", newline=None) as f:
+        if guess is not None and guess >= first_line:
+            for raw in itertools.islice(f, guess - 1, guess):
+                problem = _line_problem(raw.rstrip("\r\n"), sep, names)
+                if problem is not None:
+                    raise TripletDataError(f"{path}: line {guess}: {problem}{more}")
+            f.seek(0)
+        pending_blank: int | None = None
         for lineno, raw in enumerate(f, 1):
             if lineno < first_line:
                 continue
@@ -517,37 +572,11 @@ def _diagnose(path: Path, sep: str, names: Sequence[str], first_line: int, hint:
                     pending_blank = lineno
                 continue
             if pending_blank is not None:
-                raise TripletDataError(
-                    f"{path}: line {pending_blank}: empty line inside the table (expected "
-                    f"{n_fields} columns: {_describe(names)})"
-                )
-            fields = _split(text, sep)
-            if len(fields) != n_fields:
-                raise TripletDataError(
-                    f"{path}: line {lineno}: {len(fields)} columns, expected {n_fields} "
-                    f"({_describe(names)})"
-                )
-            for name, cell in zip(names, fields, strict=True):
-                cell = cell.strip().strip('"')
-                if not cell:
-                    raise TripletDataError(
-                        f"{path}: line {lineno}: column {name!r} is empty (expected an integer)"
-                    )
-                try:
-                    number = float(cell)
-                except ValueError:
-                    raise TripletDataError(
-                        f"{path}: line {lineno}: column {name!r} = {cell!r} is not an integer"
-                    ) from None
-                if not math.isfinite(number) or number != round(number):
-                    kind = "NaN" if math.isnan(number) else repr(cell)
-                    raise TripletDataError(
-                        f"{path}: line {lineno}: column {name!r} = {kind} is not an integer"
-                    )
-                if abs(number) >= 2**53:
-                    raise TripletDataError(
-                        f"{path}: line {lineno}: column {name!r} = {cell!r} is too large"
-                    )
+                problem = _line_problem("", sep, names)
+                raise TripletDataError(f"{path}: line {pending_blank}: {problem}")
+            problem = _line_problem(text, sep, names)
+            if problem is not None:
+                raise TripletDataError(f"{path}: line {lineno}: {problem}")
     raise TripletDataError(f"{path}: cannot parse the triplet table ({hint})")
 
 
@@ -603,13 +632,20 @@ def _check_range(table: _Table, values: np.ndarray, name: str, lo: int, hi: int,
 
 
 def _first_line(path: Path) -> str | None:
-    """The first non-empty line's text, or None for a file without any."""
+    """The first line's text, or None for an empty file; a blank first line is an error."""
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such triplet file")
     with open(path, encoding="utf-8-sig", errors="replace", newline=None) as f:
         line = f.readline()
+        rest = f.read(4096)
     text = line.rstrip("\r\n")
-    return text if text.strip() else None
+    if text.strip():
+        return text
+    if not rest.strip():
+        return None
+    raise TripletDataError(
+        f"{path}: line 1: empty line (expected a header or the first triplet on line 1)"
+    )
 
 
 def _read_lines(path: Path) -> list[tuple[int, str]]:

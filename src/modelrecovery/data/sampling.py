@@ -21,7 +21,8 @@ SeedLike = int | np.random.SeedSequence | np.random.Generator
 # Enumerate every combination instead of rejection sampling when N is at least this share of
 # the available triplets (and the enumeration fits in memory).
 _EXHAUSTIVE_SHARE = 0.25
-_EXHAUSTIVE_MAX = 200_000_000
+_EXHAUSTIVE_MAX = 20_000_000
+_MAX_BATCH = 50_000_000
 _MIN_BATCH = 4096
 
 
@@ -131,7 +132,7 @@ def excluded_keys(
             raise ValueError(
                 f"exclude must be Triplets, an (m, 3) array or 1-D keys, got shape {arr.shape}"
             )
-    keys = np.unique(keys)
+    keys = _sorted_unique(keys)
     if concepts is not None and keys.size:
         member = np.zeros(n_concepts, dtype=bool)
         member[np.asarray(concepts, dtype=np.int64)] = True
@@ -195,6 +196,17 @@ def _check_concepts(concepts: np.ndarray, n_concepts: int) -> np.ndarray:
     return pool
 
 
+def _sorted_unique(keys: np.ndarray) -> np.ndarray:
+    """Sorted unique values (sort based: faster than numpy's hash-based unique on big arrays)."""
+    s = np.sort(keys)
+    if s.size < 2:
+        return s
+    keep = np.empty(s.size, dtype=bool)
+    keep[0] = True
+    np.not_equal(s[1:], s[:-1], out=keep[1:])
+    return s[keep]
+
+
 def _is_excluded(keys: np.ndarray, excl: np.ndarray) -> np.ndarray:
     """Membership of ``keys`` in the sorted unique array ``excl``."""
     if excl.size == 0:
@@ -243,35 +255,35 @@ def _sample_rejection(
     m = pool.size
     total = math.comb(m, 3)
     accept = available / total
-    rows_parts: list[np.ndarray] = []
-    keys_parts: list[np.ndarray] = []
-    n_unique = 0
+    kept_local = np.empty((0, 3), dtype=np.int64)  # first occurrences so far, in draw order
+    kept_keys = np.empty(0, dtype=np.int64)
     while True:
-        # Expected draws (of available triplets) to see n distinct ones, given n_unique seen.
+        # Expected draws (of available triplets) to see n distinct ones, given those seen.
+        n_unique = kept_keys.size
         target = min(n * 1.02 + 64, available)
         if target >= available:
             extra = available * (math.log(available) + 1.0)
         else:
             extra = available * math.log((available - n_unique) / (available - target))
-        size = max(int(extra / accept * 1.05), _MIN_BATCH)
-        local = _draw_distinct(rng, m, size)
-        rows = pool[local]
-        keys = _keys_of_rows(rows, n_concepts)
-        keep = ~_is_excluded(keys, excl)
-        rows_parts.append(rows[keep])
-        keys_parts.append(keys[keep])
-        all_keys = np.concatenate(keys_parts) if len(keys_parts) > 1 else keys_parts[0]
-        _, first = np.unique(all_keys, return_index=True)
-        n_unique = first.size
-        if n_unique >= n:
-            first.sort()
-            all_rows = np.concatenate(rows_parts) if len(rows_parts) > 1 else rows_parts[0]
-            return all_rows[first[:n]].astype(np.int32)
-        # Keep only first occurrences so the next round's unique() stays cheap.
-        first.sort()
-        all_rows = np.concatenate(rows_parts) if len(rows_parts) > 1 else rows_parts[0]
-        rows_parts = [all_rows[first]]
-        keys_parts = [all_keys[first]]
+        size = min(max(int(extra / accept * 1.05), _MIN_BATCH), _MAX_BATCH)
+        local = np.concatenate([kept_local, _draw_distinct(rng, m, size)])
+        keys = np.concatenate([kept_keys, _local_keys(pool, local, n_concepts)])
+        uniq, first = np.unique(keys, return_index=True)
+        first = np.sort(first[~_is_excluded(uniq, excl)])  # uniq is sorted: fast lookup
+        if first.size >= n:
+            return pool[local[first[:n]]].astype(np.int32)
+        kept_local = local[first]
+        kept_keys = keys[first]
+
+
+def _local_keys(pool: np.ndarray, local: np.ndarray, n_concepts: int) -> np.ndarray:
+    """Keys of rows of local indices into the sorted ``pool`` (no row sort needed)."""
+    a, b, c = local.T
+    lo = np.minimum(np.minimum(a, b), c)
+    hi = np.maximum(np.maximum(a, b), c)
+    mid = a + b + c - lo - hi
+    nn = np.int64(n_concepts)
+    return (pool[lo] * nn + pool[mid]) * nn + pool[hi]
 
 
 def _all_combinations(m: int) -> np.ndarray:
@@ -318,19 +330,16 @@ def _sample_paper(
     desired = n
     while desired > 0:
         local = rng.integers(0, m, (5 * desired, 3))
-        distinct = (
-            (local[:, 0] != local[:, 1])
-            & (local[:, 1] != local[:, 2])
-            & (local[:, 0] != local[:, 2])
-        )
-        rows = np.sort(pool[local[distinct]], axis=1)
-        keys = np.unique(_keys_of_rows(rows, n_concepts))  # lexicographic order of rows
+        a, b, c = local.T
+        local = local[(a != b) & (b != c) & (a != c)]
+        # Sorting within rows then rows lexicographically = sorting the keys (pool is sorted).
+        keys = _sorted_unique(_local_keys(pool, local, n_concepts))
         keys = keys[~_is_excluded(keys, excl)]
         if accepted_keys.size:
             keys = keys[~_is_excluded(keys, accepted_keys)]
         take = keys[:desired]
         accepted.append(take)
-        accepted_keys = np.union1d(accepted_keys, take)
+        accepted_keys = np.sort(np.concatenate([accepted_keys, take]))
         desired -= take.size
     keys = np.concatenate(accepted)
     return _rows_of_keys(keys, n_concepts).astype(np.int32)

@@ -38,9 +38,7 @@ class Triplets:
         object.__setattr__(self, "odd", odd)
         object.__setattr__(self, "n_concepts", int(self.n_concepts))
         if self.subject is not None:
-            object.__setattr__(
-                self, "subject", np.ascontiguousarray(self.subject, dtype=np.int32)
-            )
+            object.__setattr__(self, "subject", np.ascontiguousarray(self.subject, dtype=np.int32))
         if self.concept_ids is not None:
             object.__setattr__(self, "concept_ids", tuple(str(c) for c in self.concept_ids))
         validate(self)
@@ -112,7 +110,9 @@ class Triplets:
                     concept_ids=tuple(f["concept_ids"].tolist()) if "concept_ids" in f else None,
                 )
         except (KeyError, ValueError, OSError) as err:
-            raise TripletDataError(f"{path}: not a triplet file written by Triplets.save ({err})")
+            raise TripletDataError(
+                f"{path}: not a triplet file written by Triplets.save ({err})"
+            ) from err
 
 
 def triplet_keys(ids: np.ndarray, n_concepts: int) -> np.ndarray:

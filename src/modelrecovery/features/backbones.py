@@ -318,9 +318,7 @@ def _build_timm(
                 cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
                 if not cached.is_file():
                     raise BackboneWeightsError(
-                        _weights_help(
-                            name, source, True, FileNotFoundError(f"{cached} not cached")
-                        )
+                        _weights_help(name, source, True, FileNotFoundError(f"{cached} not cached"))
                     )
         with hub_offline_unless_configured() as forced:
             try:
@@ -429,6 +427,7 @@ def _build_open_clip(
         "library": "open_clip",
         "architecture": arch,
         "tag": tag or None,
+        "quick_gelu": kwargs["force_quick_gelu"],
         "versions": _versions("open_clip"),
         "pretrained": pretrained,
         "weights": weights_desc,
@@ -479,7 +478,9 @@ def efficientnet_lite0_state_dict(
     try:
         source = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise BackboneWeightsError(f"{path}: cannot read EfficientNet-Lite0 weights ({exc})") from exc
+        raise BackboneWeightsError(
+            f"{path}: cannot read EfficientNet-Lite0 weights ({exc})"
+        ) from exc
     if isinstance(source, dict) and "state_dict" in source:
         source = source["state_dict"]
     if not isinstance(source, dict):

@@ -96,8 +96,12 @@ class ImageList:
 
     def check_files(self) -> None:
         """Raise :class:`MissingImageError` naming every missing image (first 10 shown)."""
-        missing = [(c, f) for c, fs in zip(self.concept_ids, self.files, strict=True) for f in fs
-                   if not f.is_file()]
+        missing = [
+            (c, f)
+            for c, fs in zip(self.concept_ids, self.files, strict=True)
+            for f in fs
+            if not f.is_file()
+        ]
         if missing:
             shown = "; ".join(f"concept {c!r}: {f}" for c, f in missing[:10])
             more = f" (and {len(missing) - 10} more)" if len(missing) > 10 else ""
@@ -165,8 +169,9 @@ def _reorder(
             if absent:
                 parts.append(f"no image for {len(absent)} concept(s), e.g. {absent[:5]}")
             if extra:
-                parts.append(f"images for {len(extra)} concept(s) not in concept_ids, "
-                             f"e.g. {extra[:5]}")
+                parts.append(
+                    f"images for {len(extra)} concept(s) not in concept_ids, e.g. {extra[:5]}"
+                )
             raise ImageListError(f"{source}: {'; '.join(parts)}")
     return ids, tuple(tuple(groups[c]) for c in ids)
 
@@ -176,7 +181,9 @@ def _read_rows(table: Path) -> tuple[list[str], list[list[str]]]:
         raise ImageListError(f"{table}: image table not found")
     text = table.read_text(encoding="utf-8-sig")
     delimiter = "\t" if table.suffix.lower() == ".tsv" or ("\t" in text.split("\n", 1)[0]) else ","
-    rows = [r for r in csv.reader(text.splitlines(), delimiter=delimiter) if any(c.strip() for c in r)]
+    rows = [
+        r for r in csv.reader(text.splitlines(), delimiter=delimiter) if any(c.strip() for c in r)
+    ]
     if not rows:
         raise ImageListError(f"{table}: image table is empty")
     header = [c.strip().lower() for c in rows[0]]
@@ -219,9 +226,7 @@ def read_things_image_list(
         candidates = [root / concept / Path(name).name, root / name]
         path = next((p for p in candidates if p.is_file()), candidates[0])
         if check and not path.is_file():
-            missing.append(
-                f"concept {concept!r}: {candidates[0]} (nor {candidates[1]})"
-            )
+            missing.append(f"concept {concept!r}: {candidates[0]} (nor {candidates[1]})")
         groups.setdefault(concept, []).append(path)
     if missing:
         more = f" (and {len(missing) - 10} more)" if len(missing) > 10 else ""

@@ -97,9 +97,7 @@ def read_concept_ids(path: str | os.PathLike[str]) -> tuple[str, ...] | None:
     if data is not None and data.get("concept_ids") is not None:
         ids = data["concept_ids"]
         if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
-            raise FeatureDataError(
-                f"{sidecar_path(path)}: 'concept_ids' must be a list of strings"
-            )
+            raise FeatureDataError(f"{sidecar_path(path)}: 'concept_ids' must be a list of strings")
         return tuple(ids)
     txt = path.with_name(path.stem + "_ids.txt")
     if txt.is_file():
@@ -119,7 +117,9 @@ def _resolve_folder(folder: Path) -> Path | list[Path]:
             return folder / name
     for suffix in (".npy", ".pt", ".txt"):
         splits = [
-            p for p in folder.iterdir() if re.fullmatch(rf"features_(\d+){re.escape(suffix)}", p.name)
+            p
+            for p in folder.iterdir()
+            if re.fullmatch(rf"features_(\d+){re.escape(suffix)}", p.name)
         ]
         if splits:
             return sorted(splits, key=lambda p: int(p.stem.split("_")[1]))
@@ -230,9 +230,7 @@ def _read_array(path: Path) -> np.ndarray:
     )
 
 
-def _check_ids_match(
-    source: str, file_ids: Sequence[str], expected: Sequence[str]
-) -> None:
+def _check_ids_match(source: str, file_ids: Sequence[str], expected: Sequence[str]) -> None:
     if list(file_ids) == list(expected):
         return
     if len(file_ids) != len(expected):
@@ -275,9 +273,7 @@ def _validate(
             "(one row per concept)"
         )
     if ids is not None and arr.shape[0] != len(ids):
-        raise FeatureDataError(
-            f"{source}: has {arr.shape[0]} rows but {len(ids)} concept ids"
-        )
+        raise FeatureDataError(f"{source}: has {arr.shape[0]} rows but {len(ids)} concept ids")
     out = np.ascontiguousarray(arr, dtype=np.float32)
     if arr.dtype.kind == "f":
         bad_rows = ~np.isfinite(arr).all(axis=1)

@@ -4,7 +4,9 @@ from modelrecovery.probe.families import FAMILIES, REGULARISERS, Family, penalty
 from modelrecovery.probe.fit import (
     FittedProbe,
     LBFGSSettings,
+    ProbeProblem,
     accuracy_and_nll,
+    build_problem,
     fit_probe,
     triplet_probabilities,
 )
@@ -20,7 +22,9 @@ __all__ = [
     "PreparedTriplets",
     "RowSpace",
     "TripletObjective",
+    "ProbeProblem",
     "accuracy_and_nll",
+    "build_problem",
     "choose_path",
     "fit_probe",
     "full_matrix",

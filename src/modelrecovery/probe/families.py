@@ -36,7 +36,9 @@ class Family:
             if self.k is None or int(self.k) < 1:
                 raise ValueError(f"family 'rectangular' needs k >= 1, got k={self.k!r}")
         elif self.k is not None:
-            raise ValueError(f"k is only used by family 'rectangular', got k={self.k} for {self.name}")
+            raise ValueError(
+                f"k is only used by family 'rectangular', got k={self.k} for {self.name}"
+            )
 
     def init(self, p: int, *, dtype: torch.dtype, device: torch.device | str) -> torch.Tensor:
         """Parameters at the identity (first k coordinates for ``rectangular``)."""

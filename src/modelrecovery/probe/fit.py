@@ -100,13 +100,17 @@ def _triplet_logits(z: torch.Tensor, triplets: Triplets, temperature: float) -> 
     return out / temperature
 
 
-def triplet_probabilities(z: torch.Tensor, triplets: Triplets, temperature: float = 1.0) -> np.ndarray:
+def triplet_probabilities(
+    z: torch.Tensor, triplets: Triplets, temperature: float = 1.0
+) -> np.ndarray:
     """Softmax odd-one-out probabilities from transformed features ``z`` (all concepts)."""
     with torch.no_grad():
         return torch.softmax(_triplet_logits(z, triplets, temperature), 1).cpu().numpy()
 
 
-def accuracy_and_nll(z: torch.Tensor, triplets: Triplets, temperature: float = 1.0) -> dict[str, float]:
+def accuracy_and_nll(
+    z: torch.Tensor, triplets: Triplets, temperature: float = 1.0
+) -> dict[str, float]:
     """Share of triplets whose most probable odd one is the response, and mean NLL."""
     if len(triplets) == 0:
         return {"accuracy": math.nan, "nll": math.nan}
@@ -248,7 +252,9 @@ def build_problem(
         raise ValueError(f"regulariser must be one of {REGULARISERS}, got {regulariser!r}")
     if not (isinstance(lam, int | float) and math.isfinite(lam) and lam >= 0):
         raise ValueError(f"lam must be a finite number >= 0, got {lam!r}")
-    if not (isinstance(temperature, int | float) and math.isfinite(temperature) and temperature > 0):
+    if not (
+        isinstance(temperature, int | float) and math.isfinite(temperature) and temperature > 0
+    ):
         raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
     dev = resolve_device(device)
     x = torch.as_tensor(features).to(dtype=dtype, device=dev)
@@ -263,8 +269,7 @@ def build_problem(
     )
     if int(prep.concepts.max()) >= x.shape[0]:
         raise ValueError(
-            f"triplets index concept {int(prep.concepts.max())} but features have "
-            f"{x.shape[0]} rows"
+            f"triplets index concept {int(prep.concepts.max())} but features have {x.shape[0]} rows"
         )
     p = int(x.shape[1])
     x_active = x[prep.concepts]
@@ -290,7 +295,9 @@ def build_problem(
         expected = tuple(fam.init(p_fit, dtype=dtype, device="cpu").shape)
         if tuple(theta0.shape) != expected:
             raise ValueError(f"init has shape {tuple(theta0.shape)}, expected {expected}")
-    return ProbeProblem(objective, theta0, fam, regulariser, float(lam), float(temperature), p, space)
+    return ProbeProblem(
+        objective, theta0, fam, regulariser, float(lam), float(temperature), p, space
+    )
 
 
 def fit_probe(

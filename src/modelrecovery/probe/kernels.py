@@ -21,7 +21,6 @@ def _nll_pair_grad(sims, slot_pair, odd, inv_temperature, n_chunks):  # pragma: 
     nll_parts = np.zeros(n_chunks, dtype=np.float64)
     inv_t = sims.dtype.type(inv_temperature)
     scale = sims.dtype.type(inv_temperature / m)
-    one = sims.dtype.type(1.0)
     for chunk in numba.prange(n_chunks):
         start = chunk * m // n_chunks
         stop = (chunk + 1) * m // n_chunks
