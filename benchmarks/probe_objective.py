@@ -22,6 +22,7 @@ import json
 import resource
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -52,23 +53,41 @@ def make_data(n: int, p: int, m: int, n_active: int, seed: int = 0):
     ids = ids[ok][:m]
     w = (np.eye(p) * 3 + rng.normal(size=(p, p)) / np.sqrt(p)).astype(np.float32)
     z = torch.from_numpy(x @ w)
+    s = z @ z.T
     a, b, c = (torch.from_numpy(ids[:, i].astype(np.int64)) for i in range(3))
-    logits = torch.stack([(z[b] * z[c]).sum(1), (z[a] * z[c]).sum(1), (z[a] * z[b]).sum(1)], 1)
+    logits = torch.stack([s[b, c], s[a, c], s[a, b]], 1)
     probs = torch.softmax(logits, 1).numpy()
     odd = (rng.random(len(ids))[:, None] > probs.cumsum(1)).sum(1).clip(0, 2)
     return torch.from_numpy(x), Triplets(ids.astype(np.int32), odd, n)
 
 
-def rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def current_rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
 
 
-def timed(fn, repeats: int) -> float:
+def timed(fn, repeats: int) -> tuple[float, float]:
+    """Seconds per call and the peak resident memory (MB) a call adds above the level
+    before it (sampled every millisecond by a thread)."""
     fn()  # warm-up (compilation, caches)
+    before = current_rss_mb()
+    peak = [before]
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], current_rss_mb())
+            time.sleep(0.001)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
     start = time.perf_counter()
     for _ in range(repeats):
         fn()
-    return (time.perf_counter() - start) / repeats
+    seconds = (time.perf_counter() - start) / repeats
+    done.set()
+    watcher.join()
+    return seconds, peak[0] - before
 
 
 def part_ours(case: dict, repeats: int) -> dict:
@@ -77,11 +96,10 @@ def part_ours(case: dict, repeats: int) -> dict:
     problem = build_problem(x, triplets, family="full", lam=LAM)
     setup = time.perf_counter() - start
     objective, theta = problem.objective, problem.theta0 + 0.01
-    before = rss_mb()
-    seconds = timed(lambda: objective.loss_and_grad(theta), repeats)
+    seconds, peak = timed(lambda: objective.loss_and_grad(theta), repeats)
     return {
         "seconds": seconds,
-        "peak_mb": rss_mb() - before,
+        "peak_mb": peak,
         "setup_seconds": setup,
         "path": objective.path,
         "fit_dim": int(theta.shape[0]),
@@ -100,9 +118,8 @@ def part_products(case: dict, repeats: int) -> dict:
         dz = (g + g.T) @ z
         return s, x.T @ dz
 
-    before = rss_mb()
-    seconds = timed(products, repeats)
-    return {"seconds": seconds, "peak_mb": rss_mb() - before}
+    seconds, peak = timed(products, repeats)
+    return {"seconds": seconds, "peak_mb": peak}
 
 
 def part_baseline(case: dict, repeats: int) -> dict:
@@ -126,9 +143,8 @@ def part_baseline(case: dict, repeats: int) -> dict:
         loss.backward()
         return loss
 
-    before = rss_mb()
-    seconds = timed(step, repeats)
-    return {"seconds": seconds, "peak_mb": rss_mb() - before}
+    seconds, peak = timed(step, repeats)
+    return {"seconds": seconds, "peak_mb": peak}
 
 
 def part_fit(case: dict, repeats: int) -> dict:

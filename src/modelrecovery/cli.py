@@ -45,10 +45,21 @@ def _load(args: argparse.Namespace):
 
 def cmd_noise_ceiling(args: argparse.Namespace) -> dict:
     """Leave-one-response-out majority agreement over repeated triplets."""
-    from modelrecovery.data.noise_ceiling import noise_ceiling_details
+    from modelrecovery.data.noise_ceiling import noise_ceiling, noise_ceiling_details
 
-    details = noise_ceiling_details(_load(args))
-    return {"noise_ceiling": details.ceiling, **details.summary()}
+    triplets = _load(args)
+    try:
+        ceiling = noise_ceiling(triplets)
+    except ValueError as err:
+        raise ValueError(f"{args.triplets}: {err}") from err
+    details = noise_ceiling_details(triplets)
+    repeated = details[details["n_responses"] >= 2]
+    return {
+        "noise_ceiling": ceiling,
+        "n_responses": len(triplets),
+        "n_repeated_triplets": len(repeated),
+        "responses_per_repeated_triplet": float(repeated["n_responses"].mean()),
+    }
 
 
 def cmd_evaluate(args: argparse.Namespace) -> dict:

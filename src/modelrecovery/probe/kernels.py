@@ -58,3 +58,53 @@ def nll_pair_grad_cpu(
     """Mean NLL and gradient per unique pair (see :func:`objective.nll_and_pair_grad`)."""
     n_chunks = max(1, min(numba.get_num_threads(), slot_pair.shape[0] // 4096))
     return _nll_pair_grad(sims, slot_pair, odd, 1.0 / temperature, n_chunks)
+
+
+@numba.njit(parallel=True, fastmath=True, cache=True)
+def _nll_dense_grad(s_flat, slot_flat, odd, n, inv_temperature, n_chunks):  # pragma: no cover
+    m = slot_flat.shape[0]
+    grads = np.zeros((n_chunks, n * n), dtype=s_flat.dtype)
+    nll_parts = np.zeros(n_chunks, dtype=np.float64)
+    inv_t = s_flat.dtype.type(inv_temperature)
+    scale = s_flat.dtype.type(inv_temperature / m)
+    for chunk in numba.prange(n_chunks):
+        start = chunk * m // n_chunks
+        stop = (chunk + 1) * m // n_chunks
+        grad = grads[chunk]
+        total = 0.0
+        for t in range(start, stop):
+            f0 = slot_flat[t, 0]
+            f1 = slot_flat[t, 1]
+            f2 = slot_flat[t, 2]
+            l0 = s_flat[f0] * inv_t
+            l1 = s_flat[f1] * inv_t
+            l2 = s_flat[f2] * inv_t
+            top = max(l0, max(l1, l2))
+            e0 = np.exp(l0 - top)
+            e1 = np.exp(l1 - top)
+            e2 = np.exp(l2 - top)
+            norm = e0 + e1 + e2
+            o = odd[t]
+            chosen = l0 if o == 0 else (l1 if o == 1 else l2)
+            total += np.log(norm) + top - chosen
+            w = scale / norm
+            g0 = e0 * w - (scale if o == 0 else 0)
+            g1 = e1 * w - (scale if o == 1 else 0)
+            g2 = e2 * w - (scale if o == 2 else 0)
+            grad[f0] += g0
+            grad[f1] += g1
+            grad[f2] += g2
+        nll_parts[chunk] = total
+    out = grads[0]
+    for chunk in range(1, n_chunks):
+        out += grads[chunk]
+    return nll_parts.sum() / m, out
+
+
+def nll_dense_grad_cpu(
+    s_flat: np.ndarray, slot_flat: np.ndarray, odd: np.ndarray, n: int, temperature: float
+) -> tuple[float, np.ndarray]:
+    """Mean NLL and the gradient G (flat n*n, upper triangle: dL/dS_rc at r*n + c, r < c)
+    from the full similarity matrix ``s_flat``; ``slot_flat`` holds each logit's r*n + c."""
+    n_chunks = max(1, min(numba.get_num_threads(), slot_flat.shape[0] // 4096))
+    return _nll_dense_grad(s_flat, slot_flat, odd, n, 1.0 / temperature, n_chunks)

@@ -23,9 +23,10 @@ import torch
 
 from modelrecovery.data.triplets import Triplets
 from modelrecovery.probe.families import Family, penalty
-from modelrecovery.probe.kernels import nll_pair_grad_cpu
+from modelrecovery.probe.kernels import nll_dense_grad_cpu, nll_pair_grad_cpu
 
 _CHUNK = 1 << 16
+_TILE = 128
 
 
 @dataclass
@@ -47,6 +48,7 @@ class PreparedTriplets:
     odd: torch.Tensor
     _csr: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
     _numpy_slots: tuple[np.ndarray, np.ndarray] | None = None
+    _flat_slots: np.ndarray | None = None
 
     @property
     def n_active(self) -> int:
@@ -77,7 +79,11 @@ class PreparedTriplets:
         concepts, local = torch.unique(ids, return_inverse=True)
         n = concepts.numel()
         a, b, c = local[:, 0], local[:, 1], local[:, 2]
-        rows = torch.argsort((a * n + b) * n + c)
+        # rows grouped by tiles of _TILE concepts (then by a, b, c): the pairs a tile touches
+        # lie in three _TILE x _TILE blocks of S, which stay in cache
+        nt = (n + _TILE - 1) // _TILE
+        tile = ((a // _TILE) * nt + b // _TILE) * nt + c // _TILE
+        rows = torch.argsort(tile * (n * n * n) + (a * n + b) * n + c)
         a, b, c, odd_sorted = a[rows], b[rows], c[rows], odd_sorted[rows]
         # pairs (b, c), (a, c), (a, b) with a < b < c: the smaller index comes first
         slot_keys = torch.stack([b * n + c, a * n + c, a * n + b], dim=1)
@@ -112,6 +118,15 @@ class PreparedTriplets:
             )
         return self._numpy_slots
 
+    def flat_slots(self) -> np.ndarray:
+        """(m, 3) int32/int64 flat index r * n_active + c (r < c) of each logit's pair in S."""
+        if self._flat_slots is None:
+            n = self.n_active
+            flat = self.pair_rows.cpu() * n + self.pair_cols.cpu()
+            dtype = torch.int32 if n * n < 2**31 else torch.int64
+            self._flat_slots = flat[self.slot_pair.cpu()].to(dtype).numpy()
+        return self._flat_slots
+
     def csr_pattern(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """CSR structure of the symmetric pair matrix: (crow, col, order of values)."""
         if self._csr is None:
@@ -126,14 +141,13 @@ class PreparedTriplets:
 
 
 def choose_path(n_active: int, n_triplets: int) -> str:
-    """``dense`` when all n^2 similarities cost less than the per-triplet work, else ``sparse``.
+    """``dense`` unless the triplets are very few for the number of concepts.
 
-    The constant was measured on CPU (benchmarks/probe_objective.py): a gathered row-wise
-    dot product and a CSR product cost roughly 8 GEMM flops per flop.
+    Measured on 2 CPU cores (benchmarks/probe_objective.py, q = 865): the per-triplet path
+    costs about 8.6 ns per triplet and feature, the dense products about 0.017 ns per flop
+    of 2 n^2 q, so the sparse path wins only when n_active^2 > 256 m.
     """
-    dense_cost = 2.0 * n_active * n_active
-    sparse_cost = 8.0 * 9.0 * n_triplets
-    return "dense" if dense_cost <= sparse_cost else "sparse"
+    return "dense" if n_active * n_active <= 256 * n_triplets else "sparse"
 
 
 def pair_similarities(z: torch.Tensor, prep: PreparedTriplets, path: str) -> torch.Tensor:
@@ -177,6 +191,27 @@ def nll_and_pair_grad(
     return nll, grad_pairs
 
 
+def nll_and_grad_z(
+    z: torch.Tensor, prep: PreparedTriplets, path: str, temperature: float, compiled: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean NLL and dL/dZ for transformed features ``z`` of the active concepts.
+
+    On CPU the dense path runs one compiled pass that reads S and writes G at the pairs'
+    flat positions directly (triplets are grouped by concept tiles, so the blocks of S and
+    G in use stay in cache), skipping the gather and scatter through the pair list.
+    """
+    if compiled and path == "dense" and z.device.type == "cpu":
+        n = prep.n_active
+        s = z @ z.T
+        _, odd = prep.numpy_slots()
+        nll, g = nll_dense_grad_cpu(s.reshape(-1).numpy(), prep.flat_slots(), odd, n, temperature)
+        g = torch.from_numpy(g).view(n, n)
+        return torch.tensor(nll, dtype=z.dtype), (g + g.T) @ z
+    sims = pair_similarities(z, prep, path)
+    nll, grad_pairs = nll_and_pair_grad(sims, prep, temperature, compiled)
+    return nll, grad_z(z, grad_pairs, prep, path)
+
+
 def grad_z(
     z: torch.Tensor, grad_pairs: torch.Tensor, prep: PreparedTriplets, path: str
 ) -> torch.Tensor:
@@ -205,6 +240,7 @@ class TripletObjective:
     family, regulariser, lam : the flexibility level and penalty lambda * R(W).
     temperature : T of the softmax.
     path : ``auto`` (see :func:`choose_path`), ``dense`` or ``sparse``.
+    compiled : use the compiled CPU kernels (``False``: array operations only; same numbers).
     """
 
     def __init__(
@@ -216,6 +252,7 @@ class TripletObjective:
         lam: float = 0.0,
         temperature: float = 1.0,
         path: str = "auto",
+        compiled: bool = True,
     ) -> None:
         if path not in ("auto", "dense", "sparse"):
             raise ValueError(f"path must be 'auto', 'dense' or 'sparse', got {path!r}")
@@ -234,6 +271,7 @@ class TripletObjective:
         self.lam = float(lam)
         self.temperature = float(temperature)
         self.path = choose_path(prep.n_active, prep.n_triplets) if path == "auto" else path
+        self.compiled = compiled
 
     def to(self, device: torch.device | str) -> TripletObjective:
         """The same objective with its tensors on ``device``."""
@@ -245,6 +283,7 @@ class TripletObjective:
             lam=self.lam,
             temperature=self.temperature,
             path=self.path,
+            compiled=self.compiled,
         )
 
     @classmethod
@@ -255,9 +294,8 @@ class TripletObjective:
     def loss_and_grad(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Total loss (NLL + lambda R) and its gradient with respect to ``theta``."""
         z = self.family.transform(self.x, theta)
-        sims = pair_similarities(z, self.prep, self.path)
-        nll, grad_pairs = nll_and_pair_grad(sims, self.prep, self.temperature)
-        grad = self.family.backward(self.x, grad_z(z, grad_pairs, self.prep, self.path), theta)
+        nll, dz = nll_and_grad_z(z, self.prep, self.path, self.temperature, self.compiled)
+        grad = self.family.backward(self.x, dz, theta)
         if self.lam > 0 and self.family.name != "zero_shot":
             value, reg_grad = penalty(self.family, self.regulariser, theta)
             return nll + self.lam * value, grad + self.lam * reg_grad
