@@ -7,9 +7,14 @@ printed as one clear line (file, row, what was expected) and exit with status 2.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from collections.abc import Sequence
+
+# Stage modules that add subcommands: each has ``register(subparsers)`` adding a parser
+# whose ``func(args) -> dict`` does the work (see modelrecovery/stages/).
+STAGE_MODULES: tuple[str, ...] = ()
 
 TRIPLET_FORMATS = ("auto", "things2023", "things2020", "csv", "npz")
 
@@ -103,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--features", required=True, help="feature file (.npy, .pt, text)")
     _add_triplet_args(p, flag="--triplets")
     p.set_defaults(func=cmd_evaluate)
+
+    for name in STAGE_MODULES:
+        importlib.import_module(f"modelrecovery.stages.{name}").register(sub)
     return parser
 
 
