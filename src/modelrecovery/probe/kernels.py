@@ -13,8 +13,7 @@ import numba
 import numpy as np
 
 
-@numba.njit(parallel=True, fastmath=True, cache=True)
-def _nll_pair_grad(sims, slot_pair, odd, inv_temperature, n_chunks):  # pragma: no cover
+def _nll_pair_grad_impl(sims, slot_pair, odd, inv_temperature, n_chunks):  # pragma: no cover
     m = slot_pair.shape[0]
     n_pairs = sims.shape[0]
     grads = np.zeros((n_chunks, n_pairs), dtype=sims.dtype)
@@ -52,16 +51,25 @@ def _nll_pair_grad(sims, slot_pair, odd, inv_temperature, n_chunks):  # pragma: 
     return nll_parts.sum() / m, out
 
 
+_nll_pair_grad = numba.njit(parallel=True, fastmath=True, cache=True)(_nll_pair_grad_impl)
+_nll_pair_grad_serial = numba.njit(fastmath=True, cache=True)(_nll_pair_grad_impl)
+
+# Below this many triplets the kernels run on one thread: waking a second thread pool
+# next to torch's (both spin while waiting) costs more than the work itself.
+PARALLEL_MIN_TRIPLETS = 100_000
+
+
 def nll_pair_grad_cpu(
     sims: np.ndarray, slot_pair: np.ndarray, odd: np.ndarray, temperature: float
 ) -> tuple[float, np.ndarray]:
     """Mean NLL and gradient per unique pair (see :func:`objective.nll_and_pair_grad`)."""
-    n_chunks = max(1, min(numba.get_num_threads(), slot_pair.shape[0] // 4096))
+    if slot_pair.shape[0] < PARALLEL_MIN_TRIPLETS:
+        return _nll_pair_grad_serial(sims, slot_pair, odd, 1.0 / temperature, 1)
+    n_chunks = numba.get_num_threads()
     return _nll_pair_grad(sims, slot_pair, odd, 1.0 / temperature, n_chunks)
 
 
-@numba.njit(parallel=True, fastmath=True, cache=True)
-def _nll_dense_grad(s_flat, slot_flat, odd, n, inv_temperature, n_chunks):  # pragma: no cover
+def _nll_dense_grad_impl(s_flat, slot_flat, odd, n, inv_temperature, n_chunks):  # pragma: no cover
     m = slot_flat.shape[0]
     grads = np.zeros((n_chunks, n * n), dtype=s_flat.dtype)
     nll_parts = np.zeros(n_chunks, dtype=np.float64)
@@ -101,10 +109,16 @@ def _nll_dense_grad(s_flat, slot_flat, odd, n, inv_temperature, n_chunks):  # pr
     return nll_parts.sum() / m, out
 
 
+_nll_dense_grad = numba.njit(parallel=True, fastmath=True, cache=True)(_nll_dense_grad_impl)
+_nll_dense_grad_serial = numba.njit(fastmath=True, cache=True)(_nll_dense_grad_impl)
+
+
 def nll_dense_grad_cpu(
     s_flat: np.ndarray, slot_flat: np.ndarray, odd: np.ndarray, n: int, temperature: float
 ) -> tuple[float, np.ndarray]:
     """Mean NLL and the gradient G (flat n*n, upper triangle: dL/dS_rc at r*n + c, r < c)
     from the full similarity matrix ``s_flat``; ``slot_flat`` holds each logit's r*n + c."""
-    n_chunks = max(1, min(numba.get_num_threads(), slot_flat.shape[0] // 4096))
+    if slot_flat.shape[0] < PARALLEL_MIN_TRIPLETS:
+        return _nll_dense_grad_serial(s_flat, slot_flat, odd, n, 1.0 / temperature, 1)
+    n_chunks = numba.get_num_threads()
     return _nll_dense_grad(s_flat, slot_flat, odd, n, 1.0 / temperature, n_chunks)

@@ -61,18 +61,23 @@ class ProbeModule(L.LightningModule):
         self.loss_history: list[float] = []
         self.converged = False
         self._start = time.perf_counter()
-        self.save_hyperparameters(ignore=["features", "triplets", "validation", "settings"])
-        self.hparams.update(
+        # hyperparameters any Lightning logger records (plain values only; the arguments of
+        # __init__ are ignored so that Lightning does not compare arrays with them)
+        dtype = options.get("dtype", torch.float32)
+        self.save_hyperparameters(
             {
                 "family": self.problem.family.name,
                 "k": self.problem.family.k,
                 "regulariser": self.problem.regulariser,
                 "lam": self.problem.lam,
                 "temperature": self.problem.temperature,
-                "n_triplets": len(triplets),
+                "n_train": len(triplets),
                 "p": self.problem.p,
                 "reduced_rank": None if self.problem.space is None else self.problem.space.rank,
-            }
+                "path": self.problem.objective.path,
+                "dtype": str(dtype).removeprefix("torch."),
+            },
+            ignore=["features", "triplets", "validation", "settings", "init", "space"],
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -1,0 +1,64 @@
+"""YAML configuration with command-line overrides (``key.sub=value``)."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+
+
+def resolve_config_path(name_or_path: str | Path) -> Path:
+    """A config file: a path, or a name looked up as ``conf/<name>.yaml``."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") and path.exists():
+        return path
+    candidate = CONF_DIR / f"{name_or_path}.yaml"
+    if candidate.exists():
+        return candidate
+    known = sorted(p.stem for p in CONF_DIR.glob("*.yaml"))
+    raise FileNotFoundError(f"config {name_or_path!r} not found (known in {CONF_DIR}: {known})")
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``a.b=value`` -> (["a", "b"], value parsed as YAML)."""
+    if "=" not in text:
+        raise ValueError(f"override {text!r} must look like key.sub=value")
+    key, value = text.split("=", 1)
+    if not key:
+        raise ValueError(f"override {text!r} has an empty key")
+    return key.split("."), yaml.safe_load(value)
+
+
+def apply_overrides(config: Mapping[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """A copy of ``config`` with each ``key.sub=value`` set (keys must already exist)."""
+    out = copy.deepcopy(dict(config))
+    for text in overrides:
+        keys, value = parse_override(text)
+        node = out
+        for depth, key in enumerate(keys[:-1]):
+            if not isinstance(node.get(key), dict):
+                raise ValueError(
+                    f"override {text!r}: {'.'.join(keys[: depth + 1])} is not a section"
+                )
+            node = node[key]
+        if keys[-1] not in node:
+            raise ValueError(
+                f"override {text!r}: unknown key {'.'.join(keys)} (known: {sorted(node)})"
+            )
+        node[keys[-1]] = value
+    return out
+
+
+def load_config(name_or_path: str | Path, overrides: Iterable[str] = ()) -> dict[str, Any]:
+    """Read a YAML config (see :func:`resolve_config_path`) and apply overrides."""
+    path = resolve_config_path(name_or_path)
+    with open(path) as f:
+        config = yaml.safe_load(f) or {}
+    if not isinstance(config, dict):
+        raise ValueError(f"{path}: a config must be a mapping, got {type(config).__name__}")
+    return apply_overrides(config, overrides)

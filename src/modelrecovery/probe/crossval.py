@@ -1,0 +1,73 @@
+"""Cross-validated choice of the regularisation strength lambda (method.md section 3).
+
+Folds are over triplets (the study, for human data) or concept-disjoint (every fold's
+validation triplets use only concepts that no training triplet uses). Both are seeded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from modelrecovery.data.triplets import Triplets
+
+STUDY_LAMBDAS = tuple(10.0**e for e in range(-6, 3))  # 1e-6 ... 100
+
+
+@dataclass(frozen=True)
+class TripletFold:
+    """Row indices of one cross-validation fold's training and validation triplets."""
+
+    train: np.ndarray
+    validation: np.ndarray
+
+
+def triplet_folds(n_triplets: int, n_folds: int = 5, seed: int = 0) -> list[TripletFold]:
+    """K folds over shuffled triplet rows (each row validates exactly once)."""
+    if n_folds < 2:
+        raise ValueError(f"n_folds must be at least 2, got {n_folds}")
+    if n_triplets < n_folds:
+        raise ValueError(f"{n_triplets} triplets cannot make {n_folds} folds")
+    order = np.random.default_rng(seed).permutation(n_triplets)
+    parts = np.array_split(order, n_folds)
+    return [
+        TripletFold(
+            train=np.sort(np.concatenate(parts[:f] + parts[f + 1 :])), validation=np.sort(parts[f])
+        )
+        for f in range(n_folds)
+    ]
+
+
+def concept_folds_for_triplets(
+    triplets: Triplets, n_folds: int = 5, seed: int = 0
+) -> list[TripletFold]:
+    """Concept-disjoint folds: concepts are split into K groups; a fold validates on the
+    triplets wholly inside its group and trains on triplets wholly outside it (triplets
+    that mix the group with other concepts are left out of that fold)."""
+    if n_folds < 2:
+        raise ValueError(f"n_folds must be at least 2, got {n_folds}")
+    rng = np.random.default_rng(seed)
+    group = np.empty(triplets.n_concepts, dtype=np.int64)
+    group[rng.permutation(triplets.n_concepts)] = np.arange(triplets.n_concepts) % n_folds
+    g = group[triplets.ids]
+    folds = []
+    for f in range(n_folds):
+        inside = (g == f).all(axis=1)
+        outside = (g != f).all(axis=1)
+        if not inside.any() or not outside.any():
+            raise ValueError(
+                f"concept-disjoint fold {f} has no validation or no training triplets: "
+                "too few triplets or concepts for concept-disjoint folds"
+            )
+        folds.append(TripletFold(train=np.flatnonzero(outside), validation=np.flatnonzero(inside)))
+    return folds
+
+
+def make_folds(triplets: Triplets, n_folds: int, seed: int, kind: str) -> list[TripletFold]:
+    """Folds of kind ``triplets`` (the study) or ``concepts`` (concept-disjoint)."""
+    if kind == "triplets":
+        return triplet_folds(len(triplets), n_folds, seed)
+    if kind == "concepts":
+        return concept_folds_for_triplets(triplets, n_folds, seed)
+    raise ValueError(f"fold kind must be 'triplets' or 'concepts', got {kind!r}")

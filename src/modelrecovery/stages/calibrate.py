@@ -1,0 +1,81 @@
+"""Stage ``calibrate``: with W fixed, the temperature T at which the model's expected
+agreement with its own most likely response equals the human noise ceiling."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import mlflow
+import numpy as np
+
+from modelrecovery.data.noise_ceiling import noise_ceiling
+from modelrecovery.data.triplets import Triplets
+from modelrecovery.probe.calibrate import calibrate_temperature
+from modelrecovery.tracking import setup_experiment, standard_tags
+
+
+def check_ceiling(ceiling: float | None) -> None:
+    """A given ceiling must lie in (1/3, 1)."""
+    if ceiling is not None and not (1 / 3 < ceiling < 1):
+        raise ValueError(f"ceiling must lie in (1/3, 1), got {ceiling}")
+
+
+def calibrate_and_log(
+    z: np.ndarray,
+    repeated: Triplets,
+    *,
+    model: str,
+    family: str,
+    ceiling: float | None = None,
+    nested: bool = True,
+) -> dict[str, float]:
+    """T for transformed features ``z`` on the unique triplets of the repeated set; the
+    ceiling is computed from the repeated responses unless given. Logged as a run
+    ``calibrate/<model>/<family>``."""
+    check_ceiling(ceiling)
+    source = "given"
+    if ceiling is None:
+        ceiling, source = noise_ceiling(repeated), "repeated triplets"
+    _, first = np.unique(repeated.sorted_keys(), return_index=True)
+    unique = repeated.subset(np.sort(first))
+    temperature, achieved = calibrate_temperature(z, unique, ceiling)
+    result = {"temperature": temperature, "achieved_agreement": achieved, "ceiling": ceiling}
+    tags = standard_tags("calibrate", model, family)
+    with mlflow.start_run(run_name=f"calibrate/{model}/{family}", nested=nested, tags=tags):
+        mlflow.log_params({"ceiling_source": source, "n_triplets": len(unique)})
+        mlflow.log_metrics(result)
+    return result
+
+
+def cmd_calibrate(args: argparse.Namespace) -> dict:
+    """Calibrate T of a logged probe (an MLflow run with a ``probe`` model) on the
+    repeated test triplets."""
+    import mlflow.pyfunc
+
+    from modelrecovery.stages.common import load_human_data
+
+    check_ceiling(args.ceiling)
+    human = load_human_data(args.triplets, format=args.format, sortindex=args.sortindex)
+    if human.test is None:
+        raise ValueError(f"{args.triplets}: no repeated test set to calibrate on")
+    setup_experiment(args.experiment)
+    run = mlflow.get_run(args.run_id)
+    model = run.data.tags.get("model", "model")
+    family = run.data.tags.get("family", "full")
+    local = mlflow.artifacts.download_artifacts(run_id=args.run_id, artifact_path="probe")
+    z = np.load(next(Path(local).rglob("z.npy")))
+    return calibrate_and_log(
+        z, human.test, model=model, family=family, ceiling=args.ceiling, nested=False
+    )
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("calibrate", help=cmd_calibrate.__doc__)
+    p.add_argument("--run-id", required=True, help="MLflow run of a fit (with a probe model)")
+    p.add_argument("--triplets", required=True, help="human triplets with the repeated set")
+    p.add_argument("--format", default="auto")
+    p.add_argument("--sortindex", default=None)
+    p.add_argument("--ceiling", type=float, default=None, help="default: from repeated triplets")
+    p.add_argument("--experiment", default="default")
+    p.set_defaults(func=cmd_calibrate)

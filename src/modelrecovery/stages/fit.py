@@ -1,0 +1,186 @@
+"""Stage ``fit``: one probe on human triplets through the Lightning module, logged to MLflow
+(parameters, metrics, W, the loss curve, and the probe as a pyfunc model)."""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import matplotlib
+import mlflow
+import numpy as np
+import torch
+from lightning.pytorch.loggers import MLFlowLogger
+
+from modelrecovery.data.triplets import Triplets
+from modelrecovery.probe.fit import FittedProbe, LBFGSSettings
+from modelrecovery.probe.module import ProbeModule
+from modelrecovery.probe.pyfunc import log_probe_model
+from modelrecovery.stages.common import (
+    add_data_args,
+    add_probe_args,
+    load_human_data,
+    load_model_features,
+)
+from modelrecovery.tracking import setup_experiment, standard_tags, tracking_uri
+
+matplotlib.use("Agg")
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+@dataclass
+class FitOutcome:
+    """A fitted probe, its scores and the MLflow run that holds it."""
+
+    fitted: FittedProbe
+    metrics: dict[str, float]
+    run_id: str
+
+
+def check_lambda(regulariser: str, family: str, lam: float) -> None:
+    """λ must be > 0 for a penalised family (0 would leave W unregularised), finite."""
+    if not np.isfinite(lam) or lam < 0:
+        raise ValueError(f"lam must be a finite number >= 0, got {lam}")
+    if family != "zero_shot" and lam <= 0:
+        raise ValueError(
+            f"lam must be > 0 for family {family!r} with regulariser {regulariser!r}, got {lam}"
+        )
+
+
+def score_sets(fitted: FittedProbe, features: np.ndarray, sets: dict[str, Triplets | None]) -> dict:
+    """``<set>_accuracy`` and ``<set>_nll`` for every non-empty set."""
+    metrics = {}
+    for name, triplets in sets.items():
+        if triplets is not None and len(triplets):
+            for key, value in fitted.evaluate(features, triplets).items():
+                metrics[f"{name}_{key}"] = value
+    return metrics
+
+
+def _loss_figure(history: list[float], path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.plot(range(len(history)), history, marker="o", ms=3)
+    ax.set_xlabel("L-BFGS step")
+    ax.set_ylabel("loss (mean NLL + λR)")
+    ax.set_title("probe fit")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def fit_and_log(
+    features: np.ndarray,
+    train: Triplets,
+    *,
+    model: str,
+    family: str = "full",
+    k: int | None = None,
+    regulariser: str = "scalar_shrinkage",
+    lam: float,
+    validation: Triplets | None = None,
+    test: Triplets | None = None,
+    dtype: str = "float32",
+    device: str = "cpu",
+    data_hashes: dict[str, str] | None = None,
+    nested: bool = False,
+    settings: LBFGSSettings | None = None,
+) -> FitOutcome:
+    """Fit with ``lightning.Trainer`` and log everything to a run ``fit/<model>/<family>``."""
+    check_lambda(regulariser, family, lam)
+    tags = standard_tags("fit", model, family)
+    with mlflow.start_run(run_name=f"fit/{model}/{family}", nested=nested, tags=tags) as run:
+        # family, k, regulariser, lam, temperature, n_train, p, dtype: logged by Lightning
+        # from the module's hyperparameters
+        mlflow.log_params(
+            {
+                "model": model,
+                "feature_dim": features.shape[1],
+                "n_validation": 0 if validation is None else len(validation),
+                "n_test": 0 if test is None else len(test),
+                **{f"hash_{name}": h for name, h in (data_hashes or {}).items()},
+            }
+        )
+        module = ProbeModule(
+            features,
+            train,
+            settings=settings,
+            validation=validation,
+            family=family,
+            k=k,
+            regulariser=regulariser,
+            lam=lam,
+            dtype=DTYPES[dtype],
+            device=device,
+        )
+        trainer = L.Trainer(
+            max_epochs=module.settings.max_repeats,
+            logger=MLFlowLogger(tracking_uri=tracking_uri(), run_id=run.info.run_id),
+            accelerator="gpu" if str(device) == "cuda" else "cpu",
+            devices=1,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            log_every_n_steps=1,
+        )
+        trainer.fit(module)
+        fitted = module.fitted()
+        metrics = score_sets(fitted, features, {"train": train, "val": validation, "test": test})
+        metrics.update(
+            iterations=fitted.iterations,
+            evaluations=fitted.evaluations,
+            converged=float(fitted.converged),
+            seconds=fitted.seconds,
+            final_loss=fitted.loss_history[-1],
+        )
+        mlflow.log_metrics(metrics)
+        with tempfile.TemporaryDirectory() as tmp:
+            tmp = Path(tmp)
+            np.save(tmp / "W.npy", fitted.matrix().cpu().numpy())
+            mlflow.log_artifact(str(tmp / "W.npy"))
+            mlflow.log_artifact(str(_loss_figure(fitted.loss_history, tmp / "loss_curve.png")))
+            z = fitted.transform(features).cpu().numpy()
+            log_probe_model(z, fitted.temperature, tmp / "probe")
+    return FitOutcome(fitted=fitted, metrics=metrics, run_id=run.info.run_id)
+
+
+def cmd_fit(args: argparse.Namespace) -> dict:
+    """Fit one probe on human triplets and log it to MLflow."""
+    human = load_human_data(
+        args.triplets,
+        format=args.format,
+        sortindex=args.sortindex,
+        n_concepts=args.n_concepts,
+        test_path=args.test_triplets,
+    )
+    check_lambda(args.regulariser, args.family, args.lam)
+    features, feature_hash = load_model_features(args.features, human.train.n_concepts)
+    setup_experiment(args.experiment)
+    outcome = fit_and_log(
+        features,
+        human.train,
+        model=args.model or Path(args.features).stem,
+        family=args.family,
+        k=args.k,
+        regulariser=args.regulariser,
+        lam=args.lam,
+        test=human.test,
+        dtype=args.dtype,
+        device=args.device,
+        data_hashes={"features": feature_hash, "triplets": human.data_hash},
+    )
+    return {"run_id": outcome.run_id, **outcome.metrics}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("fit", help=cmd_fit.__doc__)
+    add_data_args(p)
+    add_probe_args(p)
+    p.add_argument("--lam", type=float, required=True, help="regularisation strength λ")
+    p.set_defaults(func=cmd_fit)

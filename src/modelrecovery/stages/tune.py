@@ -1,0 +1,328 @@
+"""Stage ``tune``: Optuna chooses λ by cross-validation on the human training triplets,
+every trial is an MLflow child run, and the best λ is refit on all training data.
+
+Default: a grid over the study's values {1e-6, ..., 100} (``GridSampler``); option: TPE
+over log λ with a median pruner that stops bad trials after the first folds. The study
+lives in an Optuna storage (default ``tracking/optuna.db``), visible in optuna-dashboard
+(``modelrecovery dashboard``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import optuna
+import pandas as pd
+import torch
+
+from modelrecovery.data.triplets import Triplets
+from modelrecovery.probe.crossval import STUDY_LAMBDAS, make_folds
+from modelrecovery.probe.fit import fit_probe
+from modelrecovery.probe.objective import PreparedTriplets
+from modelrecovery.probe.reduced import REDUCIBLE_REGULARISERS, row_space
+from modelrecovery.stages.common import add_data_args, add_probe_args, load_human_data
+from modelrecovery.stages.fit import DTYPES, FitOutcome, fit_and_log
+from modelrecovery.tracking import (
+    inputs_key,
+    optuna_storage,
+    setup_experiment,
+    standard_tags,
+)
+
+
+@dataclass
+class TuneSettings:
+    """How λ is chosen."""
+
+    method: str = "grid"  # or "tpe"
+    lams: tuple[float, ...] = STUDY_LAMBDAS
+    n_folds: int = 5
+    fold_kind: str = "triplets"  # or "concepts"
+    n_trials: int = 20  # TPE only
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.method not in ("grid", "tpe"):
+            raise ValueError(f"tune method must be 'grid' or 'tpe', got {self.method!r}")
+        self.lams = tuple(float(v) for v in self.lams)
+        if not self.lams or any(not (math.isfinite(v) and v > 0) for v in self.lams):
+            raise ValueError(f"every λ of the grid must be a finite number > 0, got {self.lams}")
+
+
+@dataclass
+class TuneOutcome:
+    best_lam: float
+    trials: pd.DataFrame
+    study_name: str
+    run_id: str
+    fit: FitOutcome | None = field(default=None)
+
+
+class _FoldCache:
+    """Per-fold compiled triplets, row spaces and solutions (for warm starts)."""
+
+    def __init__(self, features, train: Triplets, folds, family, regulariser, dtype):
+        self.features = torch.as_tensor(features).to(DTYPES[dtype])
+        self.folds = folds
+        self.train = train
+        self.preps = [PreparedTriplets.from_triplets(train.subset(f.train)) for f in folds]
+        reducible = family == "full" and regulariser in REDUCIBLE_REGULARISERS
+        self.spaces = [
+            row_space(self.features[prep.concepts]) if reducible else None for prep in self.preps
+        ]
+        self.solutions: list[dict[float, torch.Tensor]] = [{} for _ in folds]
+
+    def warm_start(self, fold: int, lam: float) -> torch.Tensor | None:
+        done = self.solutions[fold]
+        if not done:
+            return None
+        nearest = min(done, key=lambda v: abs(math.log(v) - math.log(lam)))
+        return done[nearest]
+
+
+def tune_lambda(
+    features: np.ndarray,
+    train: Triplets,
+    *,
+    model: str,
+    family: str = "full",
+    k: int | None = None,
+    regulariser: str = "scalar_shrinkage",
+    settings: TuneSettings | None = None,
+    dtype: str = "float32",
+    device: str = "cpu",
+    study_name: str | None = None,
+    storage: str | None = None,
+    nested: bool = True,
+) -> tuple[float, pd.DataFrame, str]:
+    """Cross-validated λ: mean validation accuracy over folds, best wins.
+
+    Each trial is an MLflow child run of the active run (``nested``) with the trial's λ,
+    per-fold and mean validation accuracy / NLL. Returns (best λ, trials table, study name).
+    """
+    settings = settings or TuneSettings()
+    folds = make_folds(train, settings.n_folds, settings.seed, settings.fold_kind)
+    cache = _FoldCache(features, train, folds, family, regulariser, dtype)
+    storage = storage or optuna_storage()
+    study_name = study_name or f"tune/{model}/{family}"
+    if settings.method == "grid":
+        sampler = optuna.samplers.GridSampler({"lam": list(settings.lams)}, seed=settings.seed)
+        pruner = optuna.pruners.NopPruner()
+        n_trials = len(settings.lams)
+    else:
+        sampler = optuna.samplers.TPESampler(seed=settings.seed)
+        pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
+        n_trials = settings.n_trials
+    study = optuna.create_study(
+        study_name=study_name,
+        storage=storage,
+        sampler=sampler,
+        pruner=pruner,
+        direction="maximize",
+        load_if_exists=True,
+    )
+    study.set_user_attr("model", model)
+    study.set_user_attr("family", family)
+
+    def objective(trial: optuna.Trial) -> float:
+        if settings.method == "grid":
+            lam = trial.suggest_categorical("lam", list(settings.lams))
+        else:
+            lam = trial.suggest_float("lam", min(settings.lams), max(settings.lams), log=True)
+        with mlflow.start_run(
+            run_name=f"trial/{model}/{family}/{trial.number}",
+            nested=nested,
+            tags=standard_tags("tune_trial", model, family),
+        ):
+            mlflow.log_params({"lam": lam, "trial": trial.number, "study": study_name})
+            accs, nlls = [], []
+            for f, fold in enumerate(folds):
+                fitted = fit_probe(
+                    cache.features,
+                    cache.preps[f],
+                    family=family,
+                    k=k,
+                    regulariser=regulariser,
+                    lam=lam,
+                    dtype=DTYPES[dtype],
+                    device=device,
+                    space=cache.spaces[f],
+                    init=cache.warm_start(f, lam),
+                )
+                cache.solutions[f][lam] = fitted.theta
+                scores = fitted.evaluate(cache.features, train.subset(fold.validation))
+                accs.append(scores["accuracy"])
+                nlls.append(scores["nll"])
+                mlflow.log_metrics(
+                    {"fold_val_accuracy": scores["accuracy"], "fold_val_nll": scores["nll"]}, step=f
+                )
+                trial.report(float(np.mean(accs)), step=f)
+                if trial.should_prune():
+                    mlflow.set_tag("pruned", "true")
+                    raise optuna.TrialPruned()
+            mlflow.log_metrics(
+                {"val_accuracy": float(np.mean(accs)), "val_nll": float(np.mean(nlls))}
+            )
+            trial.set_user_attr("val_nll", float(np.mean(nlls)))
+        return float(np.mean(accs))
+
+    remaining = n_trials - len(
+        [t for t in study.trials if t.state in (optuna.trial.TrialState.COMPLETE,)]
+    )
+    if remaining > 0:
+        study.optimize(objective, n_trials=remaining)
+    trials = study.trials_dataframe(attrs=("number", "params", "value", "state", "user_attrs"))
+    trials = trials.rename(columns={"params_lam": "lam", "value": "val_accuracy"})
+    best_lam = float(study.best_trial.params["lam"])
+    return best_lam, trials, study_name
+
+
+def tune_and_fit(
+    features: np.ndarray,
+    train: Triplets,
+    *,
+    model: str,
+    family: str = "full",
+    k: int | None = None,
+    regulariser: str = "scalar_shrinkage",
+    settings: TuneSettings | None = None,
+    test: Triplets | None = None,
+    dtype: str = "float32",
+    device: str = "cpu",
+    data_hashes: dict[str, str] | None = None,
+    nested: bool = False,
+) -> TuneOutcome:
+    """A run ``tune/<model>/<family>``: trials as child runs, then the refit on all training
+    triplets with the best λ as another child run (zero-shot: no λ, only the fit)."""
+    settings = settings or TuneSettings()
+    params = {
+        "model": model,
+        "family": family,
+        "k": k,
+        "regulariser": regulariser,
+        "method": settings.method,
+        "lams": list(settings.lams),
+        "n_folds": settings.n_folds,
+        "fold_kind": settings.fold_kind,
+        "n_trials": settings.n_trials,
+        "seed": settings.seed,
+    }
+    key = inputs_key("tune", params, data_hashes or {})
+    tags = standard_tags("tune", model, family) | {"inputs_key": key}
+    with mlflow.start_run(run_name=f"tune/{model}/{family}", nested=nested, tags=tags) as run:
+        mlflow.log_params({k_: str(v) for k_, v in params.items()})
+        if family == "zero_shot":
+            best_lam, trials, study_name = 0.0, pd.DataFrame(), ""
+        else:
+            best_lam, trials, study_name = tune_lambda(
+                features,
+                train,
+                model=model,
+                family=family,
+                k=k,
+                regulariser=regulariser,
+                settings=settings,
+                dtype=dtype,
+                device=device,
+                study_name=f"tune/{model}/{family}/{key[:12]}",
+            )
+            mlflow.log_param("optuna_study", study_name)
+            mlflow.log_table(trials, "trials.json")
+        mlflow.log_metric("best_lam", best_lam)
+        fit = fit_and_log(
+            features,
+            train,
+            model=model,
+            family=family,
+            k=k,
+            regulariser=regulariser,
+            lam=best_lam,
+            test=test,
+            dtype=dtype,
+            device=device,
+            data_hashes=data_hashes,
+            nested=True,
+        )
+        mlflow.log_metrics({f"refit_{name}": v for name, v in fit.metrics.items()})
+    return TuneOutcome(best_lam, trials, study_name, run.info.run_id, fit)
+
+
+def cmd_tune(args: argparse.Namespace) -> dict:
+    """Choose λ by cross-validation (Optuna), refit with it, log everything to MLflow."""
+    from modelrecovery.stages.common import load_model_features
+
+    settings = TuneSettings(
+        method=args.method,
+        lams=tuple(args.lams) if args.lams else STUDY_LAMBDAS,
+        n_folds=args.folds,
+        fold_kind=args.fold_kind,
+        n_trials=args.trials,
+        seed=args.seed,
+    )
+    human = load_human_data(
+        args.triplets,
+        format=args.format,
+        sortindex=args.sortindex,
+        n_concepts=args.n_concepts,
+        test_path=args.test_triplets,
+    )
+    features, feature_hash = load_model_features(args.features, human.train.n_concepts)
+    setup_experiment(args.experiment)
+    outcome = tune_and_fit(
+        features,
+        human.train,
+        model=args.model or Path(args.features).stem,
+        family=args.family,
+        k=args.k,
+        regulariser=args.regulariser,
+        settings=settings,
+        test=human.test,
+        dtype=args.dtype,
+        device=args.device,
+        data_hashes={"features": feature_hash, "triplets": human.data_hash},
+    )
+    return {
+        "run_id": outcome.run_id,
+        "best_lam": outcome.best_lam,
+        "optuna_study": outcome.study_name,
+        "optuna_storage": optuna_storage(),
+        **{f"refit_{k}": v for k, v in outcome.fit.metrics.items()},
+    }
+
+
+def cmd_dashboard(args: argparse.Namespace) -> dict:
+    """Start optuna-dashboard on the Optuna storage (127.0.0.1 by default)."""
+    import subprocess
+    import sys
+
+    storage = args.storage or optuna_storage()
+    command = [sys.executable, "-m", "optuna_dashboard", storage, "--host", args.host]
+    command += ["--port", str(args.port)]
+    print(f"optuna-dashboard on http://{args.host}:{args.port} (storage {storage})", flush=True)
+    code = subprocess.call(command)
+    return {"exit_code": code}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("tune", help=cmd_tune.__doc__)
+    add_data_args(p)
+    add_probe_args(p)
+    p.add_argument("--method", default="grid", choices=["grid", "tpe"])
+    p.add_argument("--lams", type=float, nargs="*", default=None, help="λ grid (default study's)")
+    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--fold-kind", default="triplets", choices=["triplets", "concepts"])
+    p.add_argument("--trials", type=int, default=20, help="TPE trials")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_tune)
+    d = sub.add_parser("dashboard", help=cmd_dashboard.__doc__)
+    d.add_argument(
+        "--storage", default=None, help="Optuna storage URL (default: tracking/optuna.db)"
+    )
+    d.add_argument("--host", default="127.0.0.1")
+    d.add_argument("--port", type=int, default=8080)
+    d.set_defaults(func=cmd_dashboard)

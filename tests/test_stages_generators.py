@@ -1,0 +1,188 @@
+"""Fit, tune, calibrate and generators: MLflow runs, the Optuna study, reuse, bad input."""
+
+from __future__ import annotations
+
+import mlflow
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+import torch
+
+from helpers import planted_triplets, repeated_triplets, write_things2023
+from modelrecovery.data import Triplets
+from modelrecovery.probe.calibrate import calibrate_temperature, expected_agreement
+from modelrecovery.probe.fit import triplet_probabilities
+from modelrecovery.stages.common import load_human_data
+from modelrecovery.stages.fit import fit_and_log
+from modelrecovery.stages.generators import GeneratorSpec, build_generators
+from modelrecovery.stages.tune import TuneSettings, tune_and_fit
+from modelrecovery.tracking import setup_experiment
+
+
+@pytest.fixture
+def tracking(tmp_path, monkeypatch):
+    """A private MLflow store and Optuna storage (separate SQLite files)."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    monkeypatch.setenv("OPTUNA_STORAGE", f"sqlite:///{tmp_path}/optuna.db")
+    experiment_id = setup_experiment("test-study")
+    yield experiment_id
+    mlflow.end_run()
+
+
+def runs(experiment_id: str, stage: str | None = None) -> pd.DataFrame:
+    query = f"tags.stage = '{stage}'" if stage else ""
+    return mlflow.search_runs(experiment_ids=[experiment_id], filter_string=query)
+
+
+@pytest.fixture
+def zero_shot_world(tmp_path):
+    """Human data simulated from the features themselves (W = I): strong shrinkage wins."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 24)) / 2
+    train = planted_triplets(x, 600, seed=1)
+    repeated = repeated_triplets(x, 60, 10, seed=2)
+    path = write_things2023(tmp_path / "human.tsv", train, repeated)
+    np.save(tmp_path / "zs.npy", x.astype(np.float32))
+    return x, load_human_data(path, n_concepts=40), tmp_path
+
+
+@pytest.mark.slow
+def test_tune_finds_planted_lambda_and_logs_study_and_runs(zero_shot_world, tracking):
+    x, human, _ = zero_shot_world
+    settings = TuneSettings(lams=(1e-2, 1.0, 100.0), n_folds=3)
+    outcome = tune_and_fit(
+        x, human.train, model="zs", settings=settings, test=human.test, dtype="float64"
+    )
+    assert outcome.best_lam == 100.0
+    study = optuna.load_study(
+        study_name=outcome.study_name,
+        storage=optuna.storages.RDBStorage(__import__("os").environ["OPTUNA_STORAGE"]),
+    )
+    assert len(study.trials) == 3
+    assert {t.params["lam"] for t in study.trials} == set(settings.lams)
+    trials = runs(tracking, "tune_trial")
+    assert len(trials) == 3
+    assert trials["metrics.val_accuracy"].notna().all()
+    assert set(trials["tags.mlflow.runName"].str.rsplit("/", n=1).str[0]) == {"trial/zs/full"}
+    tune_run = runs(tracking, "tune")
+    assert list(tune_run["tags.mlflow.runName"]) == ["tune/zs/full"]
+    fit_run = runs(tracking, "fit")
+    assert list(fit_run["tags.mlflow.runName"]) == ["fit/zs/full"]
+    assert float(fit_run["params.lam"].iloc[0]) == 100.0
+    for metric in ("train_accuracy", "test_accuracy", "test_nll", "iterations", "converged"):
+        assert f"metrics.{metric}" in fit_run.columns
+    # children of the tune run
+    assert (trials["tags.mlflow.parentRunId"] == outcome.run_id).all()
+
+
+def test_calibration_hits_target_and_moves_the_right_way():
+    rng = np.random.default_rng(1)
+    z = rng.normal(size=(50, 4))
+    triplets = planted_triplets(z, 800, seed=3)
+    t_low, achieved_low = calibrate_temperature(z, triplets, 0.6)
+    t_high, achieved_high = calibrate_temperature(z, triplets, 0.75)
+    assert abs(achieved_low - 0.6) < 1e-4 and abs(achieved_high - 0.75) < 1e-4
+    assert t_high < t_low  # a less noisy target needs a lower temperature
+    probs = triplet_probabilities(torch.tensor(z), triplets, t_low)
+    assert probs.max(1).mean() == pytest.approx(0.6, abs=1e-4)  # independent check
+    logits = np.log(triplet_probabilities(torch.tensor(z), triplets, 1.0))
+    assert expected_agreement(logits, t_low) == pytest.approx(0.6, abs=1e-4)
+    with pytest.raises(ValueError, match="ceiling must lie in"):
+        calibrate_temperature(z, triplets, 0.3)
+
+
+@pytest.mark.slow
+def test_logged_probe_loads_back_and_predicts_the_same(zero_shot_world, tracking):
+    x, human, _ = zero_shot_world
+    outcome = fit_and_log(x, human.train, model="zs", lam=0.1, test=human.test, dtype="float64")
+    loaded = mlflow.pyfunc.load_model(f"runs:/{outcome.run_id}/probe")
+    query = pd.DataFrame(human.test.ids[:50], columns=["i", "j", "k"])
+    predicted = loaded.predict(query).to_numpy()
+    expected = outcome.fitted.probabilities(x, human.test.subset(np.arange(50)))
+    np.testing.assert_allclose(predicted, expected, atol=1e-5)
+    artifacts = mlflow.artifacts.list_artifacts(run_id=outcome.run_id)
+    assert {"W.npy", "loss_curve.png"} <= {a.path for a in artifacts}
+
+
+@pytest.mark.slow
+def test_generators_are_reused_on_a_second_identical_call(zero_shot_world, tracking):
+    x, human, tmp = zero_shot_world
+    rng = np.random.default_rng(5)
+    np.save(tmp / "other.npy", np.tanh(x @ rng.normal(size=(24, 9))).astype(np.float32))
+    paths = {"zs": tmp / "zs.npy", "other": tmp / "other.npy"}
+    tune = TuneSettings(lams=(1e-2, 1.0), n_folds=2)
+    first = build_generators(paths, human, experiment_id=tracking, tune=tune, progress=False)
+    n_fit = len(runs(tracking, "fit"))
+    assert n_fit == 2 and not any(g.reused for g in first.values())
+    second = build_generators(paths, human, experiment_id=tracking, tune=tune, progress=False)
+    assert len(runs(tracking, "fit")) == n_fit  # nothing refitted
+    assert all(g.reused for g in second.values())
+    for name in paths:
+        assert second[name].temperature == pytest.approx(first[name].temperature, rel=1e-6)
+        np.testing.assert_allclose(second[name].z, first[name].z, rtol=1e-6)
+    gen_runs = runs(tracking, "generator")
+    assert sorted(gen_runs["tags.mlflow.runName"]) == ["generator/other/full", "generator/zs/full"]
+    # the calibrated generator reproduces the human ceiling on the repeated set
+    from modelrecovery.data.noise_ceiling import noise_ceiling
+
+    ceiling = noise_ceiling(human.test)
+    g = second["zs"]
+    probs = triplet_probabilities(torch.tensor(g.z, dtype=torch.float64), human.test, g.temperature)
+    assert probs.max(1).mean() == pytest.approx(ceiling, abs=1e-3)
+
+
+def test_bad_input_fails_before_any_fitting(zero_shot_world, tracking, tmp_path):
+    x, human, tmp = zero_shot_world
+    tune = TuneSettings(lams=(1.0,), n_folds=2)
+    with pytest.raises(FileNotFoundError, match="missing.npy"):
+        build_generators({"m": tmp / "missing.npy"}, human, experiment_id=tracking, tune=tune)
+    with pytest.raises(ValueError, match="ceiling must lie in"):
+        build_generators(
+            {"zs": tmp / "zs.npy"},
+            human,
+            experiment_id=tracking,
+            tune=tune,
+            spec=GeneratorSpec(ceiling=1.2),
+        )
+    np.save(tmp / "short.npy", x[:30].astype(np.float32))
+    with pytest.raises(ValueError, match="short.npy"):
+        build_generators({"short": tmp / "short.npy"}, human, experiment_id=tracking, tune=tune)
+    with pytest.raises(ValueError, match="every λ of the grid must be"):
+        TuneSettings(lams=(0.0, 1.0))
+    with pytest.raises(ValueError, match="lam must be > 0"):
+        fit_and_log(x, human.train, model="zs", lam=0.0)
+    with pytest.raises(ValueError, match="no models given"):
+        build_generators({}, human, experiment_id=tracking, tune=tune)
+    assert len(runs(tracking)) == 0  # nothing was started
+
+
+def test_cli_fit_logs_a_run(zero_shot_world, tracking, capsys):
+    import json
+
+    from modelrecovery.cli import main
+
+    _, human, tmp = zero_shot_world
+    code = main(
+        [
+            "--json",
+            "fit",
+            "--features",
+            str(tmp / "zs.npy"),
+            "--triplets",
+            str(human.path),
+            "--lam",
+            "0.5",
+            "--experiment",
+            "test-study",
+            "--n-concepts",
+            "40",
+        ]
+    )
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    result = json.loads(out.out)
+    run = mlflow.get_run(result["run_id"])
+    assert run.data.tags["stage"] == "fit" and run.data.params["lam"] == "0.5"
+    assert 0.33 < result["test_accuracy"] <= 1.0
+    _ = Triplets
