@@ -1,0 +1,499 @@
+"""Recovery statistics from the results tables (method.md section 5).
+
+Every function is pure: results tables in (``jobs``, ``scores``; see
+``docs/results_tables.md``), tidy DataFrames out. Grouping defaults to the experimental
+condition (``family`` plus whichever of ``k``, ``regulariser``, ``criterion`` vary) and
+``n_train``, so concatenations of tables from several runs never pool different conditions.
+Results do not depend on the row order of the inputs: groups are sorted, bootstrap samples
+are sorted before resampling, and each group draws from its own generator seeded by
+``(seed, crc32(group key))``.
+"""
+
+from __future__ import annotations
+
+import warnings
+import zlib
+from collections.abc import Hashable, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+__all__ = [
+    "CONDITION_COLUMNS",
+    "add_condition",
+    "binomial_ci",
+    "bootstrap_mean_ci",
+    "condition_columns",
+    "confusion_matrix",
+    "correct_rank",
+    "default_groups",
+    "false_rank",
+    "group_rng",
+    "mean_reciprocal_rank",
+    "rank_summary",
+    "recovery_accuracy",
+    "win_share",
+]
+
+CONDITION_COLUMNS: tuple[str, ...] = ("family", "k", "regulariser", "criterion")
+
+
+# ----------------------------------------------------------------------------- grouping
+def condition_columns(df: pd.DataFrame) -> list[str]:
+    """Columns that identify an experimental condition in ``df``.
+
+    ``family`` (when present) always; ``k``, ``regulariser`` and ``criterion`` only when they
+    take more than one value (missing values count as a value).
+    """
+    cols = []
+    for col in CONDITION_COLUMNS:
+        if col not in df.columns:
+            continue
+        if col == "family" or df[col].nunique(dropna=False) > 1:
+            cols.append(col)
+    return cols
+
+
+def default_groups(df: pd.DataFrame) -> list[str]:
+    """Default grouping: :func:`condition_columns` followed by ``n_train``."""
+    return [*condition_columns(df), "n_train"]
+
+
+def _key_text(value: object) -> str:
+    """Stable text for a group-key element (``30``, ``30.0`` and ``np.int64(30)`` agree)."""
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return "NA"
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        f = float(value)
+        return str(int(f)) if f.is_integer() else repr(f)
+    return str(value)
+
+
+def add_condition(df: pd.DataFrame, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """Copy of ``df`` with a readable ``condition`` label column.
+
+    Parameters
+    ----------
+    df : a results table.
+    columns : condition columns to combine (default :func:`condition_columns` of ``df``).
+        Missing values are left out of the label, e.g. ``"full"``, ``"rectangular, k=30"``,
+        ``"full, l2, select by nll"``.
+    """
+    columns = condition_columns(df) if columns is None else list(columns)
+    out = df.copy()
+    if not columns:
+        out["condition"] = "all"
+        return out
+
+    def label(values: tuple) -> str:
+        parts = []
+        for col, value in zip(columns, values, strict=True):
+            if value is None or (not isinstance(value, str) and pd.isna(value)):
+                continue
+            if col == "k":
+                parts.append(f"k={_key_text(value)}")
+            elif col == "criterion":
+                parts.append(f"select by {value}")
+            else:
+                parts.append(str(value))
+        return ", ".join(parts) if parts else "all"
+
+    # label each distinct combination once, then broadcast (tables can be large)
+    combos = out[columns].drop_duplicates()
+    keys = pd.MultiIndex.from_frame(combos)
+    labels = pd.Series([label(tuple(v)) for v in combos.itertuples(index=False)], index=keys)
+    rows = pd.MultiIndex.from_frame(out[columns])
+    out["condition"] = labels.reindex(rows).to_numpy() if len(out) else np.array([], dtype=object)
+    return out
+
+
+def _groups(df: pd.DataFrame, by: Sequence[str]) -> Iterable[tuple[tuple, pd.DataFrame]]:
+    """Sorted ``(key tuple, sub-frame)`` pairs; the whole frame when ``by`` is empty."""
+    by = list(by)
+    if not by:
+        yield (), df
+        return
+    for key, sub in df.groupby(by, dropna=False, sort=True):
+        yield (key if isinstance(key, tuple) else (key,)), sub
+
+
+def group_rng(seed: int, key: Sequence[Hashable]) -> np.random.Generator:
+    """Generator for one group, seeded by ``(seed, crc32 of the group key's text)``.
+
+    The stream of a group depends only on ``seed`` and the group's key, not on which other
+    groups exist or in which order rows arrive.
+    """
+    text = "|".join(_key_text(k) for k in key)
+    return np.random.default_rng([int(seed), zlib.crc32(text.encode())])
+
+
+def _recovered(jobs: pd.DataFrame) -> pd.Series:
+    if "recovered" in jobs.columns:
+        return jobs["recovered"].astype(bool)
+    return jobs["winner"] == jobs["generator"]
+
+
+# ----------------------------------------------------------------------------- intervals
+def binomial_ci(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Exact (Clopper-Pearson) confidence interval of a binomial proportion ``k / n``.
+
+    Returns ``(nan, nan)`` when ``n == 0``.
+    """
+    if n <= 0:
+        return float("nan"), float("nan")
+    ci = stats.binomtest(int(k), int(n)).proportion_ci(confidence_level=confidence, method="exact")
+    return float(ci.low), float(ci.high)
+
+
+def bootstrap_mean_ci(
+    values: Sequence[float] | np.ndarray,
+    *,
+    rng: int | np.random.Generator,
+    confidence: float = 0.95,
+    n_resamples: int = 9999,
+) -> tuple[float, float, str]:
+    """BCa bootstrap confidence interval of the mean (``scipy.stats.bootstrap``).
+
+    The values are sorted first, so the interval depends on the multiset of values and the
+    generator only. Returns ``(low, high, method)``: ``method`` is ``"BCa"``; ``"constant"``
+    when all values are equal (interval of zero width); ``"percentile"`` when BCa is
+    undefined for the bootstrap distribution (same resamples); ``"none"`` with fewer than 2
+    values (``nan`` interval).
+    """
+    x = np.sort(np.asarray(values, dtype=float))
+    x = x[~np.isnan(x)]
+    if x.size < 2:
+        return float("nan"), float("nan"), "none"
+    if np.all(x == x[0]):
+        return float(x[0]), float(x[0]), "constant"
+    gen = np.random.default_rng(rng) if not isinstance(rng, np.random.Generator) else rng
+    state = gen.bit_generator.state
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", stats.DegenerateDataWarning)
+        res = stats.bootstrap(
+            (x,),
+            np.mean,
+            n_resamples=n_resamples,
+            confidence_level=confidence,
+            method="BCa",
+            rng=gen,
+        )
+    low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
+    if np.isfinite(low) and np.isfinite(high):
+        return low, high, "BCa"
+    gen.bit_generator.state = state
+    res = stats.bootstrap(
+        (x,),
+        np.mean,
+        n_resamples=n_resamples,
+        confidence_level=confidence,
+        method="percentile",
+        rng=gen,
+    )
+    return float(res.confidence_interval.low), float(res.confidence_interval.high), "percentile"
+
+
+# ----------------------------------------------------------------------------- recovery
+def recovery_accuracy(
+    jobs: pd.DataFrame, by: Sequence[str] | None = None, *, confidence: float = 0.95
+) -> pd.DataFrame:
+    """Share of jobs whose winner is the generator, with exact binomial CIs.
+
+    Parameters
+    ----------
+    jobs : the ``jobs`` table.
+    by : grouping columns (default :func:`default_groups`).
+    confidence : level of the Clopper-Pearson interval.
+
+    Returns
+    -------
+    One row per group: the ``by`` columns, ``n_jobs``, ``n_recovered``, ``accuracy``,
+    ``ci_low``, ``ci_high`` and ``chance`` (mean of ``1 / n_candidates``).
+    """
+    by = default_groups(jobs) if by is None else list(by)
+    df = jobs.assign(_rec=_recovered(jobs))
+    rows = []
+    for key, sub in _groups(df, by):
+        n, k = len(sub), int(sub["_rec"].sum())
+        low, high = binomial_ci(k, n, confidence)
+        chance = (
+            float(np.mean(np.sort(1.0 / sub["n_candidates"].to_numpy(dtype=float))))
+            if "n_candidates" in sub.columns
+            else float("nan")
+        )
+        rows.append(
+            {
+                **dict(zip(by, key, strict=True)),
+                "n_jobs": n,
+                "n_recovered": k,
+                "accuracy": k / n if n else float("nan"),
+                "ci_low": low,
+                "ci_high": high,
+                "chance": chance,
+            }
+        )
+    cols = [*by, "n_jobs", "n_recovered", "accuracy", "ci_low", "ci_high", "chance"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def _single_condition(df: pd.DataFrame, what: str) -> None:
+    for col in condition_columns(df):
+        if df[col].nunique(dropna=False) > 1:
+            raise ValueError(
+                f"{what}: the table mixes several values of {col!r}; filter to one condition"
+            )
+
+
+def _largest_n(df: pd.DataFrame, n_train: int | None) -> int:
+    if n_train is not None:
+        return int(n_train)
+    if df.empty:
+        raise ValueError("empty table")
+    return int(df["n_train"].max())
+
+
+def confusion_matrix(
+    jobs: pd.DataFrame,
+    *,
+    n_train: int | None = None,
+    normalize: bool = False,
+    generators: Sequence[str] | None = None,
+    candidates: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """Generator x winner matrix at one training-set size, for one condition.
+
+    Parameters
+    ----------
+    jobs : the ``jobs`` table of a single condition.
+    n_train : training-set size (default: the largest in ``jobs``).
+    normalize : divide each row by its number of jobs (rows without jobs become NaN).
+    generators, candidates : row and column labels (default: sorted union of the generators
+        and winners in ``jobs``).
+
+    Returns
+    -------
+    DataFrame indexed by generator (index name ``generator``), one column per candidate
+    (columns name ``winner``); counts, or row shares when ``normalize``.
+    """
+    _single_condition(jobs, "confusion_matrix")
+    n = _largest_n(jobs, n_train)
+    sub = jobs[jobs["n_train"] == n]
+    labels = sorted(set(jobs["generator"]) | set(jobs["winner"]))
+    rows = list(generators) if generators is not None else labels
+    cols = list(candidates) if candidates is not None else labels
+    counts = (
+        pd.crosstab(sub["generator"], sub["winner"])
+        .reindex(index=rows, columns=cols, fill_value=0)
+        .astype(float if normalize else int)
+    )
+    counts.index.name, counts.columns.name = "generator", "winner"
+    if normalize:
+        totals = sub.groupby("generator").size().reindex(rows).astype(float)
+        counts = counts.div(totals, axis=0)
+    return counts
+
+
+# ----------------------------------------------------------------------------- ranks
+def correct_rank(
+    jobs: pd.DataFrame,
+    by: Sequence[str] | None = None,
+    *,
+    confidence: float = 0.95,
+    n_resamples: int = 9999,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Mean rank of the generator among the candidates on its own data, BCa bootstrap CI.
+
+    Parameters
+    ----------
+    jobs : the ``jobs`` table (uses ``generator_rank``, 1 = best).
+    by : grouping columns (default :func:`default_groups`; add ``"generator"`` for a value
+        per model).
+    confidence, n_resamples, seed : of the bootstrap (see :func:`bootstrap_mean_ci`; each
+        group uses :func:`group_rng`).
+
+    Returns
+    -------
+    ``by`` columns, ``n``, ``mean_rank``, ``ci_low``, ``ci_high``, ``ci_method``.
+    """
+    by = default_groups(jobs) if by is None else list(by)
+    rows = []
+    for key, sub in _groups(jobs, by):
+        values = np.sort(sub["generator_rank"].to_numpy(dtype=float))  # order-free sums
+        low, high, method = bootstrap_mean_ci(
+            values, rng=group_rng(seed, key), confidence=confidence, n_resamples=n_resamples
+        )
+        rows.append(
+            {
+                **dict(zip(by, key, strict=True)),
+                "n": len(values),
+                "mean_rank": float(np.mean(values)) if len(values) else float("nan"),
+                "ci_low": low,
+                "ci_high": high,
+                "ci_method": method,
+            }
+        )
+    return pd.DataFrame(rows, columns=[*by, "n", "mean_rank", "ci_low", "ci_high", "ci_method"])
+
+
+def false_rank(scores: pd.DataFrame, by: Sequence[str] | None = None) -> pd.DataFrame:
+    """Mean rank of each candidate on data generated by other models, with its SEM.
+
+    Parameters
+    ----------
+    scores : the ``scores`` table (uses ``rank``, 1 = best).
+    by : grouping columns besides ``candidate`` (default :func:`default_groups`).
+
+    Returns
+    -------
+    ``by`` columns, ``candidate``, ``n``, ``mean_rank``, ``sem`` (``std(ddof=1) / sqrt(n)``,
+    NaN for ``n < 2``).
+    """
+    by = default_groups(scores) if by is None else list(by)
+    others = scores[scores["candidate"] != scores["generator"]]
+    rows = []
+    for key, sub in _groups(others, [*by, "candidate"]):
+        values = np.sort(sub["rank"].to_numpy(dtype=float))  # order-free sums
+        n = len(values)
+        sem = float(np.std(values, ddof=1) / np.sqrt(n)) if n >= 2 else float("nan")
+        rows.append(
+            {
+                **dict(zip([*by, "candidate"], key, strict=True)),
+                "n": n,
+                "mean_rank": float(np.mean(values)),
+                "sem": sem,
+            }
+        )
+    return pd.DataFrame(rows, columns=[*by, "candidate", "n", "mean_rank", "sem"])
+
+
+def mean_reciprocal_rank(jobs: pd.DataFrame, by: Sequence[str] | None = None) -> pd.DataFrame:
+    """Mean of ``1 / generator_rank`` per group (1 = always recovered).
+
+    Returns
+    -------
+    ``by`` columns (default :func:`default_groups`), ``n``, ``mrr``.
+    """
+    by = default_groups(jobs) if by is None else list(by)
+    rows = []
+    for key, sub in _groups(jobs, by):
+        r = np.sort(sub["generator_rank"].to_numpy(dtype=float))
+        rows.append({**dict(zip(by, key, strict=True)), "n": len(r), "mrr": float(np.mean(1 / r))})
+    return pd.DataFrame(rows, columns=[*by, "n", "mrr"])
+
+
+def rank_summary(
+    jobs: pd.DataFrame,
+    scores: pd.DataFrame,
+    by: Sequence[str] | None = None,
+    *,
+    confidence: float = 0.95,
+    n_resamples: int = 9999,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Per model: correct rank (BCa CI), false rank (SEM) and mean reciprocal rank.
+
+    Parameters
+    ----------
+    jobs, scores : the results tables.
+    by : grouping columns besides the model (default :func:`default_groups` of ``jobs``).
+
+    Returns
+    -------
+    ``by`` columns, ``model``, ``correct_n``, ``correct_rank``, ``correct_ci_low``,
+    ``correct_ci_high``, ``mrr``, ``false_n``, ``false_rank``, ``false_sem``; models that
+    never generated (or were never a candidate on others' data) have NaN in those columns.
+    """
+    by = default_groups(jobs) if by is None else list(by)
+    cr = correct_rank(
+        jobs, [*by, "generator"], confidence=confidence, n_resamples=n_resamples, seed=seed
+    ).rename(
+        columns={
+            "generator": "model",
+            "n": "correct_n",
+            "mean_rank": "correct_rank",
+            "ci_low": "correct_ci_low",
+            "ci_high": "correct_ci_high",
+            "ci_method": "correct_ci_method",
+        }
+    )
+    mrr = mean_reciprocal_rank(jobs, [*by, "generator"]).rename(columns={"generator": "model"})
+    fr = false_rank(scores, by).rename(
+        columns={
+            "candidate": "model",
+            "n": "false_n",
+            "mean_rank": "false_rank",
+            "sem": "false_sem",
+        }
+    )
+    keys = [*by, "model"]
+    out = cr.merge(mrr.drop(columns="n"), on=keys, how="left").merge(fr, on=keys, how="outer")
+    return out.sort_values(keys, ignore_index=True)
+
+
+# ----------------------------------------------------------------------------- wins
+def win_share(
+    jobs: pd.DataFrame,
+    by: Sequence[str] | None = None,
+    *,
+    candidates: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """How often each candidate wins, against the fair share ``1 / n_candidates``.
+
+    Parameters
+    ----------
+    jobs : the ``jobs`` table.
+    by : grouping columns (default :func:`default_groups`).
+    candidates : models to report (default: sorted union of generators and winners), so
+        candidates that never win appear with zero wins.
+
+    Returns
+    -------
+    ``by`` columns, ``candidate``, ``wins``, ``n_jobs``, ``share``, ``fair_share``
+    (mean ``1 / n_candidates``), ``generator_share`` (share of the jobs it generated, the
+    share under perfect recovery), ``ratio`` (``share / fair_share``) and ``p_excess``
+    (exact one-sided binomial test of ``wins`` against ``fair_share``).
+    """
+    by = default_groups(jobs) if by is None else list(by)
+    labels = (
+        list(candidates)
+        if candidates is not None
+        else sorted(set(jobs["generator"]) | set(jobs["winner"]))
+    )
+    rows = []
+    for key, sub in _groups(jobs, by):
+        n = len(sub)
+        fair = float(np.mean(np.sort(1.0 / sub["n_candidates"].to_numpy(dtype=float))))
+        wins = sub["winner"].value_counts()
+        gens = sub["generator"].value_counts()
+        for cand in labels:
+            w = int(wins.get(cand, 0))
+            p = stats.binomtest(w, n, fair, alternative="greater").pvalue if n else float("nan")
+            rows.append(
+                {
+                    **dict(zip(by, key, strict=True)),
+                    "candidate": cand,
+                    "wins": w,
+                    "n_jobs": n,
+                    "share": w / n if n else float("nan"),
+                    "fair_share": fair,
+                    "generator_share": int(gens.get(cand, 0)) / n if n else float("nan"),
+                    "ratio": (w / n) / fair if n else float("nan"),
+                    "p_excess": float(p),
+                }
+            )
+    cols = [
+        *by,
+        "candidate",
+        "wins",
+        "n_jobs",
+        "share",
+        "fair_share",
+        "generator_share",
+        "ratio",
+        "p_excess",
+    ]
+    return pd.DataFrame(rows, columns=cols)

@@ -1,0 +1,274 @@
+"""One recovery job (method.md §4): simulate data from the generator, refit every candidate
+for every λ on every fold, select λ by mean validation score, score by mean test score,
+and crown the winner.
+
+Exact work sharing inside a job: the compiled training triplets of a fold serve every
+candidate and λ; each candidate's row space and rotated features are computed once per
+fold and serve its whole λ path; the λ path runs from strong to weak penalty, each fit
+starting from the previous solution (warm start); validation and test similarities come
+from cached Gram pieces (for the reduced full W: S = (P A)(P A)^T + c^2 Q with P = X V and
+Q = X X^T - P P^T, because the cross term vanishes), never from the p x p W.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+import pandas as pd
+import torch
+
+from modelrecovery.data.sampling import sample_responses, sample_triplets
+from modelrecovery.data.splits import concept_folds
+from modelrecovery.data.triplets import Triplets
+from modelrecovery.probe.fit import FittedProbe, fit_probe, triplet_probabilities
+from modelrecovery.probe.objective import PreparedTriplets
+from modelrecovery.probe.reduced import REDUCIBLE_REGULARISERS, RowSpace, row_space
+from modelrecovery.recovery.grid import GridConfig, Job, derived_seed
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+@dataclass
+class FoldData:
+    """Synthetic training, validation and test triplets of one concept fold."""
+
+    train: Triplets
+    validation: Triplets
+    test: Triplets
+
+
+@dataclass
+class JobResult:
+    """The three results tables of a job (see docs/results_tables.md)."""
+
+    job: pd.DataFrame
+    scores: pd.DataFrame
+    fits: pd.DataFrame
+
+
+def simulate(
+    job: Job,
+    config: GridConfig,
+    generator_z: np.ndarray,
+    temperature: float,
+    exclude_keys: np.ndarray | None,
+) -> list[FoldData]:
+    """Synthetic data of a job. Folds and triplets depend on (seed, N) only, so every
+    generator is tested on the same stimuli; responses depend on the generator too."""
+    n_concepts = generator_z.shape[0]
+    folds = concept_folds(
+        n_concepts,
+        n_folds=config.n_folds,
+        seed=derived_seed(job.seed, "folds"),
+        train_fraction=config.train_fraction,
+    )
+    n_eval = max(1, round(job.n_train * config.eval_fraction))
+    z = torch.as_tensor(generator_z, dtype=torch.float64)
+    out = []
+    for f, fold in enumerate(folds):
+        sets = {}
+        for role, concepts, n in (
+            ("train", fold.train, job.n_train),
+            ("validation", fold.validation, n_eval),
+            ("test", fold.test, n_eval),
+        ):
+            ids = sample_triplets(
+                concepts,
+                n,
+                seed=derived_seed(job.seed, job.n_train, f, role),
+                n_concepts=n_concepts,
+                exclude=exclude_keys,
+                paper_compatible_sampling=config.paper_compatible_sampling,
+            )
+            unlabeled = Triplets(ids, np.zeros(len(ids), dtype=np.int8), n_concepts)
+            probs = triplet_probabilities(z, unlabeled, temperature)
+            odd = sample_responses(
+                probs, seed=derived_seed(job.seed, job.n_train, f, role, "responses", job.generator)
+            )
+            sets[role] = Triplets(ids, odd, n_concepts)
+        out.append(FoldData(**sets))
+    return out
+
+
+class _Evaluator:
+    """Validation / test accuracy and NLL of a candidate's fits on one fold."""
+
+    def __init__(self, x: torch.Tensor, sets: dict[str, Triplets], space: RowSpace | None):
+        ids = np.concatenate([t.ids for t in sets.values()])
+        concepts, local = np.unique(ids, return_inverse=True)
+        local = local.reshape(-1, 3)
+        self.sets: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        start = 0
+        for name, t in sets.items():
+            rows = torch.from_numpy(local[start : start + len(t)].astype(np.int64))
+            self.sets[name] = (rows, torch.from_numpy(t.odd.astype(np.int64)))
+            start += len(t)
+        self.x = x[torch.from_numpy(concepts)]
+        self.space = space
+        if space is not None:
+            self.p = self.x @ space.basis.to(x.dtype)
+            self.q = self.x @ self.x.T - self.p @ self.p.T
+
+    def gram(self, fitted: FittedProbe) -> torch.Tensor:
+        if self.space is None:
+            z = fitted.transform(self.x)
+            return z @ z.T
+        pa = self.p @ fitted.theta
+        s = pa @ pa.T
+        if fitted.regulariser == "scalar_shrinkage":
+            c = float(torch.diagonal(fitted.theta).sum()) / self.space.rank
+            s = s + (c * c) * self.q
+        return s
+
+    def scores(self, fitted: FittedProbe) -> dict[str, float]:
+        s = self.gram(fitted)
+        out = {}
+        for name, (rows, odd) in self.sets.items():
+            a, b, c = rows[:, 0], rows[:, 1], rows[:, 2]
+            logits = torch.stack([s[b, c], s[a, c], s[a, b]], 1) / fitted.temperature
+            nll = torch.logsumexp(logits, 1) - logits[torch.arange(len(odd)), odd]
+            out[f"{name}_accuracy"] = float((logits.argmax(1) == odd).double().mean())
+            out[f"{name}_nll"] = float(nll.double().mean())
+        return out
+
+
+def _job_columns(job: Job, config: GridConfig) -> dict:
+    return {
+        "job_id": job.job_id,
+        "generator": job.generator,
+        "n_train": job.n_train,
+        "seed": job.seed,
+        "family": job.level.family,
+        "k": job.level.k,
+        "regulariser": config.regulariser,
+        "criterion": config.criterion,
+    }
+
+
+def select_and_score(fits: pd.DataFrame, config: GridConfig, candidates: list[str]) -> pd.DataFrame:
+    """Per candidate: λ by mean validation score over folds, then its mean test score.
+
+    Ties in the validation score go to the larger λ (the simpler model); ranks use
+    ``method="min"``; the score is mean test accuracy (criterion ``accuracy``, the study's)
+    or minus mean test NLL (criterion ``nll``).
+    """
+    means = (
+        fits.groupby(["candidate", "lam"], sort=False)[
+            ["val_accuracy", "val_nll", "test_accuracy", "test_nll"]
+        ]
+        .mean()
+        .reset_index()
+    )
+    if config.criterion == "accuracy":
+        means["selector"] = means["val_accuracy"]
+    else:
+        means["selector"] = -means["val_nll"]
+    rows = []
+    for candidate in candidates:
+        part = means[means["candidate"] == candidate].sort_values("lam", ascending=False)
+        best = part.iloc[int(np.argmax(part["selector"].to_numpy()))]
+        score = best["test_accuracy"] if config.criterion == "accuracy" else -best["test_nll"]
+        rows.append(
+            {
+                "candidate": candidate,
+                "best_lam": float(best["lam"]),
+                "val_accuracy": float(best["val_accuracy"]),
+                "val_nll": float(best["val_nll"]),
+                "test_accuracy": float(best["test_accuracy"]),
+                "test_nll": float(best["test_nll"]),
+                "score": float(score),
+            }
+        )
+    scores = pd.DataFrame(rows)
+    scores["rank"] = scores["score"].rank(ascending=False, method="min").astype(int)
+    return scores
+
+
+def pick_winner(scores: pd.DataFrame) -> str:
+    """Best score; ties broken by lower test NLL, then by candidate order."""
+    order = scores.assign(_pos=np.arange(len(scores))).sort_values(
+        ["score", "test_nll", "_pos"], ascending=[False, True, True]
+    )
+    return str(order["candidate"].iloc[0])
+
+
+def run_job(
+    job: Job,
+    config: GridConfig,
+    generator_z: np.ndarray,
+    temperature: float,
+    candidate_features: dict[str, np.ndarray],
+    exclude_keys: np.ndarray | None = None,
+) -> JobResult:
+    """Simulate, refit every candidate for every λ and fold, and score (see module doc)."""
+    start = time.perf_counter()
+    torch.set_num_threads(config.threads_per_job)
+    numba.set_num_threads(min(config.threads_per_job, numba.config.NUMBA_NUM_THREADS))
+    dtype = DTYPES[config.dtype]
+    data = simulate(job, config, generator_z, temperature, exclude_keys)
+    preps = [PreparedTriplets.from_triplets(fd.train) for fd in data]
+    family, k = job.level.family, job.level.k
+    reducible = family == "full" and config.regulariser in REDUCIBLE_REGULARISERS
+    lams = [0.0] if family == "zero_shot" else sorted(config.lams, reverse=True)
+    rows = []
+    for candidate in config.candidates:
+        x = torch.as_tensor(candidate_features[candidate]).to(dtype)
+        for f, fd in enumerate(data):
+            space = row_space(x[preps[f].concepts]) if reducible else None
+            if space is not None and space.rank >= x.shape[1]:
+                space = None
+            evaluator = _Evaluator(x, {"val": fd.validation, "test": fd.test}, space)
+            theta = None
+            for lam in lams:
+                tic = time.perf_counter()
+                fitted = fit_probe(
+                    x,
+                    preps[f],
+                    family=family,
+                    k=k,
+                    regulariser=config.regulariser,
+                    lam=lam,
+                    dtype=dtype,
+                    space=space,
+                    reduce=space is not None,
+                    init=theta if config.warm_start else None,
+                )
+                theta = fitted.theta
+                rows.append(
+                    {
+                        "candidate": candidate,
+                        "lam": lam,
+                        "fold": f,
+                        "train_nll": float(fitted.loss_history[-1]),
+                        **evaluator.scores(fitted),
+                        "iterations": fitted.iterations,
+                        "converged": bool(fitted.converged),
+                        "seconds": time.perf_counter() - tic,
+                    }
+                )
+    columns = _job_columns(job, config)
+    fits = pd.DataFrame(rows)
+    scores = select_and_score(fits, config, list(config.candidates))
+    winner = pick_winner(scores)
+    generator_rank = int(scores.loc[scores["candidate"] == job.generator, "rank"].iloc[0])
+    job_row = pd.DataFrame(
+        [
+            {
+                **columns,
+                "winner": winner,
+                "recovered": winner == job.generator,
+                "n_candidates": len(config.candidates),
+                "generator_rank": generator_rank,
+                "seconds": time.perf_counter() - start,
+            }
+        ]
+    )
+    fits = pd.concat([pd.DataFrame([columns] * len(fits)), fits], axis=1)
+    fits = fits.drop(columns=["k", "regulariser", "criterion"])
+    scores = pd.concat([pd.DataFrame([columns] * len(scores)), scores], axis=1)
+    for frame in (job_row, scores):
+        frame["k"] = frame["k"].astype("Int64")
+    return JobResult(job=job_row, scores=scores, fits=fits)
