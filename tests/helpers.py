@@ -49,3 +49,33 @@ def repeated_triplets(z: np.ndarray, n_unique: int, repeats: int, seed: int, tem
     probs = triplet_probabilities(torch.as_tensor(z, dtype=torch.float64), probe, temperature)
     odd = (rng.random(len(ids))[:, None] > np.cumsum(probs, axis=1)).sum(axis=1)
     return Triplets(ids, np.minimum(odd, 2), z.shape[0])
+
+
+def planted_recovery_world(n_concepts: int = 90, seed: int = 0, n_models: int = 3):
+    """Candidates that differ strongly (random non-linear maps of a sparse 'human'
+    embedding), each usable as a generator with a low temperature."""
+    rng = np.random.default_rng(seed)
+    human = np.abs(rng.normal(size=(n_concepts, 8))) * (rng.random((n_concepts, 8)) < 0.4)
+    features = {}
+    for m in range(n_models):
+        dim = 12 + 6 * m
+        features[f"model{m}"] = np.tanh(human @ rng.normal(size=(8, dim)) * 1.5) + 0.3 * rng.normal(
+            size=(n_concepts, dim)
+        )
+    return {k: v.astype(np.float32) for k, v in features.items()}
+
+
+def planted_grid_config(features, **overrides):
+    """A small grid over the planted world (3 seeds by default)."""
+    from modelrecovery.recovery.grid import GridConfig
+
+    names = tuple(features)
+    settings = dict(
+        generators=names,
+        candidates=names,
+        sizes=(60, 3000),
+        seeds=(0, 1),
+        lams=(1e-2, 1.0, 100.0),
+    )
+    settings.update(overrides)
+    return GridConfig(**settings)

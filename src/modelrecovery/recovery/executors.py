@@ -37,6 +37,30 @@ class GridInputs:
         sizes |= {name: z.shape[0] for name, (z, _) in self.generators.items()}
         if len(set(sizes.values())) != 1:
             raise ValueError(f"models disagree on the number of concepts: {sizes}")
+        check_sizes(config, next(iter(sizes.values())))
+
+
+def check_sizes(config: GridConfig, n_concepts: int) -> None:
+    """Every N (and its validation / test share) must fit in the smallest fold's concepts."""
+    from math import comb
+
+    from modelrecovery.data.splits import concept_folds
+
+    folds = concept_folds(n_concepts, config.n_folds, seed=0, train_fraction=config.train_fraction)
+    limits = {
+        "train": min(comb(len(f.train), 3) for f in folds),
+        "validation": min(comb(len(f.validation), 3) for f in folds),
+        "test": min(comb(len(f.test), 3) for f in folds),
+    }
+    for n in config.sizes:
+        n_eval = max(1, round(n * config.eval_fraction))
+        for role, wanted in (("train", n), ("validation", n_eval), ("test", n_eval)):
+            if wanted > limits[role]:
+                raise ValueError(
+                    f"size N={n} needs {wanted} distinct {role} triplets per fold, but a fold's "
+                    f"{role} concepts allow at most {limits[role]} ({n_concepts} concepts, "
+                    f"{config.n_folds} folds)"
+                )
 
 
 def _run(job: Job, config: GridConfig, inputs: GridInputs) -> JobResult:
