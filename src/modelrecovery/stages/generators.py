@@ -96,7 +96,10 @@ def build_generator(
         return load_generator(previous)
     start = time.perf_counter()
     tags = standard_tags("generator", model, spec.family) | {"inputs_key": key}
-    with mlflow.start_run(run_name=f"generator/{model}/{spec.family}", tags=tags) as run:
+    nested = mlflow.active_run() is not None  # inside a recover run: a child run
+    with mlflow.start_run(
+        run_name=f"generator/{model}/{spec.family}", tags=tags, nested=nested
+    ) as run:
         mlflow.log_params(
             {
                 "model": model,
