@@ -81,11 +81,24 @@ class FittedProbe:
 
     def probabilities(self, features: torch.Tensor | np.ndarray, triplets: Triplets) -> np.ndarray:
         """P(odd one out = position) for each triplet, (m, 3)."""
-        return triplet_probabilities(self.transform(features), triplets, self.temperature)
+        x, local = compact(features, triplets)
+        return triplet_probabilities(self.transform(x), local, self.temperature)
 
     def evaluate(self, features: torch.Tensor | np.ndarray, triplets: Triplets) -> dict[str, float]:
-        """Accuracy and mean NLL on ``triplets``."""
-        return accuracy_and_nll(self.transform(features), triplets, self.temperature)
+        """Accuracy and mean NLL on ``triplets`` (only their concepts are transformed)."""
+        if len(triplets) == 0:
+            return {"accuracy": math.nan, "nll": math.nan}
+        x, local = compact(features, triplets)
+        return accuracy_and_nll(self.transform(x), local, self.temperature)
+
+
+def compact(
+    features: torch.Tensor | np.ndarray, triplets: Triplets
+) -> tuple[torch.Tensor, Triplets]:
+    """The rows of ``features`` that ``triplets`` use, and the triplets re-indexed to them."""
+    concepts, local = np.unique(triplets.ids, return_inverse=True)
+    x = torch.as_tensor(features)[torch.from_numpy(concepts)]
+    return x, Triplets(local.reshape(-1, 3), triplets.odd, max(3, len(concepts)))
 
 
 def _triplet_logits(z: torch.Tensor, triplets: Triplets, temperature: float) -> torch.Tensor:
