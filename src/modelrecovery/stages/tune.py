@@ -296,16 +296,13 @@ def cmd_tune(args: argparse.Namespace) -> dict:
 
 
 def cmd_dashboard(args: argparse.Namespace) -> dict:
-    """Start optuna-dashboard on the Optuna storage (127.0.0.1 by default)."""
-    import subprocess
-    import sys
+    """Start optuna-dashboard on the Optuna storage (127.0.0.1 by default); blocks."""
+    from optuna_dashboard import run_server
 
     storage = args.storage or optuna_storage()
-    command = [sys.executable, "-m", "optuna_dashboard", storage, "--host", args.host]
-    command += ["--port", str(args.port)]
     print(f"optuna-dashboard on http://{args.host}:{args.port} (storage {storage})", flush=True)
-    code = subprocess.call(command)
-    return {"exit_code": code}
+    run_server(storage, host=args.host, port=args.port)
+    return {"storage": storage}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
