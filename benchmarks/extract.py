@@ -4,6 +4,14 @@ Usage::
 
     python benchmarks/extract.py                       # a few small backbones
     python benchmarks/extract.py timm:resnet50 open_clip:ViT-B-32 --images 128 --device cuda
+    python benchmarks/extract.py --default-world       # the default model set on the default world
+
+``--default-world`` builds (or reuses) the embedded default world and extracts the features of
+every default model from its images into a fresh cache, exactly as
+``extract_world_features`` does (PNG decode, the model's preprocessing, batched forward
+passes, saving): it prints images per second per backbone and the wall time of the whole
+extraction. CPU pressure (Linux PSI, share of time some task waited for a CPU) is printed
+before and after, since other processes on a shared machine inflate wall times.
 
 Generated 224 x 224 RGB images go through each backbone's own preprocessing and network in
 batches (default 32) under ``torch.inference_mode``; torch keeps its default thread count.
@@ -15,7 +23,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -71,13 +81,81 @@ def bench(name: str, images: list[Image.Image], batch_size: int, device: str) ->
     }
 
 
+def _cpu_pressure() -> str:
+    """``avg10``/``avg60`` of /proc/pressure/cpu (some), or ``n/a``."""
+    try:
+        line = Path("/proc/pressure/cpu").read_text().splitlines()[0]
+    except (OSError, IndexError):
+        return "n/a"
+    fields = dict(f.split("=") for f in line.split()[1:])
+    return f"{fields.get('avg10', '?')}% (10 s), {fields.get('avg60', '?')}% (60 s)"
+
+
+def bench_default_world(args: argparse.Namespace) -> int:
+    """Images per second per default backbone and wall time of the whole default world."""
+    from modelrecovery.data.world import WorldConfig, build_world
+    from modelrecovery.features.default_models import default_model_set
+    from modelrecovery.features.extract import extract_features
+
+    t0 = time.perf_counter()
+    world = build_world(WorldConfig(), args.root)
+    world_s = time.perf_counter() - t0
+    images = world.image_list()
+    n = images.n_images
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}, "
+        f"batch {args.batch_size}; default world {world.root.name}: {len(images)} concepts, "
+        f"{n} images of {world.config.image_size} px (world ready in {world_s:.1f} s, built "
+        f"in {world.metadata['build_seconds']['total']:.1f} s)"
+    )
+    print(f"CPU pressure before: {_cpu_pressure()}")
+    print(f"{'backbone':44s} {'dim':>5s} {'wall s':>7s} {'cpu s':>7s} {'img/s':>7s}")
+    total_wall, total_cpu = time.perf_counter(), time.process_time()
+    with tempfile.TemporaryDirectory(prefix="bench-extract-") as cache:
+        for spec in default_model_set():
+            w0, c0 = time.perf_counter(), time.process_time()
+            result = extract_features(
+                spec.name,
+                images,
+                pretrained=spec.pretrained,
+                cache_dir=cache,
+                batch_size=args.batch_size,
+                device=args.device,
+                progress=False,
+            )
+            wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+            print(
+                f"{spec.name:44s} {result.features.shape[1]:5d} {wall:7.2f} {cpu:7.2f} "
+                f"{n / wall:7.1f}",
+                flush=True,
+            )
+    wall = time.perf_counter() - total_wall
+    cpu = time.process_time() - total_cpu
+    print(
+        f"whole default world: {len(default_model_set())} models x {n} images in {wall:.1f} s "
+        f"wall ({cpu:.1f} s CPU); goal: under 60 s on 2 cores"
+    )
+    print(f"CPU pressure after: {_cpu_pressure()}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("backbones", nargs="*", default=list(DEFAULT_BACKBONES))
     parser.add_argument("--images", type=int, default=96, help="images per backbone")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--default-world",
+        action="store_true",
+        help="time the default model set on the default world's images (whole extraction)",
+    )
+    parser.add_argument(
+        "--root", default=None, help="worlds folder for --default-world (default: data/worlds)"
+    )
     args = parser.parse_args(argv)
+    if args.default_world:
+        return bench_default_world(args)
     images = _images(args.images)
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}, "

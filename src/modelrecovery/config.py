@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,15 @@ def resolve_config_path(name_or_path: str | Path) -> Path:
     raise FileNotFoundError(f"config {name_or_path!r} not found (known in {CONF_DIR}: {known})")
 
 
+def split_overrides(texts: Iterable[str] | None) -> list[str]:
+    """Overrides from command-line words; a word may hold several (MLflow passes all of an
+    entry point's ``overrides`` parameter as one word): split before each ``key=``."""
+    out = []
+    for text in texts or []:
+        out += [part for part in re.split(r"\s+(?=[A-Za-z_][\w.]*=)", text.strip()) if part]
+    return out
+
+
 def parse_override(text: str) -> tuple[list[str], Any]:
     """``a.b=value`` -> (["a", "b"], value parsed as YAML)."""
     if "=" not in text:
@@ -31,7 +41,10 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     key, value = text.split("=", 1)
     if not key:
         raise ValueError(f"override {text!r} has an empty key")
-    return key.split("."), yaml.safe_load(value)
+    try:
+        return key.split("."), yaml.safe_load(value)
+    except yaml.YAMLError as err:
+        raise ValueError(f"override {text!r}: the value is not valid YAML ({err})") from err
 
 
 def apply_overrides(config: Mapping[str, Any], overrides: Iterable[str]) -> dict[str, Any]:

@@ -19,7 +19,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from modelrecovery.config import CONF_DIR, load_config
+from modelrecovery.config import CONF_DIR, load_config, split_overrides
 from modelrecovery.data.triplets import triplet_keys
 from modelrecovery.features.io import load_features
 from modelrecovery.recovery.executors import GridInputs, run_grid
@@ -296,9 +296,7 @@ def _report(tables, models_df, generators, features, inputs, parent) -> Path:
 
 def cmd_recover(args: argparse.Namespace) -> dict:
     """Run the whole study (world, features, generators, recovery grid, report)."""
-    # MLflow passes all overrides as one (possibly empty) argument: split on whitespace
-    overrides = [item for text in (args.set or []) for item in text.split()]
-    config = load_config(args.config, overrides)
+    config = load_config(args.config, split_overrides(args.set))
     summary = run_study(config, executor=args.executor, progress=not args.no_progress)
     return summary
 

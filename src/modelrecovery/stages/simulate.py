@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from modelrecovery.config import load_config
+from modelrecovery.config import load_config, split_overrides
 from modelrecovery.data.loaders import save_csv
 from modelrecovery.data.triplets import triplet_keys
 from modelrecovery.recovery.grid import Job
@@ -23,8 +23,7 @@ from modelrecovery.tracking import setup_experiment
 
 def cmd_simulate(args: argparse.Namespace) -> dict:
     """Write the synthetic triplets of one job (generator, N, seed) of a study."""
-    overrides = [item for text in (args.set or []) for item in text.split()]
-    config = load_config(args.config, overrides)
+    config = load_config(args.config, split_overrides(args.set))
     experiment_id = setup_experiment(config["study"])
     inputs = study_inputs(config, progress=False)
     if args.generator not in inputs.feature_paths:

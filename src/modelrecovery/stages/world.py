@@ -1,0 +1,76 @@
+"""Stage ``world``: write the embedded default world's files (or reuse them).
+
+``modelrecovery world [--config conf/world/default.yaml] [--set key=value ...] [--root DIR]``
+prints the paths of the files, the temperature of the human model and the noise ceiling.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+from modelrecovery.config import CONF_DIR
+
+DEFAULT_WORLD_CONFIG = CONF_DIR / "world" / "default.yaml"
+
+
+def world_config_path(path: str | Path | None) -> Path:
+    """The world config file: ``path`` as given, else relative to the project, else the
+    default ``conf/world/default.yaml``."""
+    if path is None:
+        return DEFAULT_WORLD_CONFIG
+    path = Path(path)
+    if path.exists() or path.is_absolute():
+        return path
+    candidate = CONF_DIR.parent / path
+    return candidate if candidate.exists() else path
+
+
+def cmd_world(args: argparse.Namespace) -> dict[str, Any]:
+    """Build the embedded world (procedural images, human embedding and triplets)."""
+    from modelrecovery.data.world import WorldConfig, build_world
+
+    overrides = [item for text in (args.set or []) for item in text.split()]
+    config = WorldConfig.from_yaml(world_config_path(args.config), overrides)
+    t0 = time.perf_counter()
+    world = build_world(config, args.root, recompute=args.recompute)
+    seconds = time.perf_counter() - t0
+    result: dict[str, Any] = {name: str(path) for name, path in world.paths().items()}
+    result.update(
+        {
+            "n_concepts": world.n_concepts,
+            "n_dims": config.n_dims,
+            "n_train_triplets": len(world.train),
+            "n_ceiling_responses": len(world.ceiling_set),
+            "temperature": world.temperature,
+            "expected_ceiling": world.expected_ceiling,
+            "realised_ceiling": world.realised_ceiling,
+            "target_ceiling": config.target_ceiling,
+            "build_seconds": float(world.metadata.get("build_seconds", {}).get("total", seconds)),
+            "seconds": seconds,
+        }
+    )
+    return result
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``world`` subcommand."""
+    p = sub.add_parser("world", help=cmd_world.__doc__)
+    p.add_argument(
+        "--config",
+        default=None,
+        help=f"world config YAML (default: {DEFAULT_WORLD_CONFIG.relative_to(CONF_DIR.parent)})",
+    )
+    p.add_argument(
+        "--set",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="override config fields, e.g. --set n_concepts=120 seed=1",
+    )
+    p.add_argument(
+        "--root", default=None, help="parent folder of worlds (default: data/worlds, git-ignored)"
+    )
+    p.add_argument("--recompute", action="store_true", help="rebuild even if the world exists")
+    p.set_defaults(func=cmd_world)
