@@ -24,6 +24,9 @@ import modelrecovery
 
 TRACKING_DIR = Path("tracking")
 
+# quiet by default: one progress bar per stage instead of one per artifact download
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
 
 def tracking_uri() -> str:
     """The MLflow tracking URI in use (environment first, then the local SQLite store)."""

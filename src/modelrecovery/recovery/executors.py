@@ -4,6 +4,7 @@ workers need no shared file system)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -122,6 +123,7 @@ def _run_dask(todo, config, inputs, finish, address, n_workers) -> None:
             processes=True,
             host="127.0.0.1",
             dashboard_address=None,
+            silence_logs=logging.ERROR,
         )
         address = cluster
     client = Client(address)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,8 @@ from modelrecovery.stages.common import (
 from modelrecovery.tracking import setup_experiment, standard_tags, tracking_uri
 
 matplotlib.use("Agg")
+for _name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+    logging.getLogger(_name).setLevel(logging.WARNING)  # no per-fit banner
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 

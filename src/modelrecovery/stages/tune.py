@@ -118,6 +118,7 @@ def tune_lambda(
         sampler = optuna.samplers.TPESampler(seed=settings.seed)
         pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
         n_trials = settings.n_trials
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # trials are logged to MLflow
     study = optuna.create_study(
         study_name=study_name,
         storage=storage,
