@@ -14,7 +14,17 @@ from collections.abc import Sequence
 
 # Stage modules that add subcommands: each has ``register(subparsers)`` adding a parser
 # whose ``func(args) -> dict`` does the work (see modelrecovery/stages/).
-STAGE_MODULES = ("world", "extract", "fit", "tune", "calibrate", "recover", "analyze", "simulate")
+STAGE_MODULES = (
+    "world",
+    "extract",
+    "fit",
+    "tune",
+    "calibrate",
+    "generators",
+    "recover",
+    "analyze",
+    "simulate",
+)
 
 TRIPLET_FORMATS = ("auto", "things2023", "things2020", "csv", "npz")
 

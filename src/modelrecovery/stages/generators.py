@@ -202,3 +202,45 @@ def build_generators(
             model, path, human, experiment_id=experiment_id, spec=spec, tune=tune
         )
     return out
+
+
+def cmd_generators(args) -> dict:
+    """Build (or reuse) the generator of every model of a study's configuration."""
+    from modelrecovery.config import load_config, split_overrides
+    from modelrecovery.stages.recover import _names, study_inputs
+    from modelrecovery.tracking import setup_experiment
+
+    config = load_config(args.config, split_overrides(args.set))
+    experiment_id = setup_experiment(config["study"])
+    inputs = study_inputs(config, progress=not args.no_progress)
+    wanted = _names(config.get("generators"), list(inputs.feature_paths), "generators")
+    probe = config["probe"]
+    spec = GeneratorSpec(
+        family=probe["family"],
+        k=probe.get("k"),
+        regulariser=probe["regulariser"],
+        ceiling=probe.get("ceiling"),
+        dtype=probe.get("dtype", "float32"),
+    )
+    tune = TuneSettings(**{**config["tune"], "lams": tuple(config["tune"]["lams"])})
+    built = build_generators(
+        {m: inputs.feature_paths[m] for m in wanted},
+        inputs.human,
+        experiment_id=experiment_id,
+        spec=spec,
+        tune=tune,
+        progress=not args.no_progress,
+    )
+    return {
+        name: f"run {g.run_id} lam={g.lam:g} T={g.temperature:.4g} "
+        f"human_acc={g.human_test_accuracy:.3f}{' (reused)' if g.reused else ''}"
+        for name, g in built.items()
+    }
+
+
+def register(sub) -> None:
+    p = sub.add_parser("generators", help=cmd_generators.__doc__)
+    p.add_argument("--config", default="default", help="conf/<name>.yaml or a path")
+    p.add_argument("--set", nargs="*", help="overrides key.sub=value")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_generators)
