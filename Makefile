@@ -17,7 +17,8 @@ install: $(STAMP)
 
 recover: install
 	@mkdir -p tracking
-	. $(VENV)/bin/activate && mlflow run . -e recover --env-manager local
+	. $(VENV)/bin/activate && mlflow run . -e recover --env-manager local \
+		--experiment-name default-world
 
 test: install
 	$(PY) -m pytest -q

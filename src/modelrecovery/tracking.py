@@ -48,8 +48,17 @@ def optuna_storage() -> str:
 
 
 def setup_experiment(name: str) -> str:
-    """Point MLflow at :func:`tracking_uri` and select (create) the study's experiment."""
+    """Point MLflow at :func:`tracking_uri` and select (create) the study's experiment.
+
+    Under ``mlflow run`` (``MLFLOW_RUN_ID`` set) the stage continues the run MLflow
+    created, so the experiment is that run's (choose it with ``--experiment-name``).
+    """
     mlflow.set_tracking_uri(tracking_uri())
+    launched = os.environ.get("MLFLOW_RUN_ID")
+    if launched:
+        experiment_id = mlflow.get_run(launched).info.experiment_id
+        mlflow.set_experiment(experiment_id=experiment_id)
+        return experiment_id
     experiment = mlflow.get_experiment_by_name(name)
     if experiment is None:
         location = None
