@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from modelrecovery.data.loaders import detect_format, load_things2023_split, load_triplets
-from modelrecovery.data.triplets import Triplets
+from modelrecovery.data.triplets import Triplets, triplet_keys
 from modelrecovery.features.io import load_features
 from modelrecovery.tracking import file_hash
 
@@ -59,6 +59,12 @@ def load_human_data(
         test = load_triplets(test_path, sortindex=sortindex, n_concepts=train.n_concepts)
         data_hash += ":" + file_hash(test_path)
     return HumanData(train=train, test=test, path=path, data_hash=data_hash)
+
+
+def human_exclusion_keys(human: HumanData) -> np.ndarray:
+    """Sorted keys of every human triplet (training and test): simulations avoid them."""
+    ids = [human.train.ids] + ([human.test.ids] if human.test is not None else [])
+    return np.unique(triplet_keys(np.concatenate(ids), human.train.n_concepts))
 
 
 def load_model_features(path: str | Path, n_concepts: int) -> tuple[np.ndarray, str]:

@@ -49,6 +49,20 @@ class Generator:
     reused: bool = False
 
 
+def settings_from_config(config: dict) -> tuple[GeneratorSpec, TuneSettings]:
+    """The generator and tuning settings of a study configuration (``probe``, ``tune``)."""
+    probe = config["probe"]
+    spec = GeneratorSpec(
+        family=probe["family"],
+        k=probe.get("k"),
+        regulariser=probe["regulariser"],
+        ceiling=probe.get("ceiling"),
+        dtype=probe.get("dtype", "float32"),
+    )
+    tune = TuneSettings(**{**config["tune"], "lams": tuple(config["tune"]["lams"])})
+    return spec, tune
+
+
 def _generator_params(model: str, spec: GeneratorSpec, tune: TuneSettings) -> dict:
     return {"model": model, **asdict(spec), "tune": asdict(tune)}
 
@@ -214,15 +228,7 @@ def cmd_generators(args) -> dict:
     experiment_id = setup_experiment(config["study"])
     inputs = study_inputs(config, progress=not args.no_progress)
     wanted = _names(config.get("generators"), list(inputs.feature_paths), "generators")
-    probe = config["probe"]
-    spec = GeneratorSpec(
-        family=probe["family"],
-        k=probe.get("k"),
-        regulariser=probe["regulariser"],
-        ceiling=probe.get("ceiling"),
-        dtype=probe.get("dtype", "float32"),
-    )
-    tune = TuneSettings(**{**config["tune"], "lams": tuple(config["tune"]["lams"])})
+    spec, tune = settings_from_config(config)
     built = build_generators(
         {m: inputs.feature_paths[m] for m in wanted},
         inputs.human,

@@ -20,15 +20,13 @@ import numpy as np
 import pandas as pd
 
 from modelrecovery.config import CONF_DIR, load_config, split_overrides
-from modelrecovery.data.triplets import triplet_keys
 from modelrecovery.features.io import load_features
 from modelrecovery.recovery.executors import GridInputs, run_grid
 from modelrecovery.recovery.grid import GridConfig, Job, Level, jobs_of
 from modelrecovery.recovery.job import JobResult
 from modelrecovery.recovery.store import ResultsStore
-from modelrecovery.stages.common import HumanData, load_human_data
-from modelrecovery.stages.generators import Generator, GeneratorSpec, build_generators
-from modelrecovery.stages.tune import TuneSettings
+from modelrecovery.stages.common import HumanData, human_exclusion_keys, load_human_data
+from modelrecovery.stages.generators import Generator, build_generators, settings_from_config
 from modelrecovery.tracking import TRACKING_DIR, setup_experiment, standard_tags
 
 
@@ -189,16 +187,7 @@ def run_study(
         mlflow.log_params({"study": study, "executor": executor})
         inputs = study_inputs(config, progress)
         models = list(inputs.feature_paths)
-        probe = config["probe"]
-        spec = GeneratorSpec(
-            family=probe["family"],
-            k=probe.get("k"),
-            regulariser=probe["regulariser"],
-            ceiling=probe.get("ceiling"),
-            dtype=probe.get("dtype", "float32"),
-        )
-        tune_cfg = dict(config["tune"])
-        tune = TuneSettings(**{**tune_cfg, "lams": tuple(tune_cfg["lams"])})
+        spec, tune = settings_from_config(config)
         # validate the grid before the (long) generator fits
         grid_config(config, models, {})
         wanted = _names(config.get("generators"), models, "generators")
@@ -215,10 +204,7 @@ def run_study(
             m: load_features(inputs.feature_paths[m], n_concepts=inputs.human.train.n_concepts)
             for m in grid.candidates
         }
-        human_ids = [inputs.human.train.ids] + (
-            [inputs.human.test.ids] if inputs.human.test is not None else []
-        )
-        exclude = np.unique(triplet_keys(np.concatenate(human_ids), inputs.human.train.n_concepts))
+        exclude = human_exclusion_keys(inputs.human)
         grid_inputs = GridInputs(
             {m: (g.z, g.temperature) for m, g in generators.items()}, features, exclude
         )

@@ -8,16 +8,13 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
-
 from modelrecovery.config import load_config, split_overrides
 from modelrecovery.data.loaders import save_csv
-from modelrecovery.data.triplets import triplet_keys
 from modelrecovery.recovery.grid import Job
 from modelrecovery.recovery.job import simulate
-from modelrecovery.stages.generators import GeneratorSpec, build_generators
+from modelrecovery.stages.common import human_exclusion_keys
+from modelrecovery.stages.generators import build_generators, settings_from_config
 from modelrecovery.stages.recover import grid_config, study_inputs
-from modelrecovery.stages.tune import TuneSettings
 from modelrecovery.tracking import setup_experiment
 
 
@@ -30,15 +27,7 @@ def cmd_simulate(args: argparse.Namespace) -> dict:
         raise ValueError(
             f"unknown generator {args.generator!r}; known: {list(inputs.feature_paths)}"
         )
-    probe = config["probe"]
-    spec = GeneratorSpec(
-        family=probe["family"],
-        k=probe.get("k"),
-        regulariser=probe["regulariser"],
-        ceiling=probe.get("ceiling"),
-        dtype=probe.get("dtype", "float32"),
-    )
-    tune = TuneSettings(**{**config["tune"], "lams": tuple(config["tune"]["lams"])})
+    spec, tune = settings_from_config(config)
     generator = build_generators(
         {args.generator: inputs.feature_paths[args.generator]},
         inputs.human,
@@ -48,10 +37,7 @@ def cmd_simulate(args: argparse.Namespace) -> dict:
         progress=False,
     )[args.generator]
     grid = grid_config(config, list(inputs.feature_paths), {})
-    human = [inputs.human.train.ids]
-    if inputs.human.test is not None:
-        human.append(inputs.human.test.ids)
-    exclude = np.unique(triplet_keys(np.concatenate(human), inputs.human.train.n_concepts))
+    exclude = human_exclusion_keys(inputs.human)
     job = Job(args.generator, args.n_train, args.seed, grid.levels[0], grid.key())
     folds = simulate(job, grid, generator.z, generator.temperature, exclude)
     out = Path(args.out)
