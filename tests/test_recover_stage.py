@@ -87,3 +87,4 @@ def test_bad_study_config_fails_before_work(env, capsys):
     assert main(["recover", "--set", *TINY, "candidates=[]"]) == 2
     assert "candidate list is empty" in capsys.readouterr().err
     assert not (env / "tracking" / "results").exists()
+    assert not (env / "data").exists()  # nothing was built: the names are checked first

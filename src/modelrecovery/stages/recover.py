@@ -88,6 +88,15 @@ def study_inputs(config: dict[str, Any], progress: bool = True) -> StudyInputs:
     raise ValueError(f"data.kind must be 'world' or 'files', got {data['kind']!r}")
 
 
+def model_names(config: dict[str, Any]) -> list[str]:
+    """The study's model names, known without building anything."""
+    if config["data"]["kind"] == "world":
+        from modelrecovery.features.default_models import resolve_models
+
+        return [short_name(s.name) for s in resolve_models(config.get("models"))]
+    return list(config.get("models") or {})
+
+
 def _names(selection: Any, available: list[str], what: str) -> list[str]:
     if selection in (None, "all"):
         return list(available)
@@ -181,6 +190,8 @@ def run_study(
     experiment_id = setup_experiment(study)
     execution = config.get("executor") or {}
     executor = executor or execution.get("kind", "inprocess")
+    grid_config(config, model_names(config), {})  # bad names or sizes fail before any work
+    settings_from_config(config)
     tags = standard_tags("recover") | {"study": study}
     with mlflow.start_run(run_name=f"recover/{study}", tags=tags) as parent:
         mlflow.log_dict(config, "config.yaml")
@@ -188,8 +199,6 @@ def run_study(
         inputs = study_inputs(config, progress)
         models = list(inputs.feature_paths)
         spec, tune = settings_from_config(config)
-        # validate the grid before the (long) generator fits
-        grid_config(config, models, {})
         wanted = _names(config.get("generators"), models, "generators")
         generators = build_generators(
             {m: inputs.feature_paths[m] for m in wanted},
