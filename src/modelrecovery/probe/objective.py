@@ -23,7 +23,7 @@ import torch
 
 from modelrecovery.data.triplets import Triplets
 from modelrecovery.probe.families import Family, penalty
-from modelrecovery.probe.kernels import nll_dense_grad_cpu, nll_pair_grad_cpu
+from modelrecovery.probe.kernels import nll_slot_grad_cpu
 
 _CHUNK = 1 << 16
 _TILE = 128
@@ -177,7 +177,7 @@ def nll_and_pair_grad(
     """
     if compiled and pair_sims.device.type == "cpu":
         slot_pair, odd = prep.numpy_slots()
-        nll, grad = nll_pair_grad_cpu(pair_sims.numpy(), slot_pair, odd, temperature)
+        nll, grad = nll_slot_grad_cpu(pair_sims.numpy(), slot_pair, odd, temperature)
         return torch.tensor(nll, dtype=pair_sims.dtype), torch.from_numpy(grad)
     logits = logits_of(pair_sims, prep, temperature)
     lse = torch.logsumexp(logits, dim=1)
@@ -204,7 +204,7 @@ def nll_and_grad_z(
         n = prep.n_active
         s = z @ z.T
         _, odd = prep.numpy_slots()
-        nll, g = nll_dense_grad_cpu(s.reshape(-1).numpy(), prep.flat_slots(), odd, n, temperature)
+        nll, g = nll_slot_grad_cpu(s.reshape(-1).numpy(), prep.flat_slots(), odd, temperature)
         g = torch.from_numpy(g).view(n, n)
         return torch.tensor(nll, dtype=z.dtype), (g + g.T) @ z
     sims = pair_similarities(z, prep, path)
@@ -300,10 +300,3 @@ class TripletObjective:
             value, reg_grad = penalty(self.family, self.regulariser, theta)
             return nll + self.lam * value, grad + self.lam * reg_grad
         return nll, grad
-
-    def nll(self, theta: torch.Tensor) -> torch.Tensor:
-        """Mean negative log-likelihood alone."""
-        z = self.family.transform(self.x, theta)
-        logits = logits_of(pair_similarities(z, self.prep, self.path), self.prep, self.temperature)
-        rows = torch.arange(self.prep.n_triplets, device=logits.device)
-        return (torch.logsumexp(logits, 1) - logits[rows, self.prep.odd]).mean()
