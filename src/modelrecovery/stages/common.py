@@ -73,6 +73,20 @@ def load_model_features(path: str | Path, n_concepts: int) -> tuple[np.ndarray, 
     return features, file_hash(Path(path))
 
 
+def load_cli_inputs(args: argparse.Namespace) -> tuple[HumanData, np.ndarray, dict, str]:
+    """Human data, features, their hashes and the model name from ``add_data_args``."""
+    human = load_human_data(
+        args.triplets,
+        format=args.format,
+        sortindex=args.sortindex,
+        n_concepts=args.n_concepts,
+        test_path=args.test_triplets,
+    )
+    features, feature_hash = load_model_features(args.features, human.train.n_concepts)
+    hashes = {"features": feature_hash, "triplets": human.data_hash}
+    return human, features, hashes, args.model or Path(args.features).stem
+
+
 def add_data_args(parser: argparse.ArgumentParser) -> None:
     """``--features``, ``--triplets`` and their format options."""
     parser.add_argument("--features", required=True, help="feature file (.npy, .pt, text)")

@@ -20,12 +20,7 @@ from modelrecovery.data.triplets import Triplets
 from modelrecovery.probe.fit import FittedProbe, LBFGSSettings
 from modelrecovery.probe.module import ProbeModule
 from modelrecovery.probe.pyfunc import log_probe_model
-from modelrecovery.stages.common import (
-    add_data_args,
-    add_probe_args,
-    load_human_data,
-    load_model_features,
-)
+from modelrecovery.stages.common import add_data_args, add_probe_args, load_cli_inputs
 from modelrecovery.tracking import setup_experiment, standard_tags, tracking_uri
 
 matplotlib.use("Agg")
@@ -155,20 +150,13 @@ def fit_and_log(
 
 def cmd_fit(args: argparse.Namespace) -> dict:
     """Fit one probe on human triplets and log it to MLflow."""
-    human = load_human_data(
-        args.triplets,
-        format=args.format,
-        sortindex=args.sortindex,
-        n_concepts=args.n_concepts,
-        test_path=args.test_triplets,
-    )
     check_lambda(args.regulariser, args.family, args.lam)
-    features, feature_hash = load_model_features(args.features, human.train.n_concepts)
+    human, features, hashes, model = load_cli_inputs(args)
     setup_experiment(args.experiment)
     outcome = fit_and_log(
         features,
         human.train,
-        model=args.model or Path(args.features).stem,
+        model=model,
         family=args.family,
         k=args.k,
         regulariser=args.regulariser,
@@ -176,7 +164,7 @@ def cmd_fit(args: argparse.Namespace) -> dict:
         test=human.test,
         dtype=args.dtype,
         device=args.device,
-        data_hashes={"features": feature_hash, "triplets": human.data_hash},
+        data_hashes=hashes,
     )
     return {"run_id": outcome.run_id, **outcome.metrics}
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -25,7 +24,7 @@ from modelrecovery.probe.crossval import STUDY_LAMBDAS, make_folds
 from modelrecovery.probe.fit import fit_probe
 from modelrecovery.probe.objective import PreparedTriplets
 from modelrecovery.probe.reduced import REDUCIBLE_REGULARISERS, row_space
-from modelrecovery.stages.common import add_data_args, add_probe_args, load_human_data
+from modelrecovery.stages.common import add_data_args, add_probe_args, load_cli_inputs
 from modelrecovery.stages.fit import DTYPES, FitOutcome, fit_and_log
 from modelrecovery.tracking import (
     inputs_key,
@@ -255,8 +254,6 @@ def tune_and_fit(
 
 def cmd_tune(args: argparse.Namespace) -> dict:
     """Choose λ by cross-validation (Optuna), refit with it, log everything to MLflow."""
-    from modelrecovery.stages.common import load_model_features
-
     settings = TuneSettings(
         method=args.method,
         lams=tuple(args.lams) if args.lams else STUDY_LAMBDAS,
@@ -265,19 +262,12 @@ def cmd_tune(args: argparse.Namespace) -> dict:
         n_trials=args.trials,
         seed=args.seed,
     )
-    human = load_human_data(
-        args.triplets,
-        format=args.format,
-        sortindex=args.sortindex,
-        n_concepts=args.n_concepts,
-        test_path=args.test_triplets,
-    )
-    features, feature_hash = load_model_features(args.features, human.train.n_concepts)
+    human, features, hashes, model = load_cli_inputs(args)
     setup_experiment(args.experiment)
     outcome = tune_and_fit(
         features,
         human.train,
-        model=args.model or Path(args.features).stem,
+        model=model,
         family=args.family,
         k=args.k,
         regulariser=args.regulariser,
@@ -285,7 +275,7 @@ def cmd_tune(args: argparse.Namespace) -> dict:
         test=human.test,
         dtype=args.dtype,
         device=args.device,
-        data_hashes={"features": feature_hash, "triplets": human.data_hash},
+        data_hashes=hashes,
     )
     return {
         "run_id": outcome.run_id,
