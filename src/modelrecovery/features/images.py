@@ -228,14 +228,19 @@ def read_things_image_list(
         if check and not path.is_file():
             missing.append(f"concept {concept!r}: {candidates[0]} (nor {candidates[1]})")
         groups.setdefault(concept, []).append(path)
+    _raise_missing(table, missing, f" under {root}")
+    ids, files = _reorder(str(table), groups, concept_ids)
+    return ImageList(root, ids, files, source=str(table))
+
+
+def _raise_missing(table: Path, missing: list[str], where: str = "") -> None:
+    """One error listing (up to ten of) the missing images, if any."""
     if missing:
         more = f" (and {len(missing) - 10} more)" if len(missing) > 10 else ""
         raise MissingImageError(
-            f"{table}: {len(missing)} image file(s) not found under {root}: "
+            f"{table}: {len(missing)} image file(s) not found{where}: "
             f"{'; '.join(missing[:10])}{more}"
         )
-    ids, files = _reorder(str(table), groups, concept_ids)
-    return ImageList(root, ids, files, source=str(table))
 
 
 def read_image_table(
@@ -274,11 +279,7 @@ def read_image_table(
         if check and not path.is_file():
             missing.append(f"concept {row[ci]!r}: {path}")
         groups.setdefault(row[ci], []).append(path)
-    if missing:
-        more = f" (and {len(missing) - 10} more)" if len(missing) > 10 else ""
-        raise MissingImageError(
-            f"{table}: {len(missing)} image file(s) not found: {'; '.join(missing[:10])}{more}"
-        )
+    _raise_missing(table, missing)
     ids, files = _reorder(str(table), groups, concept_ids)
     return ImageList(root, ids, files, source=str(table))
 

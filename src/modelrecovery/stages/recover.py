@@ -124,7 +124,7 @@ def grid_config(config: dict[str, Any], models: list[str], generator_runs: dict)
 
 def recovery_curve(jobs: pd.DataFrame) -> pd.DataFrame:
     """Recovery accuracy per flexibility level and N."""
-    level = jobs["family"] + jobs["k"].astype("string").fillna("").str.replace("<NA>", "")
+    level = jobs["family"] + jobs["k"].map(lambda k: "" if pd.isna(k) else str(int(k)))
     return (
         jobs.assign(level=level)
         .groupby(["level", "n_train"])["recovered"]
