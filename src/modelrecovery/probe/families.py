@@ -95,20 +95,27 @@ def penalty(
         return (theta * theta).sum(), 2.0 * theta
     if regulariser == "l1":
         return theta.abs().sum(), torch.sign(theta)
+    # Computed as sums of squares of centred quantities, never as a difference of two large
+    # numbers: ||W||^2 - tr(W)^2 / p cancels catastrophically near W = gamma I in float32.
     p = theta.shape[0]
     if family.name == "diagonal":
-        total = theta.sum()
-        value = (theta * theta).sum() - total * total / p
-        return value, 2.0 * theta - 2.0 * total / p
+        centred = theta - _mean(theta.sum(dtype=torch.float64), p, theta.dtype)
+        return (centred * centred).sum(), 2.0 * centred
     if family.name == "full":
-        tr = torch.diagonal(theta).sum()
-        value = (theta * theta).sum() - tr * tr / p
-        grad = 2.0 * theta
-        grad.diagonal().sub_(2.0 * tr / p)
-        return value, grad
+        centred = theta.clone()
+        gamma = _mean(torch.diagonal(theta).sum(dtype=torch.float64), p, theta.dtype)
+        centred.diagonal().sub_(gamma)
+        return (centred * centred).sum(), 2.0 * centred
+    # rectangular: ||W W^T - c I_p||^2 = ||W^T W - c I_k||^2 + c^2 (p - k), c = tr(W^T W) / p
+    k = theta.shape[1]
     gram = theta.T @ theta  # k x k
-    t = torch.diagonal(gram).sum()
-    value = (gram * gram).sum() - t * t / p
+    c = _mean(torch.diagonal(gram).sum(dtype=torch.float64), p, theta.dtype)
     shifted = gram.clone()
-    shifted.diagonal().sub_(t / p)
+    shifted.diagonal().sub_(c)
+    value = (shifted * shifted).sum() + c * c * (p - k)
     return value, 4.0 * (theta @ shifted)
+
+
+def _mean(total: torch.Tensor, count: int, dtype: torch.dtype) -> torch.Tensor:
+    """``total / count`` (accumulated in float64) in ``dtype``."""
+    return (total / count).to(dtype)

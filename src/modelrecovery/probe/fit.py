@@ -1,8 +1,21 @@
 """Full-batch L-BFGS fit of the probe, and predictions of a fitted probe.
 
-The stopping rule is the study's: L-BFGS steps (strong-Wolfe line search, history 50,
-up to 150 iterations each) repeated until the relative change of the loss between steps
-falls below 1e-7, at most 100 steps.
+Two stopping rules (``LBFGSSettings.stopping``), both running torch's L-BFGS (strong-Wolfe
+line search, history 50, up to 150 iterations per step) in repeated steps that keep the
+L-BFGS memory, at most 100 steps:
+
+- ``converged`` (the default): the optimum of the stated objective, to float resolution.
+  Inside a step L-BFGS stops when an iteration changes the loss by less than 1e-9 or
+  moves no parameter by more than 1e-9; steps repeat until the loss at the END of two
+  consecutive steps differs by at most 1e-7 relatively (at least 3 steps).
+- ``study``: the rule of the published study (its ``set_optimizer`` / ``fit_W_matrix``),
+  reproduced exactly: tolerance_change 1e-4 and max_eval 450 inside a step; the loss a step
+  returns is torch's, i.e. the loss at the START of the step; after the third step,
+  training stops when two consecutive returned losses differ by less than 1e-7 relative
+  to the larger one (+1e-10). At small λ it stops far from the optimum (early stopping as
+  a hidden regulariser).
+
+Both return the last iterate (the study's behaviour), its NLL and its penalised objective.
 """
 
 from __future__ import annotations
@@ -19,17 +32,99 @@ from modelrecovery.probe.families import REGULARISERS, Family
 from modelrecovery.probe.objective import PreparedTriplets, TripletObjective
 from modelrecovery.probe.reduced import REDUCIBLE_REGULARISERS, RowSpace, full_matrix, row_space
 
+STOPPING_RULES = ("converged", "study")
+
 
 @dataclass(frozen=True)
 class LBFGSSettings:
-    """The optimiser's settings (defaults: the study's)."""
+    """The optimiser's settings and stopping rule (see the module docstring).
 
+    ``LBFGSSettings()`` is the converged rule, ``LBFGSSettings.of("study")`` the study's.
+    """
+
+    stopping: str = "converged"
     history_size: int = 50
     max_iter: int = 150
+    max_eval: int | None = None  # None: torch's default, max_iter * 5 // 4
     max_repeats: int = 100
+    min_steps: int = 3
     rel_tol: float = 1e-7
     tolerance_grad: float = 1e-7
     tolerance_change: float = 1e-9
+
+    def __post_init__(self) -> None:
+        if self.stopping not in STOPPING_RULES:
+            raise ValueError(f"stopping must be one of {STOPPING_RULES}, got {self.stopping!r}")
+        if self.max_repeats < 1 or self.max_iter < 1 or self.min_steps < 1:
+            raise ValueError("max_repeats, max_iter and min_steps must be at least 1")
+
+    @classmethod
+    def of(cls, stopping: str) -> LBFGSSettings:
+        """The settings of a named stopping rule: ``converged`` or ``study``."""
+        if stopping == "study":
+            return cls(stopping="study", tolerance_change=1e-4, max_eval=450)
+        return cls(stopping=stopping)
+
+    def optimiser(self, params: list[torch.nn.Parameter]) -> torch.optim.LBFGS:
+        """torch's L-BFGS with these settings."""
+        return torch.optim.LBFGS(
+            params,
+            lr=1.0,
+            max_iter=self.max_iter,
+            max_eval=self.max_eval,
+            history_size=self.history_size,
+            line_search_fn="strong_wolfe",
+            tolerance_grad=self.tolerance_grad,
+            tolerance_change=self.tolerance_change,
+        )
+
+
+class StepRule:
+    """The stopping rule applied after each L-BFGS step (shared by :func:`fit_probe` and
+    the Lightning module, so both stop at the same step).
+
+    ``history`` holds the losses the rule compares: for ``study`` the losses returned by
+    torch's ``step`` (at the start of each step), for ``converged`` the loss at the start
+    followed by the loss at the end of each step.
+    """
+
+    def __init__(self, settings: LBFGSSettings) -> None:
+        self.settings = settings
+        self.history: list[float] = []
+        self.steps = 0
+        self.converged = False
+
+    @property
+    def needs_end_loss(self) -> bool:
+        """Whether the rule needs the loss after each step (an extra evaluation)."""
+        return self.settings.stopping == "converged"
+
+    def update(self, start_loss: float, end_loss: float | None) -> bool:
+        """Record one step; True when training should stop."""
+        s = self.settings
+        self.steps += 1
+        if s.stopping == "study":
+            self.history.append(start_loss)
+            if not math.isfinite(start_loss):
+                return True
+            if self.steps >= max(3, s.min_steps):
+                a, b = self.history[-2], self.history[-1]
+                if abs(a - b) / (max(abs(a), abs(b)) + 1e-10) < s.rel_tol:
+                    self.converged = True
+                    return True
+            return False
+        if not self.history:
+            self.history.append(start_loss)
+        self.history.append(end_loss)
+        if not math.isfinite(end_loss):
+            return True
+        previous = self.history[-2]
+        if self.steps >= s.min_steps and abs(previous - end_loss) <= s.rel_tol * max(
+            abs(previous), 1e-30
+        ):
+            self.converged = True
+            return True
+        return False
 
 
 @dataclass
@@ -53,6 +148,9 @@ class FittedProbe:
     converged: bool = False
     seconds: float = 0.0
     path: str = "dense"
+    stopping: str = "converged"
+    train_nll: float = math.nan  # mean NLL of the training triplets at theta
+    train_objective: float = math.nan  # NLL + lam * R at theta
 
     def matrix(self) -> torch.Tensor:
         """W in the original feature space."""
@@ -146,61 +244,64 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return device
 
 
+@dataclass
+class Minimised:
+    """What :func:`lbfgs_minimise` returns."""
+
+    theta: torch.Tensor
+    history: list[float]
+    iterations: int
+    evaluations: int
+    converged: bool
+
+
 def lbfgs_minimise(
     objective: TripletObjective, theta0: torch.Tensor, settings: LBFGSSettings
-) -> tuple[torch.Tensor, list[float], int, int, bool]:
-    """Repeated L-BFGS steps until the relative loss change < ``settings.rel_tol``.
+) -> Minimised:
+    """Repeated L-BFGS steps under ``settings``' stopping rule (module docstring).
 
-    Returns the parameters, the loss after each step (first entry: at ``theta0``), the
-    number of L-BFGS iterations and objective evaluations, and whether the rule was met.
+    Returns the last finite iterate, the losses the rule compared, the number of L-BFGS
+    iterations and objective evaluations, and whether the rule was met.
     """
     param = torch.nn.Parameter(theta0.detach().clone())
-    optimiser = torch.optim.LBFGS(
-        [param],
-        lr=1.0,
-        max_iter=settings.max_iter,
-        history_size=settings.history_size,
-        line_search_fn="strong_wolfe",
-        tolerance_grad=settings.tolerance_grad,
-        tolerance_change=settings.tolerance_change,
-    )
-    step = make_step(objective, param, optimiser)
-    history = [float(objective.loss_and_grad(param.detach())[0])]
-    extra_evals = 1
-    converged = False
-    best = (history[0], param.detach().clone())
+    optimiser = settings.optimiser([param])
+    closure = make_closure(objective, param)
+    rule = StepRule(settings)
+    extra_evals = 0
+    last_finite = param.detach().clone()
     for _ in range(settings.max_repeats):
-        loss = step()
-        extra_evals += 1
-        if not math.isfinite(loss):
+        start_loss = float(optimiser.step(closure))
+        end_loss = None
+        if rule.needs_end_loss:
+            with torch.no_grad():
+                end_loss = float(objective.loss_and_grad(param.detach())[0])
+            extra_evals += 1
+        stop = rule.update(start_loss, end_loss)
+        current = end_loss if end_loss is not None else start_loss
+        if not math.isfinite(current) or not bool(torch.isfinite(param).all()):
             break
-        history.append(loss)
-        if loss <= best[0]:
-            best = (loss, param.detach().clone())
-        previous = history[-2]
-        if abs(previous - loss) <= settings.rel_tol * max(abs(previous), 1e-30):
-            converged = True
+        last_finite = param.detach().clone()
+        if stop:
             break
     state = optimiser.state[optimiser.param_groups[0]["params"][0]]
-    iterations = int(state.get("n_iter", 0))
-    evaluations = int(state.get("func_evals", 0)) + extra_evals
-    return best[1], history, iterations, evaluations, converged
+    return Minimised(
+        theta=last_finite,
+        history=rule.history,
+        iterations=int(state.get("n_iter", 0)),
+        evaluations=int(state.get("func_evals", 0)) + extra_evals,
+        converged=rule.converged,
+    )
 
 
-def make_step(objective: TripletObjective, param: torch.nn.Parameter, optimiser: torch.optim.LBFGS):
-    """One L-BFGS step with the hand-derived gradient; returns the loss after the step."""
+def make_closure(objective: TripletObjective, param: torch.nn.Parameter):
+    """The closure torch's L-BFGS calls: the loss, with the hand-derived gradient set."""
 
     def closure() -> torch.Tensor:
         loss, grad = objective.loss_and_grad(param.detach())
         param.grad = grad
         return loss
 
-    def step() -> float:
-        optimiser.step(closure)
-        with torch.no_grad():
-            return float(objective.loss_and_grad(param.detach())[0])
-
-    return step
+    return closure
 
 
 @dataclass
@@ -224,8 +325,11 @@ class ProbeProblem:
         evaluations: int,
         converged: bool,
         seconds: float,
+        stopping: str = "converged",
     ) -> FittedProbe:
-        """A :class:`FittedProbe` from optimised parameters."""
+        """A :class:`FittedProbe` from optimised parameters (with its NLL and objective)."""
+        with torch.no_grad():
+            nll, reg = self.objective.nll_and_penalty(theta.detach())
         return FittedProbe(
             family=self.family,
             regulariser=self.regulariser,
@@ -240,6 +344,9 @@ class ProbeProblem:
             converged=converged,
             seconds=seconds,
             path=self.objective.path,
+            stopping=stopping,
+            train_nll=nll,
+            train_objective=nll + self.lam * reg,
         )
 
 
@@ -326,7 +433,8 @@ def fit_probe(
     ----------
     features : (n_concepts, p) features of every concept the triplets index.
     triplets : the training triplets (or a :class:`PreparedTriplets` reused across fits).
-    settings : the optimiser's settings (default: the study's).
+    settings : the optimiser's settings and stopping rule (default: ``converged``;
+        ``LBFGSSettings.of("study")`` for the study's rule).
     **options : passed to :func:`build_problem`:
 
         family, k : flexibility level (``zero_shot``, ``diagonal``, ``rectangular`` with
@@ -343,10 +451,15 @@ def fit_probe(
             default the identity.
     """
     start = time.perf_counter()
+    settings = settings or LBFGSSettings()
     problem = build_problem(features, triplets, **options)
-    theta, history, iterations, evaluations, converged = lbfgs_minimise(
-        problem.objective, problem.theta0, settings or LBFGSSettings()
-    )
+    out = lbfgs_minimise(problem.objective, problem.theta0, settings)
     return problem.result(
-        theta, history, iterations, evaluations, converged, time.perf_counter() - start
+        out.theta,
+        out.history,
+        out.iterations,
+        out.evaluations,
+        out.converged,
+        time.perf_counter() - start,
+        settings.stopping,
     )

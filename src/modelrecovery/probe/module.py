@@ -1,10 +1,12 @@
 """A LightningModule around the probe, trained with the custom full-batch L-BFGS step.
 
 Every training step is one L-BFGS step (up to ``max_iter`` iterations with strong-Wolfe
-line search) on all triplets; an epoch holds one step, and training stops when the
-relative change of the loss falls below ``rel_tol`` (the study's rule), so
+line search) on all triplets; an epoch holds one step, and training stops by the same
+:class:`~modelrecovery.probe.fit.StepRule` as :func:`~modelrecovery.probe.fit.fit_probe`
+(``converged`` or the study's rule), so
 ``lightning.Trainer(max_epochs=settings.max_repeats).fit(module)`` reproduces
-:func:`~modelrecovery.probe.fit.fit_probe`, and any Lightning logger records the loss.
+:func:`~modelrecovery.probe.fit.fit_probe` (same steps, same last iterate), and any
+Lightning logger records the loss.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from modelrecovery.data.triplets import Triplets
-from modelrecovery.probe.fit import FittedProbe, LBFGSSettings, build_problem
+from modelrecovery.probe.fit import FittedProbe, LBFGSSettings, StepRule, build_problem
 
 
 class _OneBatch(torch.utils.data.Dataset):
@@ -58,8 +60,8 @@ class ProbeModule(L.LightningModule):
         self.theta = torch.nn.Parameter(self.problem.theta0.clone())
         self._features = torch.as_tensor(features)
         self._validation = validation
-        self.loss_history: list[float] = []
-        self.converged = False
+        self.rule = StepRule(self.settings)
+        self._extra_evals = 0
         self._start = time.perf_counter()
         # hyperparameters any Lightning logger records (plain values only; the arguments of
         # __init__ are ignored so that Lightning does not compare arrays with them)
@@ -84,22 +86,21 @@ class ProbeModule(L.LightningModule):
         return DataLoader(_OneBatch(), batch_size=None)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        s = self.settings
-        return torch.optim.LBFGS(
-            [self.theta],
-            lr=1.0,
-            max_iter=s.max_iter,
-            history_size=s.history_size,
-            line_search_fn="strong_wolfe",
-            tolerance_grad=s.tolerance_grad,
-            tolerance_change=s.tolerance_change,
-        )
+        return self.settings.optimiser([self.theta])
+
+    @property
+    def loss_history(self) -> list[float]:
+        """The losses the stopping rule compared (see :class:`StepRule`)."""
+        return self.rule.history
+
+    @property
+    def converged(self) -> bool:
+        """Whether the stopping rule was met."""
+        return self.rule.converged
 
     def on_fit_start(self) -> None:
         self.problem.objective = self.problem.objective.to(self.theta.device)
         self._start = time.perf_counter()
-        if not self.loss_history:
-            self.loss_history.append(self._loss())
 
     def _loss(self) -> float:
         with torch.no_grad():
@@ -114,20 +115,22 @@ class ProbeModule(L.LightningModule):
             self.theta.grad = grad
             return loss
 
-        optimiser.step(closure=closure)
-        loss = self._loss()
-        previous = self.loss_history[-1]
-        if not math.isfinite(loss):
+        start_loss = float(optimiser.step(closure=closure))
+        end_loss = None
+        if self.rule.needs_end_loss:
+            end_loss = self._loss()
+            self._extra_evals += 1
+        stop = self.rule.update(start_loss, end_loss)
+        loss = end_loss if end_loss is not None else start_loss
+        if not math.isfinite(loss) or not bool(torch.isfinite(self.theta).all()):
             self.trainer.should_stop = True
             return
-        self.loss_history.append(loss)
         self.log("train_loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=1)
         if self._validation is not None:
             scores = self.fitted().evaluate(self._features, self._validation)
             self.log("val_accuracy", scores["accuracy"], on_step=False, on_epoch=True, batch_size=1)
             self.log("val_nll", scores["nll"], on_step=False, on_epoch=True, batch_size=1)
-        if abs(previous - loss) <= self.settings.rel_tol * max(abs(previous), 1e-30):
-            self.converged = True
+        if stop:
             self.trainer.should_stop = True
 
     def fitted(self) -> FittedProbe:
@@ -140,7 +143,8 @@ class ProbeModule(L.LightningModule):
             self.theta.detach().clone(),
             list(self.loss_history),
             int(state.get("n_iter", 0)),
-            int(state.get("func_evals", 0)) + len(self.loss_history),
+            int(state.get("func_evals", 0)) + self._extra_evals,
             self.converged,
             time.perf_counter() - self._start,
+            self.settings.stopping,
         )

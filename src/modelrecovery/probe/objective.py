@@ -300,3 +300,12 @@ class TripletObjective:
             value, reg_grad = penalty(self.family, self.regulariser, theta)
             return nll + self.lam * value, grad + self.lam * reg_grad
         return nll, grad
+
+    def nll_and_penalty(self, theta: torch.Tensor) -> tuple[float, float]:
+        """Mean NLL and R(theta) (not multiplied by lambda) at ``theta``."""
+        z = self.family.transform(self.x, theta)
+        nll, _ = nll_and_grad_z(z, self.prep, self.path, self.temperature, self.compiled)
+        if self.family.name == "zero_shot":
+            return float(nll), 0.0
+        value, _ = penalty(self.family, self.regulariser, theta)
+        return float(nll), float(value)
