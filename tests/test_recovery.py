@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import planted_grid_config, planted_recovery_world
+from helpers import planted_grid_config, planted_grid_inputs, planted_recovery_world
 from modelrecovery.data.triplets import triplet_keys
 from modelrecovery.recovery.executors import GridInputs, run_grid
 from modelrecovery.recovery.grid import GridConfig, Level, jobs_of
@@ -24,12 +24,8 @@ from modelrecovery.recovery.store import ResultsStore
 TESTS = Path(__file__).resolve().parent
 
 
-def inputs_for(features, temperature=0.05, exclude=None):
-    return GridInputs(
-        generators={name: (x, temperature) for name, x in features.items()},
-        candidate_features=features,
-        exclude_keys=exclude,
-    )
+def inputs_for(features, temperature=0.05, exclude=None, levels=None):
+    return planted_grid_inputs(features, levels or (Level("full"),), temperature, exclude)
 
 
 def sorted_tables(store: ResultsStore) -> dict[str, pd.DataFrame]:
@@ -66,7 +62,8 @@ def test_zero_shot_recovers_at_least_as_well_as_full_w(tmp_path):
         features, levels=(Level("zero_shot"), Level("full")), sizes=(400,), seeds=(0, 1, 2)
     )
     store = ResultsStore(tmp_path / "store")
-    run_grid(config, inputs_for(features, temperature=0.3), store, progress=False)
+    inputs = inputs_for(features, temperature=0.3, levels=config.levels)
+    run_grid(config, inputs, store, progress=False)
     jobs = store.load()["jobs"]
     by_family = jobs.groupby("family")["recovered"].mean()
     assert by_family["zero_shot"] >= by_family["full"]
@@ -108,12 +105,12 @@ def test_sigkill_mid_grid_then_rerun_completes_exactly_once(tmp_path):
             f"""
             import sys
             sys.path.insert(0, {str(TESTS)!r})
-            from helpers import planted_grid_config, planted_recovery_world
+            from helpers import planted_grid_config, planted_grid_inputs, planted_recovery_world
             from modelrecovery.recovery.executors import GridInputs, run_grid
             from modelrecovery.recovery.store import ResultsStore
             features = planted_recovery_world()
             config = planted_grid_config(features, sizes=(60, 600), seeds=(0, 1, 2))
-            inputs = GridInputs({{k: (v, 0.05) for k, v in features.items()}}, features, None)
+            inputs = planted_grid_inputs(features, config.levels)
             run_grid(config, inputs, ResultsStore(sys.argv[1]), progress=False)
             """
         )

@@ -20,9 +20,10 @@ EXECUTORS = ("inprocess", "dask")
 
 @dataclass(frozen=True)
 class GridInputs:
-    """Everything the jobs read: generators (Z, T), candidates' features, human keys."""
+    """Everything the jobs read: generators (Z, T) per (level label, model), candidates'
+    features, and the keys of every human triplet (excluded from sampling)."""
 
-    generators: dict[str, tuple[np.ndarray, float]]
+    generators: dict[tuple[str, str], tuple[np.ndarray, float]]
     candidate_features: dict[str, np.ndarray]
     exclude_keys: np.ndarray | None
 
@@ -31,7 +32,12 @@ class GridInputs:
         missing = [c for c in config.candidates if c not in self.candidate_features]
         if missing:
             raise ValueError(f"no features for candidates {missing}")
-        missing = [g for g in config.generators if g not in self.generators]
+        missing = [
+            f"{g} ({level.label})"
+            for level in config.levels
+            for g in config.generators
+            if (level.label, g) not in self.generators
+        ]
         if missing:
             raise ValueError(f"no generator (Z, T) for {missing}")
         sizes = {name: f.shape[0] for name, f in self.candidate_features.items()}
@@ -65,7 +71,7 @@ def check_sizes(config: GridConfig, n_concepts: int) -> None:
 
 
 def _run(job: Job, config: GridConfig, inputs: GridInputs) -> JobResult:
-    z, temperature = inputs.generators[job.generator]
+    z, temperature = inputs.generators[(job.level.label, job.generator)]
     return run_job(job, config, z, temperature, inputs.candidate_features, inputs.exclude_keys)
 
 

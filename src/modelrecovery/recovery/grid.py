@@ -10,6 +10,8 @@ import numpy as np
 
 FULL_LAMBDAS = tuple(10.0**e for e in range(-6, 5))  # 1e-6 ... 1e4
 CRITERIA = ("accuracy", "nll")
+TIE_RULES = ("random", "first")
+STOPPING_RULES = ("converged", "study")
 
 
 @dataclass(frozen=True)
@@ -36,14 +38,18 @@ class GridConfig:
     regulariser: str = "scalar_shrinkage"
     lams: tuple[float, ...] = FULL_LAMBDAS
     criterion: str = "accuracy"
+    tie_rule: str = "random"  # winner among tied candidates: random (seeded) or first
+    stopping: str = "converged"  # the optimiser's stopping rule: converged or study
     n_folds: int = 3
     train_fraction: float = 0.7
     eval_fraction: float = 1 / 8  # validation and test triplets: round(N * eval_fraction)
     paper_compatible_sampling: bool = False
-    warm_start: bool = True
+    warm_start: bool = False  # each λ starts from the family's start point (the study)
     dtype: str = "float32"
     threads_per_job: int = 1
-    extra: dict = field(default_factory=dict)  # provenance (e.g. generator run ids), hashed
+    # provenance, hashed into job ids: "inputs" (hashes of every candidate's features, the
+    # human data, the code) and "generators" ({level label: {model: generator key}})
+    extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.candidates:
@@ -61,21 +67,70 @@ class GridConfig:
             raise ValueError("the seed list is empty")
         if self.criterion not in CRITERIA:
             raise ValueError(f"criterion must be one of {CRITERIA}, got {self.criterion!r}")
+        if self.tie_rule not in TIE_RULES:
+            raise ValueError(f"tie_rule must be one of {TIE_RULES}, got {self.tie_rule!r}")
+        if self.stopping not in STOPPING_RULES:
+            raise ValueError(f"stopping must be one of {STOPPING_RULES}, got {self.stopping!r}")
+        labels = [level.label for level in self.levels]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"grid levels repeat: {labels}")
         if any(not (np.isfinite(v) and v > 0) for v in self.lams):
             raise ValueError(f"every λ must be a finite number > 0, got {self.lams}")
         if self.n_folds < 2:
             raise ValueError(f"n_folds must be at least 2, got {self.n_folds}")
 
     def key(self) -> str:
-        """Hash of everything that changes a job's result, except the job's own axes."""
+        """Hash of everything that changes a job's result, except the job's own axes and
+        its generator (see :attr:`Job.job_id`)."""
         payload = asdict(self)
         for axis in ("generators", "candidates", "sizes", "seeds", "levels"):
             payload.pop(axis)
         payload.pop("threads_per_job")
+        payload["extra"] = {k: v for k, v in self.extra.items() if k != "generators"}
         payload["candidates"] = sorted(self.candidates)
-        return hashlib.sha256(
-            json.dumps(payload, sort_keys=True, default=str).encode()
-        ).hexdigest()[:16]
+        return _digest(payload)
+
+    def lam_grid(self, level: Level) -> tuple[float, ...]:
+        """The λ values a level fits, ascending (zero-shot: λ = 0 only)."""
+        return (0.0,) if level.family == "zero_shot" else tuple(sorted(self.lams))
+
+    def condition(self, level: Level) -> dict:
+        """The columns that define an experimental condition (what may be pooled)."""
+        return {
+            "level": level.label,
+            "family": level.family,
+            "k": level.k,
+            "regulariser": self.regulariser,
+            "criterion": self.criterion,
+            "tie_rule": self.tie_rule,
+            "stopping": self.stopping,
+            "warm_start": bool(self.warm_start) and level.family != "zero_shot",
+            "sampling": "paper_compatible" if self.paper_compatible_sampling else "uniform",
+            "lams": ",".join(f"{v:g}" for v in self.lam_grid(level)),
+            "candidate_set": ",".join(sorted(self.candidates)),
+        }
+
+    def condition_key(self, level: Level) -> str:
+        """Hash of the condition plus the settings that change results but are no axis of
+        the analysis (folds, fractions, dtype)."""
+        payload = {
+            **self.condition(level),
+            "n_folds": self.n_folds,
+            "train_fraction": self.train_fraction,
+            "eval_fraction": self.eval_fraction,
+            "dtype": self.dtype,
+        }
+        return _digest(payload)
+
+    def generator_key(self, level: Level, generator: str) -> str:
+        """The provenance of a generator at a level (its run or inputs key), if given."""
+        return str(self.extra.get("generators", {}).get(level.label, {}).get(generator, ""))
+
+
+def _digest(payload: dict) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[
+        :16
+    ]
 
 
 @dataclass(frozen=True)
@@ -87,10 +142,14 @@ class Job:
     seed: int
     level: Level
     grid_key: str
+    generator_key: str = ""
 
     @property
     def job_id(self) -> str:
-        text = f"{self.generator}|{self.n_train}|{self.seed}|{self.level.label}|{self.grid_key}"
+        text = (
+            f"{self.generator}|{self.n_train}|{self.seed}|{self.level.label}|{self.grid_key}"
+            f"|{self.generator_key}"
+        )
         return (
             f"{self.generator}-N{self.n_train}-s{self.seed}-{self.level.label}-"
             + (hashlib.sha256(text.encode()).hexdigest()[:10])
@@ -101,7 +160,7 @@ def jobs_of(config: GridConfig) -> list[Job]:
     """Every job of the grid, in a fixed order (level, N, seed, generator)."""
     key = config.key()
     return [
-        Job(g, int(n), int(s), level, key)
+        Job(g, int(n), int(s), level, key, config.generator_key(level, g))
         for level in config.levels
         for n in config.sizes
         for s in config.seeds

@@ -2,11 +2,21 @@
 for every λ on every fold, select λ by mean validation score, score by mean test score,
 and crown the winner.
 
+Rules (the study's, method.md section 4): every λ starts from the family's start point
+(cold; ``warm_start`` is an option: the λ path then runs from strong to weak penalty, each
+fit starting from the previous solution); λ is chosen by mean validation score over folds,
+ties going to the smallest λ (the first maximum over the ascending grid); the score is the
+mean test score at that λ. Winner ties (``tie_rule``): ``random`` (default) draws the
+winner uniformly among the candidates tied at the best score with a seed derived from the
+job, and ranks follow the same order, so ``recovered`` ⇔ ``generator_rank == 1``;
+``first`` (the study) takes the first tied candidate in candidate order, ranks ``average``.
+Scores within 1e-12 of each other count as tied (means of the same accuracies summed in
+another order differ in the last bits).
+
 Exact work sharing inside a job: the compiled training triplets of a fold serve every
 candidate and λ; each candidate's row space and rotated features are computed once per
-fold and serve its whole λ path; the λ path runs from strong to weak penalty, each fit
-starting from the previous solution (warm start); validation and test similarities come
-from cached Gram pieces (for the reduced full W: S = (P A)(P A)^T + c^2 Q with P = X V and
+fold and serve its whole λ path; validation and test similarities come from cached Gram
+pieces (for the reduced full W: S = (P A)(P A)^T + c^2 Q with P = X V and
 Q = X X^T - P P^T, because the cross term vanishes), never from the p x p W.
 """
 
@@ -23,12 +33,13 @@ import torch
 from modelrecovery.data.sampling import sample_responses, sample_triplets
 from modelrecovery.data.splits import concept_folds
 from modelrecovery.data.triplets import Triplets
-from modelrecovery.probe.fit import FittedProbe, fit_probe, triplet_probabilities
+from modelrecovery.probe.fit import FittedProbe, LBFGSSettings, fit_probe, triplet_probabilities
 from modelrecovery.probe.objective import PreparedTriplets
 from modelrecovery.probe.reduced import REDUCIBLE_REGULARISERS, RowSpace, row_space
 from modelrecovery.recovery.grid import GridConfig, Job, derived_seed
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
+TIE_TOLERANCE = 1e-12
 
 
 @dataclass
@@ -141,19 +152,35 @@ def _job_columns(job: Job, config: GridConfig) -> dict:
         "generator": job.generator,
         "n_train": job.n_train,
         "seed": job.seed,
-        "family": job.level.family,
-        "k": job.level.k,
-        "regulariser": config.regulariser,
-        "criterion": config.criterion,
+        **config.condition(job.level),
+        "condition_key": config.condition_key(job.level),
     }
 
 
-def select_and_score(fits: pd.DataFrame, config: GridConfig, candidates: list[str]) -> pd.DataFrame:
-    """Per candidate: λ by mean validation score over folds, then its mean test score.
+def _first_best(values: np.ndarray) -> int:
+    """Index of the first value within :data:`TIE_TOLERANCE` of the maximum."""
+    return int(np.flatnonzero(values >= values.max() - TIE_TOLERANCE)[0])
 
-    Ties in the validation score go to the larger λ (the simpler model); ranks use
-    ``method="min"``; the score is mean test accuracy (criterion ``accuracy``, the study's)
-    or minus mean test NLL (criterion ``nll``).
+
+def _snap(values: np.ndarray) -> np.ndarray:
+    """Values with near-ties (within :data:`TIE_TOLERANCE`) made exactly equal."""
+    out = np.asarray(values, dtype=float).copy()
+    order = np.argsort(-out, kind="stable")
+    for a, b in zip(order[:-1], order[1:], strict=True):
+        if out[a] - out[b] <= TIE_TOLERANCE:
+            out[b] = out[a]
+    return out
+
+
+def select_and_score(
+    fits: pd.DataFrame, config: GridConfig, candidates: list[str], tie_seed: int = 0
+) -> pd.DataFrame:
+    """Per candidate: λ by mean validation score over folds (ties: the smallest λ), then
+    its mean test score, rank and whether it won.
+
+    The score is mean test accuracy (criterion ``accuracy``, the study's) or minus mean
+    test NLL (criterion ``nll``). Ranks and the winner follow ``config.tie_rule`` (module
+    docstring); ``tie_seed`` seeds the ``random`` rule.
     """
     means = (
         fits.groupby(["candidate", "lam"], sort=False)[
@@ -168,8 +195,8 @@ def select_and_score(fits: pd.DataFrame, config: GridConfig, candidates: list[st
         means["selector"] = -means["val_nll"]
     rows = []
     for candidate in candidates:
-        part = means[means["candidate"] == candidate].sort_values("lam", ascending=False)
-        best = part.iloc[int(np.argmax(part["selector"].to_numpy()))]
+        part = means[means["candidate"] == candidate].sort_values("lam", ascending=True)
+        best = part.iloc[_first_best(part["selector"].to_numpy())]
         score = best["test_accuracy"] if config.criterion == "accuracy" else -best["test_nll"]
         rows.append(
             {
@@ -183,16 +210,40 @@ def select_and_score(fits: pd.DataFrame, config: GridConfig, candidates: list[st
             }
         )
     scores = pd.DataFrame(rows)
-    scores["rank"] = scores["score"].rank(ascending=False, method="min").astype(int)
-    return scores
+    return rank_candidates(scores, config.tie_rule, tie_seed)
+
+
+def rank_candidates(scores: pd.DataFrame, tie_rule: str, tie_seed: int = 0) -> pd.DataFrame:
+    """Add ``rank`` (1 = best), ``winner`` (bool) and ``n_tied_top`` to a scores table.
+
+    ``random``: ties are broken by one uniform random permutation (seeded by ``tie_seed``),
+    ranks are ordinal in that order, and the winner is rank 1. ``first``: the winner is the
+    first tied candidate in table order and ranks are averages over ties (the study's).
+    """
+    snapped = _snap(scores["score"].to_numpy())
+    n = len(scores)
+    n_tied_top = int((snapped == snapped.max()).sum())
+    if tie_rule == "random":
+        shuffle = np.random.default_rng(tie_seed).permutation(n)
+        order = np.lexsort((shuffle, -snapped))
+        ranks = np.empty(n)
+        ranks[order] = np.arange(1, n + 1)
+        winner = int(order[0])
+    elif tie_rule == "first":
+        ranks = pd.Series(snapped).rank(ascending=False, method="average").to_numpy()
+        winner = int(np.flatnonzero(snapped == snapped.max())[0])
+    else:
+        raise ValueError(f"tie_rule must be 'random' or 'first', got {tie_rule!r}")
+    out = scores.copy()
+    out["rank"] = ranks.astype(float)
+    out["winner"] = np.arange(n) == winner
+    out["n_tied_top"] = n_tied_top
+    return out
 
 
 def pick_winner(scores: pd.DataFrame) -> str:
-    """Best score; ties broken by lower test NLL, then by candidate order."""
-    order = scores.assign(_pos=np.arange(len(scores))).sort_values(
-        ["score", "test_nll", "_pos"], ascending=[False, True, True]
-    )
-    return str(order["candidate"].iloc[0])
+    """The candidate :func:`rank_candidates` marked as the winner."""
+    return str(scores.loc[scores["winner"], "candidate"].iloc[0])
 
 
 def run_job(
@@ -203,16 +254,21 @@ def run_job(
     candidate_features: dict[str, np.ndarray],
     exclude_keys: np.ndarray | None = None,
 ) -> JobResult:
-    """Simulate, refit every candidate for every λ and fold, and score (see module doc)."""
+    """Simulate from the job's generator (its level's Z and T), refit every candidate for
+    every λ and fold, and score (see module doc)."""
     start = time.perf_counter()
     torch.set_num_threads(config.threads_per_job)
     numba.set_num_threads(min(config.threads_per_job, numba.config.NUMBA_NUM_THREADS))
     dtype = DTYPES[config.dtype]
+    settings = LBFGSSettings.of(config.stopping)
     data = simulate(job, config, generator_z, temperature, exclude_keys)
     preps = [PreparedTriplets.from_triplets(fd.train) for fd in data]
     family, k = job.level.family, job.level.k
     reducible = family == "full" and config.regulariser in REDUCIBLE_REGULARISERS
-    lams = [0.0] if family == "zero_shot" else sorted(config.lams, reverse=True)
+    lams = config.lam_grid(job.level)
+    warm = config.warm_start and family != "zero_shot"
+    if warm:
+        lams = tuple(reversed(lams))  # strong to weak penalty, each from the previous fit
     rows = []
     for candidate in config.candidates:
         x = torch.as_tensor(candidate_features[candidate]).to(dtype)
@@ -234,7 +290,8 @@ def run_job(
                     dtype=dtype,
                     space=space,
                     reduce=space is not None,
-                    init=theta if config.warm_start else None,
+                    init=theta if warm else None,
+                    settings=settings,
                 )
                 theta = fitted.theta
                 rows.append(
@@ -242,7 +299,8 @@ def run_job(
                         "candidate": candidate,
                         "lam": lam,
                         "fold": f,
-                        "train_nll": float(fitted.loss_history[-1]),
+                        "train_nll": fitted.train_nll,
+                        "train_objective": fitted.train_objective,
                         **evaluator.scores(fitted),
                         "iterations": fitted.iterations,
                         "converged": bool(fitted.converged),
@@ -251,9 +309,10 @@ def run_job(
                 )
     columns = _job_columns(job, config)
     fits = pd.DataFrame(rows)
-    scores = select_and_score(fits, config, list(config.candidates))
+    tie_seed = derived_seed(job.seed, job.n_train, job.generator, job.level.label, "ties")
+    scores = select_and_score(fits, config, list(config.candidates), tie_seed)
     winner = pick_winner(scores)
-    generator_rank = int(scores.loc[scores["candidate"] == job.generator, "rank"].iloc[0])
+    generator_rank = float(scores.loc[scores["candidate"] == job.generator, "rank"].iloc[0])
     job_row = pd.DataFrame(
         [
             {
@@ -262,12 +321,17 @@ def run_job(
                 "recovered": winner == job.generator,
                 "n_candidates": len(config.candidates),
                 "generator_rank": generator_rank,
+                "n_tied_top": int(scores["n_tied_top"].iloc[0]),
                 "seconds": time.perf_counter() - start,
             }
         ]
     )
-    fits = pd.concat([pd.DataFrame([columns] * len(fits)), fits], axis=1)
-    fits = fits.drop(columns=["k", "regulariser", "criterion"])
+    scores = scores.drop(columns=["winner", "n_tied_top"])
+    fit_columns = {
+        name: columns[name]
+        for name in ("job_id", "generator", "n_train", "seed", "family", "level", "condition_key")
+    }
+    fits = pd.concat([pd.DataFrame([fit_columns] * len(fits)), fits], axis=1)
     scores = pd.concat([pd.DataFrame([columns] * len(scores)), scores], axis=1)
     for frame in (job_row, scores):
         frame["k"] = frame["k"].astype("Int64")
