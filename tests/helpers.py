@@ -79,3 +79,14 @@ def planted_grid_config(features, **overrides):
     )
     settings.update(overrides)
     return GridConfig(**settings)
+
+
+def planted_grid_inputs(features, levels, temperature=0.05, exclude=None):
+    """Grid inputs whose generators are the candidates' own features (W = I) at every
+    level of ``levels``."""
+    from modelrecovery.recovery.executors import GridInputs
+
+    generators = {
+        (level.label, name): (x, temperature) for level in levels for name, x in features.items()
+    }
+    return GridInputs(generators, features, exclude)
