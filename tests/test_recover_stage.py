@@ -19,6 +19,7 @@ TINY = split_overrides(
         "image_size: 48}",
         "models=[timm:resnet10t,timm:lcnet_100]",
         "grid.sizes=[20,80] grid.seeds=[0] tune.lams=[0.1,10.0] tune.n_folds=2",
+        "grid.levels=[{family: zero_shot},{family: full}]",
         "executor.kind=inprocess",
     ]
 )
@@ -37,15 +38,31 @@ def env(tmp_path, monkeypatch):
 def test_recover_runs_the_study_and_resumes(env, capsys):
     config = load_config("default", TINY + [f"store={env / 'store'}"])
     summary = run_study(config, progress=False)
-    assert summary["jobs"] == summary["jobs_run_now"] == 4
+    assert summary["jobs"] == summary["jobs_run_now"] == 8
     run = mlflow.get_run(summary["run_id"])
     assert run.data.tags["stage"] == "recover"
     client = mlflow.tracking.MlflowClient()
-    curve = client.get_metric_history(summary["run_id"], "recovery_accuracy_full")
-    assert sorted(m.step for m in curve) == [20, 80]
+    for level in ("zero_shot", "full"):
+        curve = client.get_metric_history(summary["run_id"], f"recovery_accuracy_{level}")
+        assert sorted(m.step for m in curve) == [20, 80]
     experiment = run.info.experiment_id
     jobs = mlflow.search_runs([experiment], "tags.stage = 'job'")
-    assert len(jobs) == 4 and (jobs["tags.mlflow.parentRunId"] == summary["run_id"]).all()
+    assert len(jobs) == 8 and (jobs["tags.mlflow.parentRunId"] == summary["run_id"]).all()
+    # a generator per (model, level), each tuned and calibrated on its own
+    generators = mlflow.search_runs([experiment], "tags.stage = 'generator'")
+    pairs = set(zip(generators["tags.model"], generators["tags.level"], strict=True))
+    assert pairs == {(m, lv) for m in ("resnet10t", "lcnet_100") for lv in ("zero_shot", "full")}
+    assert set(generators.loc[generators["tags.level"] == "zero_shot", "metrics.lam"]) == {0.0}
+    models = pd.read_parquet(
+        mlflow.artifacts.download_artifacts(run_id=summary["run_id"], artifact_path="results")
+        + "/models.parquet"
+    )
+    assert len(models) == 4 and set(models["level"]) == {"zero_shot", "full"}
+    runs = dict(zip(generators["run_id"], generators["metrics.temperature"], strict=True))
+    for _, row in models.iterrows():
+        assert runs[row["generator_run"]] == pytest.approx(row["temperature"])
+        expected = 1 if row["level"] == "zero_shot" else row["feature_dim"] ** 2
+        assert row["probe_parameters"] == expected
     assert (env / "tracking" / "reports" / summary["run_id"] / "report.html").exists()
     table = pd.read_parquet(
         mlflow.artifacts.download_artifacts(run_id=summary["run_id"], artifact_path="results")
@@ -55,7 +72,7 @@ def test_recover_runs_the_study_and_resumes(env, capsys):
     # again: generators reused, every job found in the store
     n_fits = len(mlflow.search_runs([experiment], "tags.stage = 'fit'"))
     again = run_study(config, progress=False)
-    assert again["jobs_run_now"] == 0 and again["jobs"] == 4
+    assert again["jobs_run_now"] == 0 and again["jobs"] == 8
     assert len(mlflow.search_runs([experiment], "tags.stage = 'fit'")) == n_fits
     # simulate writes one job's data
     code = main(

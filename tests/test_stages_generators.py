@@ -119,15 +119,16 @@ def test_generators_are_reused_on_a_second_identical_call(zero_shot_world, track
     assert len(runs(tracking, "fit")) == n_fit  # nothing refitted
     assert all(g.reused for g in second.values())
     for name in paths:
-        assert second[name].temperature == pytest.approx(first[name].temperature, rel=1e-6)
-        np.testing.assert_allclose(second[name].z, first[name].z, rtol=1e-6)
+        key = ("full", name)
+        assert second[key].temperature == pytest.approx(first[key].temperature, rel=1e-6)
+        np.testing.assert_allclose(second[key].z, first[key].z, rtol=1e-6)
     gen_runs = runs(tracking, "generator")
     assert sorted(gen_runs["tags.mlflow.runName"]) == ["generator/other/full", "generator/zs/full"]
     # the calibrated generator reproduces the human ceiling on the repeated set
     from modelrecovery.data.noise_ceiling import noise_ceiling
 
     ceiling = noise_ceiling(human.test)
-    g = second["zs"]
+    g = second[("full", "zs")]
     probs = triplet_probabilities(torch.tensor(g.z, dtype=torch.float64), human.test, g.temperature)
     assert probs.max(1).mean() == pytest.approx(ceiling, abs=1e-3)
 
@@ -143,7 +144,7 @@ def test_bad_input_fails_before_any_fitting(zero_shot_world, tracking, tmp_path)
             human,
             experiment_id=tracking,
             tune=tune,
-            spec=GeneratorSpec(ceiling=1.2),
+            specs=[GeneratorSpec(ceiling=1.2)],
         )
     np.save(tmp / "short.npy", x[:30].astype(np.float32))
     with pytest.raises(ValueError, match="short.npy"):
@@ -186,3 +187,55 @@ def test_cli_fit_logs_a_run(zero_shot_world, tracking, capsys):
     assert run.data.tags["stage"] == "fit" and run.data.params["lam"] == "0.5"
     assert 0.33 < result["test_accuracy"] <= 1.0
     _ = Triplets
+
+
+def test_lambda_selection_ties_go_to_the_smallest_lambda():
+    from modelrecovery.probe.crossval import select_lambda
+
+    assert select_lambda([100.0, 1e-2, 1.0], [0.5, 0.5, 0.4]) == 1e-2
+    assert select_lambda([1.0, 10.0], [0.1 + 0.2, 0.3]) == 1.0  # equal up to rounding
+    assert select_lambda([1.0, 10.0], [0.3, 0.31]) == 10.0
+    with pytest.raises(ValueError, match="one score per"):
+        select_lambda([1.0], [])
+
+
+def test_calibration_weighs_triplets_by_their_responses(tracking):
+    from modelrecovery.data import Triplets
+    from modelrecovery.stages.calibrate import calibrate_and_log
+
+    rng = np.random.default_rng(3)
+    z = rng.normal(size=(30, 5))
+    ids = np.array([rng.choice(30, 3, replace=False) for _ in range(40)])
+    counts = np.where(np.arange(40) < 10, 12, 2)  # 10 triplets answered 12 times, 30 twice
+    rows = np.repeat(ids, counts, axis=0)
+    repeated = Triplets(rows, rng.integers(0, 3, len(rows)), 30)
+    result = calibrate_and_log(z, repeated, model="m", family="full", ceiling=0.6)
+    probs = triplet_probabilities(torch.tensor(z), repeated, result["temperature"])
+    assert probs.max(1).mean() == pytest.approx(0.6, abs=1e-6)  # over responses
+    unique = Triplets(ids, np.zeros(40), 30)
+    per_triplet = triplet_probabilities(torch.tensor(z), unique, result["temperature"]).max(1)
+    assert abs(per_triplet.mean() - 0.6) > 1e-3  # not over unique triplets
+
+
+def test_every_human_set_is_excluded_from_simulations(tmp_path):
+    from helpers import write_things2023
+    from modelrecovery.data import Triplets
+    from modelrecovery.data.triplets import triplet_keys
+    from modelrecovery.stages.common import human_exclusion_keys, load_human_data
+
+    rng = np.random.default_rng(0)
+
+    def some(m):
+        return Triplets(
+            np.array([rng.choice(20, 3, replace=False) for _ in range(m)]), np.zeros(m), 20
+        )
+
+    train, set2, set1 = some(30), some(5), some(5)
+    path = write_things2023(tmp_path / "t.tsv", train, set2)
+    extra = pd.DataFrame(set1.ids + 1, columns=["image1", "image2", "image3"])
+    extra = extra.assign(choice=1, subject_id=1, noise_ceiling=1)
+    extra.to_csv(path, sep="\t", index=False, header=False, mode="a")
+    human = load_human_data(path, n_concepts=20)
+    keys = human_exclusion_keys(human)
+    for t in (train, set2, set1):
+        assert np.isin(triplet_keys(t.ids, 20), keys).all()

@@ -5,7 +5,9 @@ finished run with the same inputs is found and reused instead of recomputed.
   ``tracking/mlflow.db`` in the working directory (artifacts in ``tracking/artifacts``).
 - One experiment per study; run names say what a run is (``fit/<model>/<family>``).
 - Tags on every run: ``stage``, ``model``, ``family``, ``git_commit``, ``inputs_key`` (a
-  hash of the entry point, its parameters, the data hashes and the code version).
+  hash of the entry point, its parameters, the data hashes and :func:`source_hash`, the
+  content of the package's own source files: an uncommitted edit of the code changes it, an
+  edit of the README or a test does not).
 """
 
 from __future__ import annotations
@@ -96,6 +98,23 @@ def code_version() -> str:
     return commit + ("+dirty" if dirty else "")
 
 
+@functools.lru_cache(maxsize=1)
+def source_hash() -> str:
+    """SHA-256 of the package's source files (relative paths and contents, sorted).
+
+    Results depend on the code that computed them, not on the commit: this key changes
+    with any edit of ``src/modelrecovery`` (committed or not) and with nothing else.
+    """
+    root = Path(modelrecovery.__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(b"\0")
+        digest.update(path.read_bytes())
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
 @functools.lru_cache(maxsize=256)
 def _hash_file(path: str, size: int, mtime_ns: int) -> str:
     digest = hashlib.sha256()
@@ -115,9 +134,9 @@ def file_hash(path: str | Path) -> str:
 
 
 def inputs_key(stage: str, params: dict[str, Any], data_hashes: dict[str, str]) -> str:
-    """Hash identifying a stage's inputs: entry point, parameters, data, code version."""
+    """Hash identifying a stage's inputs: entry point, parameters, data, source code."""
     payload = json.dumps(
-        {"stage": stage, "params": params, "data": data_hashes, "code": code_version()},
+        {"stage": stage, "params": params, "data": data_hashes, "code": source_hash()},
         sort_keys=True,
         default=str,
     )

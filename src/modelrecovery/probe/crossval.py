@@ -6,7 +6,9 @@ validation triplets use only concepts that no training triplet uses). Both are s
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -71,3 +73,66 @@ def make_folds(triplets: Triplets, n_folds: int, seed: int, kind: str) -> list[T
     if kind == "concepts":
         return concept_folds_for_triplets(triplets, n_folds, seed)
     raise ValueError(f"fold kind must be 'triplets' or 'concepts', got {kind!r}")
+
+
+TIE_TOLERANCE = 1e-12
+
+
+def select_lambda(lams: Sequence[float], scores: Sequence[float]) -> float:
+    """The λ with the best mean validation score; ties (within 1e-12) go to the smallest λ
+    (the study takes the first maximum over its ascending grid)."""
+    if len(lams) == 0 or len(lams) != len(scores):
+        raise ValueError("select_lambda needs one score per λ, and at least one λ")
+    order = np.argsort(np.asarray(lams, dtype=float), kind="stable")
+    ranked = np.asarray(scores, dtype=float)[order]
+    if not np.isfinite(ranked).any():
+        raise ValueError("no λ has a finite validation score")
+    ranked = np.where(np.isfinite(ranked), ranked, -np.inf)
+    first = int(np.flatnonzero(ranked >= ranked.max() - TIE_TOLERANCE)[0])
+    return float(np.asarray(lams, dtype=float)[order][first])
+
+
+class CrossValidation:
+    """Cross-validation of one model's probe over triplet folds: every fold's compiled
+    training triplets and (for reducible full W) row space are built once and serve every
+    λ. Every fit starts from the family's start point (cold), as in the study.
+
+    Parameters
+    ----------
+    features : (n_concepts, p) features.
+    train : the human training triplets.
+    folds : from :func:`make_folds`.
+    options : probe options of :func:`~modelrecovery.probe.fit.fit_probe` (family, k,
+        regulariser, dtype, device, settings).
+    """
+
+    def __init__(
+        self, features, train: Triplets, folds: list[TripletFold], **options: Any
+    ) -> None:
+        import torch
+
+        from modelrecovery.probe.objective import PreparedTriplets
+        from modelrecovery.probe.reduced import REDUCIBLE_REGULARISERS, row_space
+
+        dtype = options.get("dtype", torch.float32)
+        self.features = torch.as_tensor(features).to(dtype)
+        self.train = train
+        self.folds = folds
+        self.options = options
+        self.preps = [PreparedTriplets.from_triplets(train.subset(f.train)) for f in folds]
+        reducible = (
+            options.get("family", "full") == "full"
+            and options.get("regulariser", "scalar_shrinkage") in REDUCIBLE_REGULARISERS
+        )
+        self.spaces = [
+            row_space(self.features[prep.concepts]) if reducible else None for prep in self.preps
+        ]
+
+    def fold_scores(self, fold: int, lam: float) -> dict[str, float]:
+        """Validation accuracy and NLL of fold ``fold`` fitted at ``lam``."""
+        from modelrecovery.probe.fit import fit_probe
+
+        fitted = fit_probe(
+            self.features, self.preps[fold], lam=lam, space=self.spaces[fold], **self.options
+        )
+        return fitted.evaluate(self.features, self.train.subset(self.folds[fold].validation))

@@ -30,20 +30,22 @@ def calibrate_and_log(
     ceiling: float | None = None,
     nested: bool = True,
 ) -> dict[str, float]:
-    """T for transformed features ``z`` on the unique triplets of the repeated set; the
-    ceiling is computed from the repeated responses unless given. Logged as a run
-    ``calibrate/<model>/<family>``."""
+    """T for transformed features ``z`` on the repeated set, every response one row, so a
+    triplet weighs as many responses as it has (the study's calibration averages over
+    responses); the ceiling is computed from the repeated responses unless given. Logged as
+    a run ``calibrate/<model>/<family>``."""
     check_ceiling(ceiling)
     source = "given"
     if ceiling is None:
         ceiling, source = noise_ceiling(repeated), "repeated triplets"
-    _, first = np.unique(repeated.sorted_keys(), return_index=True)
-    unique = repeated.subset(np.sort(first))
-    temperature, achieved = calibrate_temperature(z, unique, ceiling)
+    temperature, achieved = calibrate_temperature(z, repeated, ceiling)
+    n_unique = len(np.unique(repeated.sorted_keys()))
     result = {"temperature": temperature, "achieved_agreement": achieved, "ceiling": ceiling}
     tags = standard_tags("calibrate", model, family)
     with mlflow.start_run(run_name=f"calibrate/{model}/{family}", nested=nested, tags=tags):
-        mlflow.log_params({"ceiling_source": source, "n_triplets": len(unique)})
+        mlflow.log_params(
+            {"ceiling_source": source, "n_responses": len(repeated), "n_triplets": n_unique}
+        )
         mlflow.log_metrics(result)
     return result
 

@@ -18,12 +18,15 @@ THINGS_TEST_SET = 2
 
 @dataclass(frozen=True)
 class HumanData:
-    """Human training triplets and the repeated (noise-ceiling) test set, with hashes."""
+    """Human training triplets and the repeated (noise-ceiling) test set, with hashes;
+    ``other_ids`` holds the triplets of every other set of the file (e.g. THINGS
+    noise-ceiling sets 1 and 3), which simulations must avoid too."""
 
     train: Triplets
     test: Triplets | None
     path: Path
     data_hash: str
+    other_ids: np.ndarray | None = None
 
 
 def load_human_data(
@@ -41,12 +44,14 @@ def load_human_data(
     path = Path(path)
     fmt = detect_format(path) if format == "auto" else format
     kwargs = {} if n_concepts is None else {"n_concepts": n_concepts}
+    other = []
     if fmt == "things2023":
         sets = load_things2023_split(path, **kwargs)
         if 0 not in sets:
             raise ValueError(f"{path}: no training rows (noise_ceiling = 0)")
         train = sets[0]
         test = sets.get(test_set)
+        other = [t.ids for key, t in sets.items() if key not in (0, test_set)]
         if test is None and test_path is None:
             raise ValueError(
                 f"{path}: no rows with noise_ceiling = {test_set} (sets present: {sorted(sets)})"
@@ -58,12 +63,16 @@ def load_human_data(
     if test_path is not None:
         test = load_triplets(test_path, sortindex=sortindex, n_concepts=train.n_concepts)
         data_hash += ":" + file_hash(test_path)
-    return HumanData(train=train, test=test, path=path, data_hash=data_hash)
+    other_ids = np.concatenate(other) if other else None
+    return HumanData(train=train, test=test, path=path, data_hash=data_hash, other_ids=other_ids)
 
 
 def human_exclusion_keys(human: HumanData) -> np.ndarray:
-    """Sorted keys of every human triplet (training and test): simulations avoid them."""
+    """Sorted keys of every human triplet (training, test and every other set of the
+    file): simulations avoid them."""
     ids = [human.train.ids] + ([human.test.ids] if human.test is not None else [])
+    if human.other_ids is not None:
+        ids.append(human.other_ids)
     return np.unique(triplet_keys(np.concatenate(ids), human.train.n_concepts))
 
 
@@ -108,3 +117,9 @@ def add_probe_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--regulariser", default="scalar_shrinkage")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    parser.add_argument(
+        "--stopping",
+        default="converged",
+        choices=["converged", "study"],
+        help="L-BFGS stopping rule: converged (the optimum) or study (the paper's early stop)",
+    )

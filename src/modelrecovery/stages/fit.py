@@ -102,6 +102,7 @@ def fit_and_log(
                 "feature_dim": features.shape[1],
                 "n_validation": 0 if validation is None else len(validation),
                 "n_test": 0 if test is None else len(test),
+                "stopping": (settings or LBFGSSettings()).stopping,
                 **{f"hash_{name}": h for name, h in (data_hashes or {}).items()},
             }
         )
@@ -135,7 +136,8 @@ def fit_and_log(
             evaluations=fitted.evaluations,
             converged=float(fitted.converged),
             seconds=fitted.seconds,
-            final_loss=fitted.loss_history[-1],
+            train_objective=fitted.train_objective,
+            final_loss=fitted.train_objective,
         )
         mlflow.log_metrics(metrics)
         with tempfile.TemporaryDirectory() as tmp:
@@ -165,6 +167,7 @@ def cmd_fit(args: argparse.Namespace) -> dict:
         dtype=args.dtype,
         device=args.device,
         data_hashes=hashes,
+        settings=LBFGSSettings.of(args.stopping),
     )
     return {"run_id": outcome.run_id, **outcome.metrics}
 

@@ -1,7 +1,9 @@
-"""Stage ``generators``: a data-generating model per network = tune + fit + calibrate on
-human data. Each generator is an MLflow run ``generator/<model>/<family>`` (tag
-``stage=generator``) holding W, Z = X W, T, λ and provenance; a finished run with the same
-inputs (parameters, feature and triplet hashes, code version) is reused, not recomputed."""
+"""Stage ``generators``: a data-generating model per network AND flexibility level = tune
++ fit + calibrate on human data, each level on its own (the study fits a generator of the
+matching level for every level of its grid). Each generator is an MLflow run
+``generator/<model>/<level>`` (tag ``stage=generator``) holding W, Z = X W, T, λ and
+provenance; a finished run with the same inputs (parameters, feature and triplet hashes,
+source code) is reused, not recomputed."""
 
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ import mlflow
 import numpy as np
 from tqdm.auto import tqdm
 
+from modelrecovery.probe.families import Family
+from modelrecovery.recovery.grid import Level
 from modelrecovery.stages.calibrate import calibrate_and_log, check_ceiling
 from modelrecovery.stages.common import HumanData, load_model_features
 from modelrecovery.stages.tune import TuneSettings, tune_and_fit
@@ -23,7 +27,7 @@ from modelrecovery.tracking import find_finished_run, inputs_key, standard_tags
 
 @dataclass
 class GeneratorSpec:
-    """How generators are built (shared by every model of a study)."""
+    """How the generators of one level are built (shared by every model of a study)."""
 
     family: str = "full"
     k: int | None = None
@@ -31,6 +35,19 @@ class GeneratorSpec:
     ceiling: float | None = None  # None: from the repeated human triplets
     dtype: str = "float32"
     device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        Family(self.family, self.k)  # a clear error for a bad level
+
+    @property
+    def level(self) -> str:
+        """The level's label (``full``, ``rectangular8``, ...)."""
+        return Level(self.family, self.k).label
+
+
+def probe_parameters(family: str, k: int | None, p: int) -> int:
+    """Free parameters of a probe: 1 (zero-shot scale), p, p * k or p * p."""
+    return {"zero_shot": 1, "diagonal": p, "rectangular": p * (k or 0), "full": p * p}[family]
 
 
 @dataclass
@@ -47,20 +64,37 @@ class Generator:
     human_test_nll: float
     feature_dim: int
     reused: bool = False
+    k: int | None = None
+
+    @property
+    def level(self) -> str:
+        """The level's label."""
+        return Level(self.family, self.k).label
 
 
-def settings_from_config(config: dict) -> tuple[GeneratorSpec, TuneSettings]:
-    """The generator and tuning settings of a study configuration (``probe``, ``tune``)."""
+def settings_from_config(config: dict) -> tuple[list[GeneratorSpec], TuneSettings]:
+    """One generator spec per level of ``grid.levels`` (regulariser, ceiling and dtype from
+    ``probe``) and the tuning settings (``tune``; ``stopping`` from ``probe``)."""
     probe = config["probe"]
-    spec = GeneratorSpec(
-        family=probe["family"],
-        k=probe.get("k"),
-        regulariser=probe["regulariser"],
-        ceiling=probe.get("ceiling"),
-        dtype=probe.get("dtype", "float32"),
-    )
-    tune = TuneSettings(**{**config["tune"], "lams": tuple(config["tune"]["lams"])})
-    return spec, tune
+    stale = [key for key in ("family", "k") if probe.get(key) is not None]
+    if stale:
+        raise ValueError(
+            f"probe.{stale[0]} is no longer read: generators are built for every entry of "
+            "grid.levels (remove it from the configuration)"
+        )
+    specs = [
+        GeneratorSpec(
+            family=level["family"],
+            k=level.get("k"),
+            regulariser=probe["regulariser"],
+            ceiling=probe.get("ceiling"),
+            dtype=probe.get("dtype", "float32"),
+        )
+        for level in config["grid"]["levels"]
+    ]
+    tune_config = {**config["tune"], "lams": tuple(config["tune"]["lams"])}
+    tune_config.setdefault("stopping", probe.get("stopping", "converged"))
+    return specs, TuneSettings(**tune_config)
 
 
 def _generator_params(model: str, spec: GeneratorSpec, tune: TuneSettings) -> dict:
@@ -76,6 +110,7 @@ def load_generator(run: mlflow.entities.Run, reused: bool = True) -> Generator:
     return Generator(
         model=meta["model"],
         family=meta["family"],
+        k=meta.get("k"),
         lam=meta["lam"],
         temperature=meta["temperature"],
         z=np.load(local / "z.npy"),
@@ -109,15 +144,21 @@ def build_generator(
     if previous is not None:
         return load_generator(previous)
     start = time.perf_counter()
-    tags = standard_tags("generator", model, spec.family) | {"inputs_key": key}
+    tags = standard_tags("generator", model, spec.family) | {
+        "inputs_key": key,
+        "level": spec.level,
+    }
     nested = mlflow.active_run() is not None  # inside a recover run: a child run
     with mlflow.start_run(
-        run_name=f"generator/{model}/{spec.family}", tags=tags, nested=nested
+        run_name=f"generator/{model}/{spec.level}", tags=tags, nested=nested
     ) as run:
         mlflow.log_params(
             {
                 "model": model,
+                "level": spec.level,
                 "feature_dim": features.shape[1],
+                "probe_parameters": probe_parameters(spec.family, spec.k, features.shape[1]),
+                "stopping": tune.stopping,
                 **{k: str(v) for k, v in asdict(spec).items()},
                 "features_path": str(features_path),
                 "hash_features": feature_hash,
@@ -141,13 +182,15 @@ def build_generator(
         fitted = tuned.fit.fitted
         z = fitted.transform(features).double().cpu().numpy()
         calibration = calibrate_and_log(
-            z, human.test, model=model, family=spec.family, ceiling=spec.ceiling
+            z, human.test, model=model, family=spec.level, ceiling=spec.ceiling
         )
         meta = {
             "model": model,
             "family": spec.family,
             "k": spec.k,
+            "level": spec.level,
             "regulariser": spec.regulariser,
+            "stopping": tune.stopping,
             "lam": tuned.best_lam,
             "temperature": calibration["temperature"],
             "ceiling": calibration["ceiling"],
@@ -177,6 +220,7 @@ def build_generator(
     return Generator(
         model=model,
         family=spec.family,
+        k=spec.k,
         lam=tuned.best_lam,
         temperature=calibration["temperature"],
         z=z.astype(np.float32),
@@ -193,11 +237,12 @@ def build_generators(
     human: HumanData,
     *,
     experiment_id: str,
-    spec: GeneratorSpec | None = None,
+    specs: list[GeneratorSpec] | None = None,
     tune: TuneSettings | None = None,
     progress: bool = True,
-) -> dict[str, Generator]:
-    """A generator per model (reused where finished), with a progress bar.
+) -> dict[tuple[str, str], Generator]:
+    """A generator per (level, model), keyed by (level label, model); reused where
+    finished, with a progress bar.
 
     Models run one after another: each fit already uses every core (BLAS and the compiled
     kernel), so running models side by side on one machine does not help; the recovery
@@ -205,42 +250,47 @@ def build_generators(
     """
     if not feature_paths:
         raise ValueError("no models given: the generator list is empty")
+    specs = specs or [GeneratorSpec()]
+    labels = [spec.level for spec in specs]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"generator levels repeat: {labels}")
     for model, path in feature_paths.items():
         if not Path(path).exists():
             raise FileNotFoundError(f"features of model {model!r} not found: {path}")
     out = {}
-    bar = tqdm(feature_paths.items(), desc="generators", disable=not progress, unit="model")
-    for model, path in bar:
-        bar.set_postfix_str(model)
-        out[model] = build_generator(
+    todo = [(spec, model, path) for spec in specs for model, path in feature_paths.items()]
+    bar = tqdm(todo, desc="generators", disable=not progress, unit="generator")
+    for spec, model, path in bar:
+        bar.set_postfix_str(f"{model}/{spec.level}")
+        out[(spec.level, model)] = build_generator(
             model, path, human, experiment_id=experiment_id, spec=spec, tune=tune
         )
     return out
 
 
 def cmd_generators(args) -> dict:
-    """Build (or reuse) the generator of every model of a study's configuration."""
+    """Build (or reuse) the generator of every model and level of a study's configuration."""
     from modelrecovery.config import load_config, split_overrides
-    from modelrecovery.stages.recover import _names, study_inputs
+    from modelrecovery.stages.inputs import select_names, study_inputs
     from modelrecovery.tracking import setup_experiment
 
     config = load_config(args.config, split_overrides(args.set))
+    specs, tune = settings_from_config(config)
     experiment_id = setup_experiment(config["study"])
     inputs = study_inputs(config, progress=not args.no_progress)
-    wanted = _names(config.get("generators"), list(inputs.feature_paths), "generators")
-    spec, tune = settings_from_config(config)
+    wanted = select_names(config.get("generators"), list(inputs.feature_paths), "generators")
     built = build_generators(
         {m: inputs.feature_paths[m] for m in wanted},
         inputs.human,
         experiment_id=experiment_id,
-        spec=spec,
+        specs=specs,
         tune=tune,
         progress=not args.no_progress,
     )
     return {
-        name: f"run {g.run_id} lam={g.lam:g} T={g.temperature:.4g} "
+        f"{name}/{level}": f"run {g.run_id} lam={g.lam:g} T={g.temperature:.4g} "
         f"human_acc={g.human_test_accuracy:.3f}{' (reused)' if g.reused else ''}"
-        for name, g in built.items()
+        for (level, name), g in built.items()
     }
 
 

@@ -1,9 +1,10 @@
 """Stage ``recover``: the whole study end to end, tracked in MLflow.
 
-world (or your files) -> features -> generators (tune, fit, calibrate) -> recovery grid ->
-analysis report. The parent run ``recover/<study>`` logs the configuration, a child run
-per job (winner, scores), the results tables as artifacts, recovery accuracy per N as
-metrics (step = N, so the MLflow UI plots the curve) and the HTML report.
+world (or your files) -> features -> generators per (model, level) (tune, fit,
+calibrate) -> recovery grid -> analysis report. The parent run ``recover/<study>`` logs
+the configuration, a child run per job (winner, scores), the results tables as artifacts,
+recovery accuracy per level and N as metrics (``recovery_accuracy_<level>``, step = N, so
+the MLflow UI plots one curve per level) and the HTML report.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,118 +19,85 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from modelrecovery.config import CONF_DIR, load_config, split_overrides
+from modelrecovery.config import load_config, split_overrides
 from modelrecovery.features.io import load_features
 from modelrecovery.recovery.executors import GridInputs, run_grid
 from modelrecovery.recovery.grid import GridConfig, Job, Level, jobs_of
 from modelrecovery.recovery.job import JobResult
 from modelrecovery.recovery.store import ResultsStore
-from modelrecovery.stages.common import HumanData, human_exclusion_keys, load_human_data
-from modelrecovery.stages.generators import Generator, build_generators, settings_from_config
-from modelrecovery.tracking import TRACKING_DIR, setup_experiment, standard_tags
+from modelrecovery.stages.common import human_exclusion_keys
+from modelrecovery.stages.generators import (
+    Generator,
+    build_generators,
+    probe_parameters,
+    settings_from_config,
+)
+from modelrecovery.stages.inputs import StudyInputs, model_names, select_names, study_inputs
+from modelrecovery.tracking import (
+    TRACKING_DIR,
+    file_hash,
+    setup_experiment,
+    source_hash,
+    standard_tags,
+)
+
+LEVEL_ORDER = ("zero_shot", "diagonal", "rectangular", "full")
 
 
-@dataclass
-class StudyInputs:
-    """Human data, feature files per model and (for a world) the human embedding."""
-
-    human: HumanData
-    feature_paths: dict[str, Path]
-    human_embedding: np.ndarray | None
-    provenance: dict[str, Any]
-
-
-def short_name(backbone: str) -> str:
-    """A readable model name from a backbone name (``resized:128:timm:resnet10t`` ->
-    ``resnet10t``)."""
-    return backbone.rsplit(":", 1)[-1].replace("/", "_")
-
-
-def study_inputs(config: dict[str, Any], progress: bool = True) -> StudyInputs:
-    """Resolve the study's data: build/extract the embedded world, or read given files."""
-    data = config["data"]
-    if data["kind"] == "world":
-        from modelrecovery.data.world import WorldConfig, build_world
-        from modelrecovery.features.default_models import extract_world_features, resolve_models
-
-        world_path = Path(data["world_config"])
-        if not world_path.is_absolute() and not world_path.exists():
-            world_path = CONF_DIR.parent / world_path  # relative to the project
-        world_config = WorldConfig.from_yaml(world_path, data.get("world_overrides"))
-        world = build_world(world_config, data.get("root"))
-        specs = resolve_models(config.get("models"))
-        names = [short_name(s.name) for s in specs]
-        if len(set(names)) != len(names):
-            raise ValueError(f"model short names repeat: {names}")
-        paths = extract_world_features(world, specs, progress=progress)
-        feature_paths = {short_name(name): Path(path) for name, path in paths.items()}
-        human = load_human_data(world.triplets_path, n_concepts=world.n_concepts)
-        return StudyInputs(
-            human,
-            feature_paths,
-            world.human_embedding,
-            {"world": str(world.root), "world_temperature": world.temperature},
-        )
-    if data["kind"] == "files":
-        models = config.get("models") or {}
-        if not models:
-            raise ValueError("data.kind=files needs a 'models' mapping: name -> feature file")
-        folder = Path(data.get("features_dir") or ".")
-        feature_paths = {name: folder / file for name, file in models.items()}
-        missing = {n: str(p) for n, p in feature_paths.items() if not p.exists()}
-        if missing:
-            raise FileNotFoundError(f"feature files not found: {missing}")
-        triplets = Path(data["triplets"])
-        if not triplets.exists():
-            raise FileNotFoundError(f"human triplet file not found: {triplets}")
-        human = load_human_data(triplets, n_concepts=data.get("n_concepts"))
-        return StudyInputs(human, feature_paths, None, {"triplets": str(triplets)})
-    raise ValueError(f"data.kind must be 'world' or 'files', got {data['kind']!r}")
-
-
-def model_names(config: dict[str, Any]) -> list[str]:
-    """The study's model names, known without building anything."""
-    if config["data"]["kind"] == "world":
-        from modelrecovery.features.default_models import resolve_models
-
-        return [short_name(s.name) for s in resolve_models(config.get("models"))]
-    return list(config.get("models") or {})
-
-
-def _names(selection: Any, available: list[str], what: str) -> list[str]:
-    if selection in (None, "all"):
-        return list(available)
-    unknown = [m for m in selection if m not in available]
-    if unknown:
-        raise ValueError(f"unknown {what} {unknown}; known models: {available}")
-    return list(selection)
-
-
-def grid_config(config: dict[str, Any], models: list[str], generator_runs: dict) -> GridConfig:
-    """The grid of the study's configuration."""
+def grid_config(
+    config: dict[str, Any], models: list[str], provenance: dict | None = None
+) -> GridConfig:
+    """The grid of the study's configuration; ``provenance`` (hashes of every input and
+    the generators' keys, see :func:`grid_provenance`) enters the job ids."""
     grid = dict(config["grid"])
     levels = tuple(Level(lv["family"], lv.get("k")) for lv in grid.pop("levels"))
+    grid.setdefault("stopping", config.get("probe", {}).get("stopping", "converged"))
     return GridConfig(
-        generators=tuple(_names(config.get("generators"), models, "generators")),
-        candidates=tuple(_names(config.get("candidates"), models, "candidates")),
+        generators=tuple(select_names(config.get("generators"), models, "generators")),
+        candidates=tuple(select_names(config.get("candidates"), models, "candidates")),
         sizes=tuple(int(n) for n in grid.pop("sizes")),
         seeds=tuple(int(s) for s in grid.pop("seeds")),
         levels=levels,
         lams=tuple(float(v) for v in grid.pop("lams")),
-        extra={"generator_runs": generator_runs},
+        extra=provenance or {},
         **grid,
     )
 
 
+def grid_provenance(
+    inputs: StudyInputs, candidates: list[str], generators: dict[tuple[str, str], Generator]
+) -> dict:
+    """What the jobs' results depend on besides the grid's settings: the content of every
+    candidate's feature file, the human data, the package's source code, and each
+    generator's run (per level and model)."""
+    by_level: dict[str, dict[str, str]] = {}
+    for (level, model), g in generators.items():
+        by_level.setdefault(level, {})[model] = g.run_id
+    return {
+        "inputs": {
+            "features": {m: file_hash(inputs.feature_paths[m]) for m in sorted(candidates)},
+            "human": inputs.human.data_hash,
+            "code": source_hash(),
+        },
+        "generators": by_level,
+    }
+
+
+def _level_sort_key(label: str) -> tuple[int, str]:
+    family = next((f for f in LEVEL_ORDER if label.startswith(f)), label)
+    return (LEVEL_ORDER.index(family) if family in LEVEL_ORDER else len(LEVEL_ORDER), label)
+
+
 def recovery_curve(jobs: pd.DataFrame) -> pd.DataFrame:
-    """Recovery accuracy per flexibility level and N."""
-    level = jobs["family"] + jobs["k"].map(lambda k: "" if pd.isna(k) else str(int(k)))
-    return (
-        jobs.assign(level=level)
-        .groupby(["level", "n_train"])["recovered"]
+    """Recovery accuracy per flexibility level and N (one condition per level in a run)."""
+    curve = (
+        jobs.groupby(["level", "n_train"])["recovered"]
         .agg(recovery_accuracy="mean", n_jobs="size")
         .reset_index()
     )
+    order = sorted(curve["level"].unique(), key=_level_sort_key)
+    curve["level"] = pd.Categorical(curve["level"], categories=order, ordered=True)
+    return curve.sort_values(["level", "n_train"]).astype({"level": str}).reset_index(drop=True)
 
 
 def _log_job(job: Job, result: JobResult) -> None:
@@ -138,6 +105,7 @@ def _log_job(job: Job, result: JobResult) -> None:
     tags = standard_tags("job", job.generator, job.level.family) | {
         "winner": str(row["winner"]),
         "job_id": job.job_id,
+        "level": job.level.label,
     }
     with mlflow.start_run(run_name=f"job/{job.job_id}", nested=True, tags=tags):
         mlflow.log_params(
@@ -147,11 +115,15 @@ def _log_job(job: Job, result: JobResult) -> None:
                 "seed": job.seed,
                 "family": job.level.family,
                 "k": job.level.k,
+                "level": job.level.label,
+                "tie_rule": row["tie_rule"],
+                "stopping": row["stopping"],
             }
         )
         metrics = {
             "recovered": float(row["recovered"]),
             "generator_rank": float(row["generator_rank"]),
+            "n_tied_top": float(row["n_tied_top"]),
             "seconds": float(row["seconds"]),
         }
         for _, s in result.scores.iterrows():
@@ -159,23 +131,34 @@ def _log_job(job: Job, result: JobResult) -> None:
         mlflow.log_metrics(metrics)
 
 
-def models_table(generators: dict[str, Generator], family: str) -> pd.DataFrame:
-    """Per-model properties for the analysis (docs/results_tables.md)."""
-    return pd.DataFrame(
-        [
+def models_table(
+    generators: dict[tuple[str, str], Generator], metadata: dict[str, dict] | None = None
+) -> pd.DataFrame:
+    """Per (model, level) properties for the analysis (docs/results_tables.md)."""
+    metadata = metadata or {}
+    rows = []
+    for (level, model), g in generators.items():
+        n_parameters = metadata.get(model, {}).get("n_parameters")
+        rows.append(
             {
-                "model": g.model,
-                "family": family,
+                "model": model,
+                "family": g.family,
+                "k": g.k,
+                "level": level,
                 "feature_dim": g.feature_dim,
-                "n_parameters": pd.NA,
+                "n_parameters": pd.NA if n_parameters is None else int(n_parameters),
+                "probe_parameters": probe_parameters(g.family, g.k, g.feature_dim),
                 "human_accuracy": g.human_test_accuracy,
                 "human_nll": g.human_test_nll,
                 "lam": g.lam,
                 "temperature": g.temperature,
+                "generator_run": g.run_id,
             }
-            for g in generators.values()
-        ]
-    )
+        )
+    table = pd.DataFrame(rows)
+    for column in ("k", "n_parameters"):
+        table[column] = table[column].astype("Int64")
+    return table
 
 
 def run_study(
@@ -187,37 +170,52 @@ def run_study(
     """Run the study of ``config`` (see conf/default.yaml); returns a summary."""
     start = time.perf_counter()
     study = config["study"]
-    experiment_id = setup_experiment(study)
     execution = config.get("executor") or {}
     executor = executor or execution.get("kind", "inprocess")
-    grid_config(config, model_names(config), {})  # bad names or sizes fail before any work
-    settings_from_config(config)
+    grid_config(config, model_names(config))  # bad names or sizes fail before any work
+    specs, tune = settings_from_config(config)
+    experiment_id = setup_experiment(study)
     tags = standard_tags("recover") | {"study": study}
+    timings: dict[str, float] = {}
     with mlflow.start_run(run_name=f"recover/{study}", tags=tags) as parent:
         mlflow.log_dict(config, "config.yaml")
         mlflow.log_params({"study": study, "executor": executor})
+        tic = time.perf_counter()
         inputs = study_inputs(config, progress)
+        timings["inputs_seconds"] = time.perf_counter() - tic
         models = list(inputs.feature_paths)
-        spec, tune = settings_from_config(config)
-        wanted = _names(config.get("generators"), models, "generators")
+        wanted = select_names(config.get("generators"), models, "generators")
+        tic = time.perf_counter()
         generators = build_generators(
             {m: inputs.feature_paths[m] for m in wanted},
             inputs.human,
             experiment_id=experiment_id,
-            spec=spec,
+            specs=specs,
             tune=tune,
             progress=progress,
         )
-        grid = grid_config(config, models, {m: g.run_id for m, g in generators.items()})
+        timings["generators_seconds"] = time.perf_counter() - tic
+        candidates = select_names(config.get("candidates"), models, "candidates")
+        grid = grid_config(config, models, grid_provenance(inputs, candidates, generators))
+        mlflow.log_params(
+            {
+                "levels": ",".join(level.label for level in grid.levels),
+                "stopping": grid.stopping,
+                "tie_rule": grid.tie_rule,
+                "warm_start": grid.warm_start,
+                "criterion": grid.criterion,
+            }
+        )
         features = {
             m: load_features(inputs.feature_paths[m], n_concepts=inputs.human.train.n_concepts)
             for m in grid.candidates
         }
         exclude = human_exclusion_keys(inputs.human)
         grid_inputs = GridInputs(
-            {m: (g.z, g.temperature) for m, g in generators.items()}, features, exclude
+            {key: (g.z, g.temperature) for key, g in generators.items()}, features, exclude
         )
         store = ResultsStore(config.get("store") or TRACKING_DIR / "results" / study)
+        tic = time.perf_counter()
         ran = run_grid(
             grid,
             grid_inputs,
@@ -228,14 +226,18 @@ def run_study(
             progress=progress,
             on_done=_log_job,
         )
+        timings["jobs_seconds"] = time.perf_counter() - tic
         tables = store.load({job.job_id for job in jobs_of(grid)})
         curve = recovery_curve(tables["jobs"])
-        for level, part in curve.groupby("level"):
-            for _, row in part.iterrows():
-                mlflow.log_metric(
-                    f"recovery_accuracy_{level}", row["recovery_accuracy"], step=int(row["n_train"])
-                )
-        models_df = models_table(generators, spec.family)
+        for _, row in curve.iterrows():
+            mlflow.log_metric(
+                f"recovery_accuracy_{row['level']}",
+                row["recovery_accuracy"],
+                step=int(row["n_train"]),
+            )
+        models_df = models_table(generators, inputs.metadata)
+        for level, part in models_df.groupby("level"):
+            mlflow.log_metric(f"human_accuracy_{level}", float(part["human_accuracy"].mean()))
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp) / "results"
             folder.mkdir()
@@ -245,7 +247,9 @@ def run_study(
             mlflow.log_artifacts(str(folder), artifact_path="results")
         report_path = None
         if config.get("report", True):
+            tic = time.perf_counter()
             report_path = _report(tables, models_df, generators, features, inputs, parent)
+            timings["report_seconds"] = time.perf_counter() - tic
         summary = {
             "run_id": parent.info.run_id,
             "experiment": study,
@@ -253,9 +257,10 @@ def run_study(
             "jobs_run_now": len(ran),
             "store": str(store.root),
             "report": str(report_path) if report_path else None,
+            **timings,
             "seconds": time.perf_counter() - start,
         }
-        mlflow.log_metric("seconds", summary["seconds"])
+        mlflow.log_metrics({**timings, "seconds": summary["seconds"]})
     print(curve.to_string(index=False))
     return summary
 
@@ -263,23 +268,28 @@ def run_study(
 def _report(tables, models_df, generators, features, inputs, parent) -> Path:
     from modelrecovery.analysis import build_report
 
+    # geometry: the most flexible level's transforms (the others are in their runs)
+    levels = sorted({level for level, _ in generators}, key=_level_sort_key)
+    top = levels[-1]
     transforms = {}
-    for name, g in generators.items():
-        local = mlflow.artifacts.download_artifacts(run_id=g.run_id, artifact_path="generator")
-        transforms[name] = np.load(Path(local) / "W.npy")
+    for (level, name), g in generators.items():
+        if level == top:
+            local = mlflow.artifacts.download_artifacts(run_id=g.run_id, artifact_path="generator")
+            transforms[name] = np.load(Path(local) / "W.npy")
     out_dir = TRACKING_DIR / "reports" / parent.info.run_id
     provenance = {
         "recover_run": parent.info.run_id,
         "git_commit": standard_tags("recover")["git_commit"],
         "human_data_hash": inputs.human.data_hash,
-        "generator_runs": {m: g.run_id for m, g in generators.items()},
+        "generator_runs": {f"{m}/{lv}": g.run_id for (lv, m), g in generators.items()},
+        "geometry_level": top,
         **inputs.provenance,
     }
     path = build_report(
         tables["jobs"],
         tables["scores"],
         models_df,
-        features={m: features[m] for m in generators if m in features},
+        features={m: features[m] for m in transforms if m in features},
         transforms=transforms,
         human_embedding=inputs.human_embedding,
         provenance=provenance,

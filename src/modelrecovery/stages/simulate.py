@@ -14,31 +14,40 @@ from modelrecovery.recovery.grid import Job
 from modelrecovery.recovery.job import simulate
 from modelrecovery.stages.common import human_exclusion_keys
 from modelrecovery.stages.generators import build_generators, settings_from_config
-from modelrecovery.stages.recover import grid_config, study_inputs
+from modelrecovery.stages.inputs import study_inputs
+from modelrecovery.stages.recover import grid_config
 from modelrecovery.tracking import setup_experiment
 
 
 def cmd_simulate(args: argparse.Namespace) -> dict:
-    """Write the synthetic triplets of one job (generator, N, seed) of a study."""
+    """Write the synthetic triplets of one job (generator, level, N, seed) of a study."""
     config = load_config(args.config, split_overrides(args.set))
+    if args.n_train < 1:
+        raise ValueError(f"--n-train must be a positive integer, got {args.n_train}")
+    specs, tune = settings_from_config(config)
+    labels = [spec.level for spec in specs]
+    level_label = args.level or labels[-1]
+    if level_label not in labels:
+        raise ValueError(f"--level {level_label!r} is not a level of the study: {labels}")
+    spec = specs[labels.index(level_label)]
     experiment_id = setup_experiment(config["study"])
     inputs = study_inputs(config, progress=False)
     if args.generator not in inputs.feature_paths:
         raise ValueError(
             f"unknown generator {args.generator!r}; known: {list(inputs.feature_paths)}"
         )
-    spec, tune = settings_from_config(config)
     generator = build_generators(
         {args.generator: inputs.feature_paths[args.generator]},
         inputs.human,
         experiment_id=experiment_id,
-        spec=spec,
+        specs=[spec],
         tune=tune,
         progress=False,
-    )[args.generator]
-    grid = grid_config(config, list(inputs.feature_paths), {})
+    )[(level_label, args.generator)]
+    grid = grid_config(config, list(inputs.feature_paths))
     exclude = human_exclusion_keys(inputs.human)
-    job = Job(args.generator, args.n_train, args.seed, grid.levels[0], grid.key())
+    level = next(lv for lv in grid.levels if lv.label == level_label)
+    job = Job(args.generator, args.n_train, args.seed, level, grid.key())
     folds = simulate(job, grid, generator.z, generator.temperature, exclude)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -49,6 +58,7 @@ def cmd_simulate(args: argparse.Namespace) -> dict:
             files[f"fold{f}_{role}"] = str(path)
     meta = {
         "generator": args.generator,
+        "level": level_label,
         "n_train": args.n_train,
         "seed": args.seed,
         "temperature": generator.temperature,
@@ -65,6 +75,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", default="default")
     p.add_argument("--set", nargs="*")
     p.add_argument("--generator", required=True)
+    p.add_argument("--level", default=None, help="level label (default: the last of the grid)")
     p.add_argument("--n-train", type=int, required=True)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True)

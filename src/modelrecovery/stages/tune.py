@@ -17,13 +17,15 @@ import mlflow
 import numpy as np
 import optuna
 import pandas as pd
-import torch
 
 from modelrecovery.data.triplets import Triplets
-from modelrecovery.probe.crossval import STUDY_LAMBDAS, make_folds
-from modelrecovery.probe.fit import fit_probe
-from modelrecovery.probe.objective import PreparedTriplets
-from modelrecovery.probe.reduced import REDUCIBLE_REGULARISERS, row_space
+from modelrecovery.probe.crossval import (
+    STUDY_LAMBDAS,
+    CrossValidation,
+    make_folds,
+    select_lambda,
+)
+from modelrecovery.probe.fit import LBFGSSettings
 from modelrecovery.stages.common import add_data_args, add_probe_args, load_cli_inputs
 from modelrecovery.stages.fit import DTYPES, FitOutcome, fit_and_log
 from modelrecovery.tracking import (
@@ -44,10 +46,12 @@ class TuneSettings:
     fold_kind: str = "triplets"  # or "concepts"
     n_trials: int = 20  # TPE only
     seed: int = 0
+    stopping: str = "converged"  # the optimiser's stopping rule: converged or study
 
     def __post_init__(self) -> None:
         if self.method not in ("grid", "tpe"):
             raise ValueError(f"tune method must be 'grid' or 'tpe', got {self.method!r}")
+        LBFGSSettings.of(self.stopping)  # a clear error for an unknown rule
         self.lams = tuple(float(v) for v in self.lams)
         if not self.lams or any(not (math.isfinite(v) and v > 0) for v in self.lams):
             raise ValueError(f"every λ of the grid must be a finite number > 0, got {self.lams}")
@@ -60,28 +64,6 @@ class TuneOutcome:
     study_name: str
     run_id: str
     fit: FitOutcome | None = field(default=None)
-
-
-class _FoldCache:
-    """Per-fold compiled triplets, row spaces and solutions (for warm starts)."""
-
-    def __init__(self, features, train: Triplets, folds, family, regulariser, dtype):
-        self.features = torch.as_tensor(features).to(DTYPES[dtype])
-        self.folds = folds
-        self.train = train
-        self.preps = [PreparedTriplets.from_triplets(train.subset(f.train)) for f in folds]
-        reducible = family == "full" and regulariser in REDUCIBLE_REGULARISERS
-        self.spaces = [
-            row_space(self.features[prep.concepts]) if reducible else None for prep in self.preps
-        ]
-        self.solutions: list[dict[float, torch.Tensor]] = [{} for _ in folds]
-
-    def warm_start(self, fold: int, lam: float) -> torch.Tensor | None:
-        done = self.solutions[fold]
-        if not done:
-            return None
-        nearest = min(done, key=lambda v: abs(math.log(v) - math.log(lam)))
-        return done[nearest]
 
 
 def tune_lambda(
@@ -99,14 +81,25 @@ def tune_lambda(
     storage: str | None = None,
     nested: bool = True,
 ) -> tuple[float, pd.DataFrame, str]:
-    """Cross-validated λ: mean validation accuracy over folds, best wins.
+    """Cross-validated λ: mean validation accuracy over folds, best wins (ties: the
+    smallest λ, see :func:`~modelrecovery.probe.crossval.select_lambda`).
 
     Each trial is an MLflow child run of the active run (``nested``) with the trial's λ,
     per-fold and mean validation accuracy / NLL. Returns (best λ, trials table, study name).
     """
     settings = settings or TuneSettings()
     folds = make_folds(train, settings.n_folds, settings.seed, settings.fold_kind)
-    cache = _FoldCache(features, train, folds, family, regulariser, dtype)
+    cv = CrossValidation(
+        features,
+        train,
+        folds,
+        family=family,
+        k=k,
+        regulariser=regulariser,
+        dtype=DTYPES[dtype],
+        device=device,
+        settings=LBFGSSettings.of(settings.stopping),
+    )
     storage = storage or optuna_storage()
     study_name = study_name or f"tune/{model}/{family}"
     if settings.method == "grid":
@@ -141,21 +134,8 @@ def tune_lambda(
         ):
             mlflow.log_params({"lam": lam, "trial": trial.number, "study": study_name})
             accs, nlls = [], []
-            for f, fold in enumerate(folds):
-                fitted = fit_probe(
-                    cache.features,
-                    cache.preps[f],
-                    family=family,
-                    k=k,
-                    regulariser=regulariser,
-                    lam=lam,
-                    dtype=DTYPES[dtype],
-                    device=device,
-                    space=cache.spaces[f],
-                    init=cache.warm_start(f, lam),
-                )
-                cache.solutions[f][lam] = fitted.theta
-                scores = fitted.evaluate(cache.features, train.subset(fold.validation))
+            for f in range(len(folds)):
+                scores = cv.fold_scores(f, lam)
                 accs.append(scores["accuracy"])
                 nlls.append(scores["nll"])
                 mlflow.log_metrics(
@@ -178,7 +158,8 @@ def tune_lambda(
         study.optimize(objective, n_trials=remaining)
     trials = study.trials_dataframe(attrs=("number", "params", "value", "state", "user_attrs"))
     trials = trials.rename(columns={"params_lam": "lam", "value": "val_accuracy"})
-    best_lam = float(study.best_trial.params["lam"])
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    best_lam = select_lambda([t.params["lam"] for t in done], [t.value for t in done])
     return best_lam, trials, study_name
 
 
@@ -211,6 +192,7 @@ def tune_and_fit(
         "fold_kind": settings.fold_kind,
         "n_trials": settings.n_trials,
         "seed": settings.seed,
+        "stopping": settings.stopping,
     }
     key = inputs_key("tune", params, data_hashes or {})
     tags = standard_tags("tune", model, family) | {"inputs_key": key}
@@ -247,6 +229,7 @@ def tune_and_fit(
             device=device,
             data_hashes=data_hashes,
             nested=True,
+            settings=LBFGSSettings.of(settings.stopping),
         )
         mlflow.log_metrics({f"refit_{name}": v for name, v in fit.metrics.items()})
     return TuneOutcome(best_lam, trials, study_name, run.info.run_id, fit)
@@ -261,6 +244,7 @@ def cmd_tune(args: argparse.Namespace) -> dict:
         fold_kind=args.fold_kind,
         n_trials=args.trials,
         seed=args.seed,
+        stopping=args.stopping,
     )
     human, features, hashes, model = load_cli_inputs(args)
     setup_experiment(args.experiment)
