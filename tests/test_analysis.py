@@ -546,11 +546,12 @@ def test_build_report_full(tmp_path):
     jobs, scores = make_tables(models=models, families=families, ns=(50, 400, 3200), seed=2)
     feats, trans, human = planted_world(models)
     prov = {"run_ids": ["abc123", "def456"], "commit": "0123abcd", "data_sha256": {"x": "ff"}}
-    path = build_report(
+    report = build_report(
         jobs, scores, make_models(models, families), features=feats, transforms=trans,
         human_embedding=human, provenance=prov, out_dir=tmp_path / "rep", config=FAST,
     )  # fmt: skip
-    assert path == tmp_path / "rep" / "report.html"
+    path = report.html
+    assert path == tmp_path / "rep" / "report.html" and Path(report) == path
     expected = {"recovery_accuracy", "mds", "human_distance", "tradeoff", "regression_full"}
     for fam in families:
         expected |= {f"confusion_{fam}_n3200", f"ranks_{fam}_n3200", f"wins_{fam}_n3200"}
@@ -560,14 +561,14 @@ def test_build_report_full(tmp_path):
         assert token in text
     reg = pd.read_csv(tmp_path / "rep" / "tables" / "regression_full.csv")
     assert list(reg.columns[:6]) == ["predictor", "beta", "ci_low", "ci_high", "p", "p_bonferroni"]
-    assert len(reg) == 8
+    assert len(reg) == 10  # shift, ed_before, ed_after, feature_dim, n_parameters x 2 roles
     acc = pd.read_csv(tmp_path / "rep" / "tables" / "recovery_accuracy.csv")
     assert len(acc) == 6
 
 
 def test_build_report_minimal_single_n_single_family(tmp_path):
     jobs, scores = make_tables(ns=(400,), seed=6)
-    path = build_report(jobs, scores, None, provenance={}, out_dir=tmp_path, config=FAST)
+    path = build_report(jobs, scores, None, provenance={}, out_dir=tmp_path, config=FAST).html
     _check_outputs(path, {"recovery_accuracy", "confusion_full_n400", "ranks_full_n400",
                           "wins_full_n400"})  # fmt: skip
     text = path.read_text()
@@ -583,7 +584,7 @@ def test_build_report_features_without_transforms(tmp_path):
     path = build_report(
         dup, scores, make_models(models, ("full",)), features=feats, provenance={"run": "r"},
         out_dir=tmp_path, config=cfg,
-    )  # fmt: skip
+    ).html  # fmt: skip
     _check_outputs(
         path,
         {"recovery_accuracy", "confusion_full_n100", "confusion_full_n200", "ranks_full_n200",
@@ -614,7 +615,7 @@ def test_build_report_pooled_runs_equal_single_run(tmp_path):
         assert (tmp_path / "one" / "tables" / name).read_bytes() == (
             tmp_path / "two" / "tables" / name
         ).read_bytes(), name
-    assert one.read_text() == two.read_text()
+    assert one.html.read_text() == two.html.read_text()
 
 
 @pytest.mark.slow
@@ -628,7 +629,7 @@ def test_report_renders_in_headless_chromium(tmp_path):
         jobs, scores, make_models(models, ("diagonal", "full")), features=feats,
         transforms=trans, human_embedding=human, provenance={"run_ids": ["r1"]},
         out_dir=tmp_path / "rep", config=FAST,
-    )  # fmt: skip
+    ).html  # fmt: skip
     n_figures = len(list((tmp_path / "rep" / "figures").glob("*.png")))
     probe = (
         "<script>window.addEventListener('load',function(){var im=document.images,ok=0;"

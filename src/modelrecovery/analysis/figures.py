@@ -19,6 +19,8 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter
 
+from modelrecovery.analysis.metrics import sort_conditions
+
 __all__ = [
     "OKABE_ITO",
     "format_count",
@@ -48,7 +50,6 @@ OKABE_ITO: tuple[str, ...] = (
 )
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 _LINESTYLES = ("-", "--", "-.", ":")
-_FAMILY_ORDER = ("zero_shot", "diagonal", "rectangular", "full")
 
 
 def palette(n: int) -> list[str]:
@@ -82,12 +83,8 @@ def format_count(value: float, _pos: object = None) -> str:
 
 
 def _group_order(values: Sequence[str]) -> list[str]:
-    def key(label: str) -> tuple[int, str]:
-        head = str(label).split(",")[0]
-        rank = _FAMILY_ORDER.index(head) if head in _FAMILY_ORDER else len(_FAMILY_ORDER)
-        return rank, str(label)
-
-    return sorted({str(v) for v in values}, key=key)
+    """Labels in level order: zero_shot, diagonal, rectangular (by k), full, others."""
+    return sort_conditions(values)
 
 
 def _group_column(df: pd.DataFrame, group: str | None) -> pd.Series:
@@ -183,7 +180,7 @@ def plot_recovery_curves(
     ax.set_ylabel("Recovery accuracy (share of jobs)")
     ax.set_title(title or "Model recovery vs. training-set size (95% exact binomial CI)")
     ax.grid(True, which="major", alpha=0.3)
-    ax.legend(title="Probe family", fontsize=8, title_fontsize=8, loc="best")
+    ax.legend(title="Condition", fontsize=8, title_fontsize=8, loc="best")
     return fig
 
 
@@ -382,9 +379,26 @@ def plot_human_distance(geometry: pd.DataFrame, *, title: str = "") -> Figure:
 
 # ----------------------------------------------------------------------------- trade-off
 def plot_tradeoff(
-    table: pd.DataFrame, *, group: str | None = "condition", title: str | None = None
+    table: pd.DataFrame,
+    *,
+    group: str | None = "condition",
+    paper: pd.DataFrame | None = None,
+    through_n: bool = True,
+    title: str | None = None,
 ) -> Figure:
-    """Recovery accuracy (y, exact CI) against mean human-data accuracy (x, SEM)."""
+    """Recovery accuracy (y, exact CI) against mean human-data accuracy (x, ± SEM).
+
+    Parameters
+    ----------
+    table : :func:`~modelrecovery.analysis.tradeoff.tradeoff_table` output (one row per
+        condition and N: ``n_train``, ``accuracy``, ``ci_low``, ``ci_high``,
+        ``human_mean``, ``human_sem``).
+    group : column naming the condition (one point per condition at its largest N,
+        drawn large with error bars).
+    paper : reference points drawn in grey, labelled as the paper's: columns ``label``,
+        ``human_accuracy``, ``recovery`` and optionally ``upper_bound`` (drawn as ``v``).
+    through_n : also draw the smaller N as small markers joined by a thin line.
+    """
     fig, (ax,) = _new_figure(7.0, 5.0)
     labels = _group_column(table, group)
     for i, lab in enumerate(_group_order(labels)):
@@ -393,40 +407,78 @@ def plot_tradeoff(
         if sub.empty:
             continue
         style = _style(i)
-        xerr = _err(sub["human_sem"])
-        ax.errorbar(
-            sub["human_mean"],
-            sub["accuracy"],
-            xerr=xerr,
-            yerr=[_err(sub["accuracy"] - sub["ci_low"]), _err(sub["ci_high"] - sub["accuracy"])],
-            label=lab,
-            capsize=2,
-            markersize=6,
-            alpha=0.9,
-            **{**style, "linestyle": "none"},
-        )
-        n_values = sub["n_train"].to_numpy()
-        show = set(n_values) if len(n_values) <= 5 else {n_values[0], n_values[-1]}
-        ax.plot(sub["human_mean"], sub["accuracy"], color=style["color"], linewidth=0.8, alpha=0.5)
-        for _, row in sub[sub["n_train"].isin(show)].iterrows():
+        last = sub.iloc[[-1]]
+        if through_n and len(sub) > 1:
+            ax.plot(
+                sub["human_mean"],
+                sub["accuracy"],
+                color=style["color"],
+                marker=style["marker"],
+                markersize=3,
+                linewidth=0.8,
+                alpha=0.5,
+            )
+            first = sub.iloc[0]
             ax.annotate(
-                f"N={format_count(row['n_train'])}",
-                (row["human_mean"], row["accuracy"]),
+                f"N={format_count(first['n_train'])}",
+                (first["human_mean"], first["accuracy"]),
                 textcoords="offset points",
                 xytext=(5, -3),
                 fontsize=7,
                 color=style["color"],
             )
+        ax.errorbar(
+            last["human_mean"],
+            last["accuracy"],
+            xerr=_err(last["human_sem"]),
+            yerr=[
+                _err(last["accuracy"] - last["ci_low"]),
+                _err(last["ci_high"] - last["accuracy"]),
+            ],
+            label=f"{lab} (N={format_count(last['n_train'].iloc[0])})",
+            capsize=3,
+            markersize=8,
+            **{**style, "linestyle": "none"},
+        )
+    if paper is not None and len(paper):
+        bound = (
+            paper["upper_bound"].astype(bool)
+            if "upper_bound" in paper.columns
+            else pd.Series(False, index=paper.index)
+        )
+        for marker, rows, text in (("D", paper[~bound], ""), ("v", paper[bound], " (upper bound)")):
+            if rows.empty:
+                continue
+            ax.scatter(
+                rows["human_accuracy"],
+                rows["recovery"],
+                marker=marker,
+                s=45,
+                facecolors="none",
+                edgecolors="0.45",
+                label=f"paper (Avitan & Golan 2025), approx.{text}",
+                zorder=2,
+            )
+            for _, row in rows.iterrows():
+                ax.annotate(
+                    str(row["label"]),
+                    (row["human_accuracy"], row["recovery"]),
+                    textcoords="offset points",
+                    xytext=(-4, 6),
+                    ha="right",
+                    fontsize=7,
+                    color="0.45",
+                )
     if not ax.has_data():
         ax.text(0.5, 0.5, "no human-data accuracy available", ha="center", transform=ax.transAxes)
     ax.margins(x=0.12)
-    ax.set_xlabel("Mean prediction accuracy on held-out human triplets")
-    ax.set_ylabel("Recovery accuracy")
+    ax.set_xlabel("Mean prediction accuracy on held-out human triplets (± SEM over models)")
+    ax.set_ylabel("Recovery accuracy (exact 95% CI)")
     ax.set_ylim(0, 1.02)
     ax.grid(True, alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(title="Probe family", fontsize=8, title_fontsize=8, loc="best")
-    ax.set_title(title or "Recovery vs. predictive accuracy", fontsize=10)
+        ax.legend(title="Condition, largest N", fontsize=7, title_fontsize=8, loc="best")
+    ax.set_title(title or "Recovery vs. predictive accuracy, one point per level", fontsize=10)
     return fig
 
 

@@ -2,8 +2,9 @@
 
 Every function is pure: results tables in (``jobs``, ``scores``; see
 ``docs/results_tables.md``), tidy DataFrames out. Grouping defaults to the experimental
-condition (``family`` plus whichever of ``k``, ``regulariser``, ``criterion`` vary) and
-``n_train``, so concatenations of tables from several runs never pool different conditions.
+condition (``level`` and ``family``, plus whichever of the other :data:`CONDITION_COLUMNS`
+vary) and ``n_train``, so concatenations of tables from several runs never pool different
+conditions. Ranks may be fractional (average ranks of tied candidates).
 Results do not depend on the row order of the inputs: groups are sorted, bootstrap samples
 are sorted before resampling, and each group draws from its own generator seeded by
 ``(seed, crc32(group key))``.
@@ -11,9 +12,10 @@ are sorted before resampling, and each group draws from its own generator seeded
 
 from __future__ import annotations
 
+import re
 import warnings
 import zlib
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -21,6 +23,7 @@ from scipy import stats
 
 __all__ = [
     "CONDITION_COLUMNS",
+    "LEVEL_ORDER",
     "add_condition",
     "binomial_ci",
     "bootstrap_mean_ci",
@@ -30,29 +33,81 @@ __all__ = [
     "default_groups",
     "false_rank",
     "group_rng",
+    "level_sort_key",
     "mean_reciprocal_rank",
+    "per_combination",
     "rank_summary",
     "recovery_accuracy",
+    "sort_conditions",
     "win_share",
 ]
 
-CONDITION_COLUMNS: tuple[str, ...] = ("family", "k", "regulariser", "criterion")
+#: Columns that define an experimental condition, in label order. ``level`` and ``family``
+#: always group (when present); the others only when they take several values.
+#: ``condition_key`` (a hash of the whole condition) groups only when the other columns do
+#: not already separate its values.
+CONDITION_COLUMNS: tuple[str, ...] = (
+    "level",
+    "family",
+    "k",
+    "regulariser",
+    "criterion",
+    "tie_rule",
+    "stopping",
+    "warm_start",
+    "sampling",
+    "lams",
+    "candidate_set",
+    "condition_key",
+)
+_ALWAYS = ("level", "family")
+
+#: Order of the flexibility levels in tables and figures (``rectangular<k>`` by ``k``).
+LEVEL_ORDER: tuple[str, ...] = ("zero_shot", "diagonal", "rectangular", "full")
 
 
 # ----------------------------------------------------------------------------- grouping
 def condition_columns(df: pd.DataFrame) -> list[str]:
     """Columns that identify an experimental condition in ``df``.
 
-    ``family`` (when present) always; ``k``, ``regulariser`` and ``criterion`` only when they
-    take more than one value (missing values count as a value).
+    ``level`` and ``family`` (when present) always; ``k``, ``regulariser``, ``criterion``,
+    ``tie_rule``, ``stopping``, ``warm_start``, ``sampling``, ``lams`` and ``candidate_set``
+    only when they take more than one value (missing values count as a value);
+    ``condition_key`` only when it separates rows that the other columns do not.
     """
     cols = []
     for col in CONDITION_COLUMNS:
-        if col not in df.columns:
+        if col not in df.columns or col == "condition_key":
             continue
-        if col == "family" or df[col].nunique(dropna=False) > 1:
+        if col in _ALWAYS or df[col].nunique(dropna=False) > 1:
             cols.append(col)
+    if "condition_key" in df.columns and df["condition_key"].nunique(dropna=False) > 1:
+        n_visible = len(df[cols].drop_duplicates()) if cols else 1
+        if len(df[[*cols, "condition_key"]].drop_duplicates()) > n_visible:
+            cols.append("condition_key")
     return cols
+
+
+def level_sort_key(label: object) -> tuple[int, float, str]:
+    """Sort key of a level or condition label: zero_shot, diagonal, rectangular (by k), full.
+
+    The label's first comma-separated part is read as the level (``"rectangular8"``,
+    ``"rectangular, k=8"`` and ``"full, l2"`` all work); unknown levels sort last.
+    """
+    text = str(label)
+    head = text.split(",")[0].strip()
+    for i, name in enumerate(LEVEL_ORDER):
+        if head.startswith(name):
+            rest = head[len(name) :]
+            match = re.match(r"\D*(\d+)", rest) if rest else re.search(r"k=(\d+)", text)
+            k = float(match.group(1)) if match and name == "rectangular" else -1.0
+            return i, k, text
+    return len(LEVEL_ORDER), -1.0, text
+
+
+def sort_conditions(values: Iterable[object]) -> list[str]:
+    """Distinct labels (as text) in level order (:func:`level_sort_key`)."""
+    return sorted({str(v) for v in values}, key=level_sort_key)
 
 
 def default_groups(df: pd.DataFrame) -> list[str]:
@@ -72,6 +127,58 @@ def _key_text(value: object) -> str:
     return str(value)
 
 
+def _is_na(value: object) -> bool:
+    return value is None or (not isinstance(value, str) and bool(pd.isna(value)))
+
+
+def _label_part(col: str, value: object) -> str | None:
+    """Text of one condition column in a label (None: left out)."""
+    if _is_na(value):
+        return None
+    if col == "k":
+        return f"k={_key_text(value)}"
+    if col == "criterion":
+        return f"select by {value}"
+    if col == "tie_rule":
+        return f"ties: {value}"
+    if col == "stopping":
+        return f"stopping: {value}"
+    if col == "warm_start":
+        return "warm start" if bool(value) else "cold start"
+    if col == "sampling":
+        return f"sampling: {value}"
+    if col == "lams":
+        return f"lams={value}"
+    if col == "candidate_set":
+        names = [n for n in str(value).split(",") if n]
+        if len(names) <= 3:
+            return "candidates " + ",".join(names)
+        return f"{len(names)} candidates #{zlib.crc32(str(value).encode()):08x}"
+    if col == "condition_key":
+        return None  # added only where labels would otherwise coincide
+    return str(value)
+
+
+def per_combination(
+    df: pd.DataFrame, columns: Sequence[str], func: Callable[[tuple], object]
+) -> np.ndarray:
+    """``func(values)`` for each distinct combination of ``columns``, broadcast to the rows.
+
+    ``func`` receives the tuple of the row's values (in ``columns`` order) once per
+    combination; missing values group together.
+    """
+    columns = list(columns)
+    if not len(df):
+        return np.array([], dtype=object)
+    codes = df.groupby(columns, dropna=False, sort=False).ngroup().to_numpy()
+    first = pd.Series(np.arange(len(df))).groupby(codes).first()
+    values = df[columns]
+    out = np.empty(int(codes.max()) + 1, dtype=object)
+    for code, pos in first.items():
+        out[int(code)] = func(tuple(values.iloc[int(pos)]))
+    return out[codes]
+
+
 def add_condition(df: pd.DataFrame, columns: Sequence[str] | None = None) -> pd.DataFrame:
     """Copy of ``df`` with a readable ``condition`` label column.
 
@@ -79,34 +186,32 @@ def add_condition(df: pd.DataFrame, columns: Sequence[str] | None = None) -> pd.
     ----------
     df : a results table.
     columns : condition columns to combine (default :func:`condition_columns` of ``df``).
-        Missing values are left out of the label, e.g. ``"full"``, ``"rectangular, k=30"``,
-        ``"full, l2, select by nll"``.
+        Missing values are left out of the label, e.g. ``"full"``, ``"rectangular8, l2"``,
+        ``"full, ties: first, select by nll"``. When ``level`` is among them, ``family``
+        and ``k`` are left out (the level names them). Conditions whose labels would
+        coincide (they differ only in ``condition_key``) get ``#<first 6 hex of the key>``.
     """
     columns = condition_columns(df) if columns is None else list(columns)
     out = df.copy()
     if not columns:
         out["condition"] = "all"
         return out
+    shown = [c for c in columns if not ("level" in columns and c in ("family", "k"))]
 
     def label(values: tuple) -> str:
-        parts = []
-        for col, value in zip(columns, values, strict=True):
-            if value is None or (not isinstance(value, str) and pd.isna(value)):
-                continue
-            if col == "k":
-                parts.append(f"k={_key_text(value)}")
-            elif col == "criterion":
-                parts.append(f"select by {value}")
-            else:
-                parts.append(str(value))
+        parts = [_label_part(col, v) for col, v in zip(columns, values, strict=True)]
+        parts = [p for col, p in zip(columns, parts, strict=True) if p and col in shown]
         return ", ".join(parts) if parts else "all"
 
-    # label each distinct combination once, then broadcast (tables can be large)
-    combos = out[columns].drop_duplicates()
-    keys = pd.MultiIndex.from_frame(combos)
-    labels = pd.Series([label(tuple(v)) for v in combos.itertuples(index=False)], index=keys)
-    rows = pd.MultiIndex.from_frame(out[columns])
-    out["condition"] = labels.reindex(rows).to_numpy() if len(out) else np.array([], dtype=object)
+    labels = per_combination(out, columns, label)
+    if "condition_key" in columns and len(out):
+        keys = out["condition_key"].astype(str).str[:6].to_numpy()
+        pairs = pd.DataFrame({"label": labels, "key": keys}).drop_duplicates()
+        clash = set(pairs.loc[pairs["label"].duplicated(keep=False), "label"])
+        if clash:
+            tagged = np.array([f"{lab} #{k}" for lab, k in zip(labels, keys, strict=True)])
+            labels = np.where(np.isin(labels, list(clash)), tagged, labels)
+    out["condition"] = labels if len(out) else np.array([], dtype=object)
     return out
 
 
@@ -211,7 +316,9 @@ def recovery_accuracy(
     Returns
     -------
     One row per group: the ``by`` columns, ``n_jobs``, ``n_recovered``, ``accuracy``,
-    ``ci_low``, ``ci_high`` and ``chance`` (mean of ``1 / n_candidates``).
+    ``ci_low``, ``ci_high`` and ``chance`` (mean of ``1 / n_candidates``); when ``jobs``
+    has ``n_tied_top``, also ``tied_top_share`` (share of jobs where more than one
+    candidate tied at the best score).
     """
     by = default_groups(jobs) if by is None else list(by)
     df = jobs.assign(_rec=_recovered(jobs))
@@ -235,7 +342,12 @@ def recovery_accuracy(
                 "chance": chance,
             }
         )
+        if "n_tied_top" in sub.columns:
+            tied = pd.to_numeric(sub["n_tied_top"], errors="coerce").to_numpy(dtype=float)
+            rows[-1]["tied_top_share"] = float(np.mean(tied > 1)) if n else float("nan")
     cols = [*by, "n_jobs", "n_recovered", "accuracy", "ci_low", "ci_high", "chance"]
+    if "n_tied_top" in jobs.columns:
+        cols.append("tied_top_share")
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -309,7 +421,8 @@ def correct_rank(
 
     Parameters
     ----------
-    jobs : the ``jobs`` table (uses ``generator_rank``, 1 = best).
+    jobs : the ``jobs`` table (uses ``generator_rank``, 1 = best; fractional average ranks
+        of tied candidates are used as they are).
     by : grouping columns (default :func:`default_groups`; add ``"generator"`` for a value
         per model).
     confidence, n_resamples, seed : of the bootstrap (see :func:`bootstrap_mean_ci`; each
@@ -344,7 +457,7 @@ def false_rank(scores: pd.DataFrame, by: Sequence[str] | None = None) -> pd.Data
 
     Parameters
     ----------
-    scores : the ``scores`` table (uses ``rank``, 1 = best).
+    scores : the ``scores`` table (uses ``rank``, 1 = best, possibly fractional).
     by : grouping columns besides ``candidate`` (default :func:`default_groups`).
 
     Returns
@@ -371,7 +484,10 @@ def false_rank(scores: pd.DataFrame, by: Sequence[str] | None = None) -> pd.Data
 
 
 def mean_reciprocal_rank(jobs: pd.DataFrame, by: Sequence[str] | None = None) -> pd.DataFrame:
-    """Mean of ``1 / generator_rank`` per group (1 = always recovered).
+    """Mean of ``1 / generator_rank`` per group (1 = always ranked first).
+
+    With average ranks (tie rule ``first``) a generator tied with one other candidate at
+    the top counts ``1 / 1.5``.
 
     Returns
     -------

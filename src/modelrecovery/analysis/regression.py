@@ -1,13 +1,16 @@
 """What makes a wrong candidate beat the generator? (method.md section 5, regression).
 
-For ordered pairs (generator g, candidate c ≠ g) at the largest N of one condition, the
-target is the accuracy difference ``score(g on g's data) - score(c on g's data)`` averaged
-over seeds; the predictors are properties of both models (``candidate_<p>`` and
-``generator_<p>``). Target and predictors are z-scored over the pairs (``ddof=0``) and fitted
-by ordinary least squares with an intercept (``numpy.linalg.lstsq``). Uncertainty comes from
-a bootstrap over *models*: resample the models with replacement, keep every ordered pair of
-distinct drawn models (a model drawn twice contributes its pairs twice), z-score again and
-refit. Percentile CIs; two-sided bootstrap p-values
+For ordered pairs (generator g, candidate c ≠ g) at the largest N of one condition (one
+level), the target is the accuracy difference ``score(g on g's data) - score(c on g's
+data)`` averaged over seeds; the predictors are properties of both models (``candidate_<p>``
+and ``generator_<p>``), taken from the ``models`` rows of that level (matched by
+``(model, level)``) and from the geometry of that level's transforms. A property missing
+(or constant) for any model of the pairs is dropped with a note, not imputed. Target and
+predictors are z-scored over the pairs (``ddof=0``) and fitted by ordinary least squares
+with an intercept (``numpy.linalg.lstsq``). Uncertainty comes from a bootstrap over
+*models*: resample the models with replacement, keep every ordered pair of distinct drawn
+models (a model drawn twice contributes its pairs twice), z-score again and refit.
+Percentile CIs; two-sided bootstrap p-values
 ``min(1, 2 · min((1 + #{β* ≤ 0}), (1 + #{β* ≥ 0})) / (B + 1))``; Bonferroni over the
 reported predictors.
 """
@@ -19,7 +22,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from modelrecovery.analysis.metrics import _single_condition
+from modelrecovery.analysis.metrics import _key_text, _single_condition
+from modelrecovery.analysis.pooling import ensure_level
 
 __all__ = [
     "DEFAULT_PROPERTIES",
@@ -27,10 +31,18 @@ __all__ = [
     "model_properties",
     "pair_design",
     "pair_differences",
+    "predictor_names",
     "standardized_ols",
+    "usable_properties",
 ]
 
-DEFAULT_PROPERTIES: tuple[str, ...] = ("shift", "ed_before", "ed_after", "feature_dim")
+DEFAULT_PROPERTIES: tuple[str, ...] = (
+    "shift",
+    "ed_before",
+    "ed_after",
+    "feature_dim",
+    "n_parameters",
+)
 
 
 def pair_differences(
@@ -82,19 +94,26 @@ def model_properties(
     models: pd.DataFrame | None,
     geometry: pd.DataFrame | None = None,
     *,
+    level: str | None = None,
     family: str | None = None,
 ) -> pd.DataFrame:
-    """One row per model (index ``model``): ``models`` columns joined with ``geometry``.
+    """One row per model (index ``model``): ``models`` rows joined with ``geometry``.
 
-    ``models`` is filtered to ``family`` when it has a ``family`` column and ``family`` is
-    given. Where both tables have a column (e.g. ``feature_dim``), ``geometry`` wins for the
-    models it covers.
+    ``models`` is filtered to the rows of ``level`` (matched by ``(model, level)``); old
+    tables without a ``level`` column are filtered by ``family`` (when given, else by the
+    level derived from their ``family``). Where both tables have a column (e.g.
+    ``feature_dim``), ``geometry`` wins for the models it covers.
     """
     parts = []
     if models is not None and len(models):
         m = models
-        if family is not None and "family" in m.columns:
+        if level is not None and "level" in m.columns:
+            m = m[m["level"].map(_key_text) == _key_text(level)]
+        elif family is not None and "family" in m.columns:
             m = m[m["family"] == family]
+        elif level is not None and "family" in m.columns:
+            m = ensure_level(m)
+            m = m[m["level"].map(_key_text) == _key_text(level)]
         parts.append(m.drop_duplicates("model", keep="last").set_index("model"))
     if geometry is not None and len(geometry):
         parts.append(geometry.drop_duplicates("model", keep="last").set_index("model"))
@@ -105,6 +124,32 @@ def model_properties(
         out = extra.combine_first(out) if len(out) else extra
     out.index.name = "model"
     return out.sort_index()
+
+
+def usable_properties(
+    properties: pd.DataFrame, names: Sequence[str], model_names: Sequence[str]
+) -> tuple[list[str], list[str]]:
+    """Split ``names`` into properties known and varying for every model, and notes.
+
+    A property is dropped (with a note) when it is not a column of ``properties``, when it
+    is missing (NA) for any of ``model_names``, or when it takes one value only.
+    """
+    keep, notes = [], []
+    models = sorted(set(model_names))
+    for p in names:
+        if p not in properties.columns:
+            notes.append(f"{p}: dropped (not in the models table or geometry)")
+            continue
+        values = pd.to_numeric(properties[p], errors="coerce").reindex(models)
+        missing = [m for m, v in values.items() if not np.isfinite(v)]
+        if missing:
+            shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
+            notes.append(f"{p}: dropped (missing for {len(missing)} of {len(models)}: {shown})")
+        elif values.nunique() < 2:
+            notes.append(f"{p}: dropped (the same for every model)")
+        else:
+            keep.append(p)
+    return keep, notes
 
 
 def pair_design(
@@ -161,41 +206,65 @@ def accuracy_difference_regression(
     *,
     properties: Sequence[str] = DEFAULT_PROPERTIES,
     n_train: int | None = None,
+    level: str | None = None,
     family: str | None = None,
     score_column: str = "test_accuracy",
     n_boot: int = 10_000,
     seed: int = 0,
     confidence: float = 0.95,
+    missing: str = "drop",
 ) -> pd.DataFrame:
     """Standardised regression of the accuracy difference on properties of both models.
 
     Parameters
     ----------
-    scores : ``scores`` table of one condition.
+    scores : ``scores`` table of one condition (one level).
     models : ``models`` table (``feature_dim``, ``n_parameters``, ...), optional.
-    geometry : :func:`~modelrecovery.analysis.geometry.model_geometry` output, optional.
+    geometry : :func:`~modelrecovery.analysis.geometry.model_geometry` output of this
+        level's transforms, optional.
     properties : model properties to use, each for the candidate and the generator.
     n_train : training-set size (default: the largest).
-    family : family whose rows of ``models`` to use (default: the family of ``scores``).
+    level : level whose rows of ``models`` to use (default: the level of ``scores``).
+    family : for old tables without ``level``: family whose rows of ``models`` to use
+        (default: the family of ``scores``).
     score_column : per-candidate score column of ``scores``.
     n_boot : bootstrap resamples over models.
     seed : seed of the bootstrap generator.
     confidence : level of the percentile intervals.
+    missing : ``"drop"`` (default): a property that is absent, missing (e.g. ``NA``
+        ``n_parameters``) or constant for any model of the pairs is dropped and named in
+        ``attrs["notes"]``; ``"raise"``: ``ValueError`` instead. Pairs with a model that
+        has no property at all (no ``models`` row at the level, no geometry) are left out
+        either way (also noted).
 
     Returns
     -------
     ``predictor``, ``beta``, ``ci_low``, ``ci_high``, ``p``, ``p_bonferroni``, and
     ``n_pairs``, ``n_models``, ``n_boot_valid`` (resamples where the fit was defined).
+    ``attrs["notes"]`` lists dropped properties and why, ``attrs["properties"]`` the
+    properties used. Raises ``ValueError`` when no property is usable.
     """
+    if level is None and "level" in scores.columns and scores["level"].nunique() == 1:
+        level = str(scores["level"].iloc[0])
     if family is None and "family" in scores.columns and scores["family"].nunique() == 1:
         family = str(scores["family"].iloc[0])
-    props = model_properties(models, geometry, family=family)
-    missing = [p for p in properties if p not in props.columns]
-    if missing:
-        raise ValueError(f"properties not found in models/geometry: {missing}")
-    pairs = pair_design(
-        pair_differences(scores, n_train=n_train, score_column=score_column), props, properties
-    )
+    props = model_properties(models, geometry, level=level, family=family)
+    diffs = pair_differences(scores, n_train=n_train, score_column=score_column)
+    notes = []
+    unknown = sorted((set(diffs["generator"]) | set(diffs["candidate"])) - set(props.index))
+    if unknown:
+        diffs = diffs[~diffs["generator"].isin(unknown) & ~diffs["candidate"].isin(unknown)]
+        notes.append(f"pairs of {len(unknown)} models without any property left out: {unknown}")
+    if diffs.empty:
+        raise ValueError("no pair of models with properties")
+    used = sorted(set(diffs["generator"]) | set(diffs["candidate"]))
+    properties, dropped = usable_properties(props, properties, used)
+    notes += dropped
+    if dropped and missing == "raise":
+        raise ValueError("; ".join(dropped))
+    if not properties:
+        raise ValueError("no usable model property: " + "; ".join(notes))
+    pairs = pair_design(diffs, props, properties)
     cols = predictor_names(properties)
     y = pairs["difference"].to_numpy(dtype=float)
     x = pairs[cols].to_numpy(dtype=float)
@@ -257,4 +326,6 @@ def accuracy_difference_regression(
     out["n_pairs"] = len(pairs)
     out["n_models"] = m
     out["n_boot_valid"] = n_valid
+    out.attrs["notes"] = notes
+    out.attrs["properties"] = list(properties)
     return out

@@ -28,19 +28,21 @@ from modelrecovery.analysis.metrics import (
     condition_columns,
     confusion_matrix,
     correct_rank,
+    level_sort_key,
     mean_reciprocal_rank,
     rank_summary,
     recovery_accuracy,
+    sort_conditions,
     win_share,
 )
+from modelrecovery.analysis.pooling import dedupe_jobs, ensure_models_level, follow_jobs
 from modelrecovery.analysis.regression import (
     DEFAULT_PROPERTIES,
     accuracy_difference_regression,
-    model_properties,
 )
-from modelrecovery.analysis.tradeoff import tradeoff_table
+from modelrecovery.analysis.tradeoff import PAPER_REFERENCE, paper_table, tradeoff_table
 
-__all__ = ["ReportConfig", "build_report", "table_fingerprint"]
+__all__ = ["Report", "ReportConfig", "build_report", "table_fingerprint"]
 
 
 @dataclass(frozen=True)
@@ -59,11 +61,14 @@ class ReportConfig:
     rank_n : training-set size of the per-model rank and win-share figures (default: the
         largest per condition).
     rdm_method : RDM comparison, ``"corr_cov"`` (the study) or ``"corr"``.
-    geometry_family : family whose transforms ``W`` are given (default: ``"full"`` when
-        present, else the first family); the regression uses this family's scores.
+    geometry_level : level whose transforms ``W`` are given (default: the most flexible
+        level present, i.e. ``"full"`` when present); the regression uses this level's
+        scores and ``models`` rows.
+    geometry_family : older name of ``geometry_level`` (used when that is None).
     score_column : per-candidate score of the regression target.
     regression_properties : model properties in the regression (default: those of
-        ``shift, ed_before, ed_after, feature_dim`` that are available).
+        ``shift, ed_before, ed_after, feature_dim, n_parameters`` known for every model).
+    paper_reference : show the paper's approximate numbers beside the trade-off table.
     max_concepts : use a seeded subset of concepts for RDMs (default: all).
     dpi : resolution of the PNG figures.
     """
@@ -76,12 +81,50 @@ class ReportConfig:
     confusion_n: tuple[int, ...] | None = None
     rank_n: int | None = None
     rdm_method: str = "corr_cov"
+    geometry_level: str | None = None
     geometry_family: str | None = None
     score_column: str = "test_accuracy"
     regression_properties: tuple[str, ...] | None = None
     max_concepts: int | None = None
+    paper_reference: bool = True
     dpi: int = 110
     extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Report:
+    """What :func:`build_report` wrote (``os.fspath(report)`` and ``str(report)`` give
+    the HTML path, so it can stand where a path is expected).
+
+    Attributes
+    ----------
+    html : ``out_dir/report.html``.
+    out_dir : the report folder.
+    tables : table name -> CSV path (``tables/<name>.csv``), e.g. ``tables["tradeoff"]``
+        (the paper's table) and ``tables["tradeoff_by_n"]``.
+    figures : figure name -> PNG path (an SVG lies beside each).
+    paper_table : :func:`~modelrecovery.analysis.tradeoff.paper_table` (one row per level
+        and condition: human-data accuracy ± SEM, recovery at the largest N with exact CI,
+        the paper's numbers); None without a ``models`` table with ``human_accuracy``.
+    tradeoff : :func:`~modelrecovery.analysis.tradeoff.tradeoff_table` (every N); or None.
+    recovery : recovery accuracy per condition and N.
+    notes : what was skipped or dropped, and why.
+    """
+
+    html: Path
+    out_dir: Path
+    tables: dict[str, Path]
+    figures: dict[str, Path]
+    paper_table: pd.DataFrame | None
+    tradeoff: pd.DataFrame | None
+    recovery: pd.DataFrame
+    notes: tuple[str, ...] = ()
+
+    def __fspath__(self) -> str:
+        return str(self.html)
+
+    def __str__(self) -> str:
+        return str(self.html)
 
 
 def table_fingerprint(table: pd.DataFrame | None, keys: Sequence[str] = ()) -> str | None:
@@ -159,10 +202,24 @@ def _dict_html(d: Mapping[str, Any]) -> str:
 
 
 def _slug(text: str) -> str:
-    out = "".join(c if c.isalnum() else "_" for c in str(text).lower())
+    out = "".join(c if c.isascii() and c.isalnum() else "_" for c in str(text).lower())
     while "__" in out:
         out = out.replace("__", "_")
     return out.strip("_") or "all"
+
+
+def _condition_slugs(conditions: Sequence[str]) -> dict[str, str]:
+    """A distinct file-name slug per condition label (long or clashing ones get a suffix)."""
+    out: dict[str, str] = {}
+    for cond in conditions:
+        slug = _slug(cond)
+        if len(slug) > 48:
+            slug = f"{slug[:40]}_{hashlib.sha256(cond.encode()).hexdigest()[:6]}"
+        base, i = slug, 2
+        while slug in out.values():
+            slug, i = f"{base}_{i}", i + 1
+        out[cond] = slug
+    return out
 
 
 class _Writer:
@@ -175,8 +232,8 @@ class _Writer:
         self.dpi = dpi
         self.parts: list[str] = []
         self.toc: list[tuple[str, str]] = []
-        self.figures: list[str] = []
-        self.tables: list[str] = []
+        self.figures: dict[str, Path] = {}
+        self.tables: dict[str, Path] = {}
 
     def section(self, title: str) -> None:
         anchor = _slug(title)
@@ -196,7 +253,7 @@ class _Writer:
         paths = F.save_figure(fig, self.fig_dir, name, dpi=self.dpi)
         fig.clear()
         data = base64.b64encode(paths["png"].read_bytes()).decode("ascii")
-        self.figures.append(name)
+        self.figures[name] = paths["png"]
         self.parts.append(
             f'<figure><img src="data:image/png;base64,{data}" alt="{_esc(caption)}" '
             f'data-figure="{_esc(name)}"><figcaption>{_esc(caption)} '
@@ -204,8 +261,8 @@ class _Writer:
         )
 
     def table(self, df: pd.DataFrame, name: str, *, index: bool = False, show: bool = True) -> None:
-        F.save_table(df if index else df.reset_index(drop=True), self.tab_dir, name)
-        self.tables.append(name)
+        path = F.save_table(df if index else df.reset_index(drop=True), self.tab_dir, name)
+        self.tables[name] = path
         if show:
             self.parts.append(
                 f"<p><small>Table <code>tables/{_esc(name)}.csv</code></small></p>"
@@ -214,6 +271,65 @@ class _Writer:
 
 
 # ----------------------------------------------------------------------------- report
+def _side_by_side(acc: pd.DataFrame, conditions: Sequence[str]) -> pd.DataFrame:
+    """Recovery per N (rows) and condition (columns): ``accuracy [ci_low, ci_high] (n)``."""
+    cells = acc.assign(
+        cell=[
+            f"{a:.3f} [{lo:.3f}, {hi:.3f}] (n={n})"
+            for a, lo, hi, n in zip(
+                acc["accuracy"], acc["ci_low"], acc["ci_high"], acc["n_jobs"], strict=True
+            )
+        ]
+    )
+    wide = cells.pivot(index="n_train", columns="condition", values="cell")
+    wide = wide.reindex(columns=[c for c in conditions if c in wide.columns]).fillna("")
+    wide.index.name, wide.columns.name = "n_train", None
+    return wide
+
+
+def _conditions_table(jobs: pd.DataFrame, cond_cols: Sequence[str]) -> pd.DataFrame:
+    """One row per condition: its columns, key(s), jobs, sizes, seeds and generators."""
+    rows = []
+    show = [
+        c
+        for c in ("level", "regulariser", "criterion", "tie_rule", "stopping", "warm_start",
+                  "sampling", "lams", "candidate_set")
+        if c in jobs.columns
+    ]  # fmt: skip
+    for cond in sort_conditions(jobs["condition"]):
+        sub = jobs[jobs["condition"] == cond]
+        row: dict[str, Any] = {"condition": cond}
+        for c in show:
+            values = sub[c].dropna().astype(str).unique()
+            row[c] = ", ".join(sorted(values))
+        if "condition_key" in sub.columns:
+            row["condition_key"] = ", ".join(sorted(sub["condition_key"].astype(str).unique()))
+        row |= {
+            "n_jobs": len(sub),
+            "sizes": ", ".join(F.format_count(n) for n in sorted(sub["n_train"].unique())),
+            "seeds": int(sub["seed"].nunique()) if "seed" in sub.columns else np.nan,
+            "generators": int(sub["generator"].nunique()),
+        }
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _paper_points(levels: Sequence[str]) -> pd.DataFrame:
+    """The paper's reference points for the levels (families) present."""
+    rows = []
+    for name, ref in PAPER_REFERENCE.items():
+        if any(str(lev).startswith(name) for lev in levels):
+            rows.append(
+                {
+                    "label": f"paper: {name}",
+                    "human_accuracy": ref["human_accuracy"],
+                    "recovery": ref["recovery"],
+                    "upper_bound": ref["recovery_bound"] == "<",
+                }
+            )
+    return pd.DataFrame(rows, columns=["label", "human_accuracy", "recovery", "upper_bound"])
+
+
 def build_report(
     jobs: pd.DataFrame,
     scores: pd.DataFrame,
@@ -225,17 +341,20 @@ def build_report(
     provenance: Mapping[str, Any],
     out_dir: str | Path,
     config: ReportConfig | None = None,
-) -> Path:
+) -> Report:
     """Run every analysis and write figures, CSV tables and ``out_dir/report.html``.
 
     Parameters
     ----------
     jobs, scores, models : results tables (``docs/results_tables.md``), possibly pooled from
-        several runs; duplicate ``job_id`` rows (and duplicate ``(job_id, candidate)`` score
-        rows) keep the last occurrence. ``models`` may be None (no trade-off).
+        several runs. Jobs keep one row per ``(condition_key, generator, n_train, seed)``
+        (the key derived from the condition columns where missing) and per ``job_id``, the
+        last occurrence winning; scores follow the jobs kept (same ``job_id``) and take
+        their condition columns. ``models`` (one row per model and level) may be None (no
+        trade-off).
     features : model name -> ``n x p`` features over all concepts (geometry, MDS,
         regression); optional.
-    transforms : model name -> fitted ``W`` of ``config.geometry_family``; optional.
+    transforms : model name -> fitted ``W`` of ``config.geometry_level``; optional.
     human_embedding : ``n x d`` human embedding (distance to humans, MDS); optional.
     provenance : run ids, commits, data hashes, ... (rendered as given).
     out_dir : output folder (``figures/``, ``tables/`` and ``report.html`` inside).
@@ -243,7 +362,8 @@ def build_report(
 
     Returns
     -------
-    Path of ``report.html``.
+    :class:`Report`: ``report.html`` path, every CSV and figure written, and the paper's
+    table (``report.paper_table``, also ``report.tables["tradeoff"]``).
     """
     cfg = config or ReportConfig()
     out_dir = Path(out_dir)
@@ -252,16 +372,36 @@ def build_report(
     notes: list[str] = []
 
     n_jobs_in = len(jobs)
-    jobs = jobs.drop_duplicates("job_id", keep="last")
-    scores = scores.drop_duplicates(["job_id", "candidate"], keep="last")
+    jobs = dedupe_jobs(jobs)
     if len(jobs) < n_jobs_in:
-        notes.append(f"{n_jobs_in - len(jobs)} duplicate job rows dropped (same job_id).")
+        notes.append(
+            f"{n_jobs_in - len(jobs)} duplicate job rows dropped "
+            "(same condition, generator, N and seed, or same job_id)."
+        )
     cond_cols = condition_columns(jobs)
     jobs = add_condition(jobs, cond_cols)
-    scores = add_condition(scores, [c for c in cond_cols if c in scores.columns])
+    n_scores_in = len(scores)
+    scores = follow_jobs(scores, jobs[["job_id", "condition", *cond_cols]], ["job_id", "candidate"])
+    for col in ("condition", *cond_cols):  # the job's condition, whatever scores carried
+        scores[col] = jobs.set_index("job_id")[col].reindex(scores["job_id"]).to_numpy()
+    if len(scores) < n_scores_in:
+        notes.append(
+            f"{n_scores_in - len(scores)} score rows dropped (duplicates, or of jobs not kept)."
+        )
+    if models is not None:
+        models = ensure_models_level(models, jobs)
     by = ["condition", *cond_cols, "n_train"]
-    conditions = sorted(jobs["condition"].unique())
-    families = sorted(jobs["family"].dropna().unique()) if "family" in jobs else []
+    conditions = sort_conditions(jobs["condition"])
+    slugs = _condition_slugs(conditions)
+    levels = sorted(jobs["level"].dropna().astype(str).unique(), key=level_sort_key)
+
+    # --- conditions ------------------------------------------------------------------
+    w.section("Conditions")
+    w.text(
+        "Each condition is analysed on its own; jobs are pooled only within a condition "
+        "(one result per condition, generator, N and seed)."
+    )
+    w.table(_conditions_table(jobs, cond_cols), "conditions")
 
     # --- recovery --------------------------------------------------------------------
     w.section("Recovery accuracy")
@@ -269,10 +409,13 @@ def build_report(
     w.figure(
         F.plot_recovery_curves(acc, group="condition"),
         "recovery_accuracy",
-        "Recovery accuracy per training-set size and probe family; bands and bars: exact "
+        "Recovery accuracy per training-set size and condition; bands and bars: exact "
         f"(Clopper-Pearson) {cfg.confidence:.0%} binomial CI; dotted: chance 1/n_candidates.",
     )
     w.table(acc, "recovery_accuracy")
+    if len(conditions) > 1:
+        w.heading("Conditions side by side")
+        w.table(_side_by_side(acc, conditions), "recovery_side_by_side", index=True)
     cr = correct_rank(
         jobs, by, confidence=cfg.confidence, n_resamples=cfg.n_resamples, seed=cfg.seed
     )
@@ -296,10 +439,9 @@ def build_report(
         gens = sorted(set(cj["generator"]))
         for n in chosen:
             kw = {"n_train": int(n), "generators": gens, "candidates": cands}
-            single = cj.drop(columns=[c for c in cond_cols if c != "family"])
-            counts = confusion_matrix(single, **kw)
-            norm = confusion_matrix(single, normalize=True, **kw)
-            name = f"confusion_{_slug(cond)}_n{int(n)}"
+            counts = confusion_matrix(cj, **kw)
+            norm = confusion_matrix(cj, normalize=True, **kw)
+            name = f"confusion_{slugs[cond]}_n{int(n)}"
             w.heading(f"{cond}, N = {F.format_count(n)}")
             w.figure(
                 F.plot_confusion(counts, norm, title=f"{cond}: generator × winner, N = {n:,}"),
@@ -325,7 +467,7 @@ def build_report(
         ns = sorted(cj["n_train"].unique())
         n = cfg.rank_n if cfg.rank_n in set(ns) else ns[-1]
         jn, sn = cj[cj["n_train"] == n], cs[cs["n_train"] == n]
-        slug = f"{_slug(cond)}_n{int(n)}"
+        slug = f"{slugs[cond]}_n{int(n)}"
         w.heading(f"{cond}, N = {F.format_count(n)}")
         if len(sn):
             ranks = rank_summary(
@@ -340,7 +482,8 @@ def build_report(
                 F.plot_ranks(ranks, title=f"{cond}, N = {n:,}"),
                 f"ranks_{slug}",
                 "Correct rank (the generator's rank on its own data, mean with BCa bootstrap "
-                "CI) and false rank (a model's mean rank on other models' data, ± SEM).",
+                "CI) and false rank (a model's mean rank on other models' data, ± SEM); tied "
+                "candidates share the rank their condition's tie rule gives them.",
             )
             w.table(ranks, f"ranks_{slug}")
         else:
@@ -358,8 +501,10 @@ def build_report(
     # --- geometry --------------------------------------------------------------------
     w.section("Representational geometry")
     geometry = None
-    geo_family = cfg.geometry_family or (
-        "full" if "full" in families else (families[0] if families else None)
+    geo_level = (
+        cfg.geometry_level
+        or cfg.geometry_family
+        or (levels[-1] if levels else None)  # the most flexible level
     )
     if not features:
         w.note("No features given: geometry, MDS and the regression are skipped.")
@@ -380,7 +525,7 @@ def build_report(
             seed=cfg.seed,
         )
         w.text(
-            f"RDM comparison: {cfg.rdm_method}; transforms of family {geo_family}; "
+            f"RDM comparison: {cfg.rdm_method}; transforms of level {geo_level}; "
             f"{int(geometry['n_concepts'].iloc[0])} concepts."
         )
         w.table(geometry, "geometry")
@@ -411,41 +556,21 @@ def build_report(
     if geometry is None:
         w.note("Skipped: needs features (and ideally transforms) for the model properties.")
     else:
-        reg_conds = sorted(
-            jobs.loc[jobs["family"] == geo_family, "condition"].unique()
-            if "family" in jobs
-            else conditions
+        reg_conds = sort_conditions(
+            jobs.loc[jobs["level"].astype(str) == str(geo_level), "condition"]
         )
         if not reg_conds:
-            w.note(f"Skipped: no jobs of the geometry family {geo_family!r}.")
+            w.note(f"Skipped: no jobs of the geometry level {geo_level!r}.")
+        names = list(cfg.regression_properties or DEFAULT_PROPERTIES)
         for cond in reg_conds:
             cs = scores[scores["condition"] == cond]
-            props = model_properties(models, geometry, family=geo_family)
-            names = list(cfg.regression_properties or DEFAULT_PROPERTIES)
-            used = sorted(set(cs["candidate"]) | set(cs["generator"]))
-            sub = props.reindex(used)
-            names = [
-                p
-                for p in names
-                if p in sub.columns
-                and pd.to_numeric(sub[p], errors="coerce").notna().any()
-                and pd.to_numeric(sub[p], errors="coerce").nunique() > 1
-            ]
-            n_models = int(sub.dropna(how="all").shape[0])
-            if not names or n_models < 3:
-                w.note(
-                    f"{cond}: regression skipped ({n_models} models with properties, "
-                    f"usable properties {names})."
-                )
-                continue
-            single = cs.drop(columns=[c for c in cond_cols if c != "family"])
             try:
                 coefs = accuracy_difference_regression(
-                    single,
+                    cs,
                     models,
                     geometry,
                     properties=names,
-                    family=geo_family,
+                    level=geo_level,
                     score_column=cfg.score_column,
                     n_boot=cfg.n_boot,
                     seed=cfg.seed,
@@ -453,35 +578,80 @@ def build_report(
                 )
             except ValueError as err:
                 w.note(f"{cond}: regression skipped ({err}).")
+                notes.append(f"{cond}: regression skipped ({err}).")
                 continue
-            if not np.isfinite(coefs["beta"]).any():
-                w.note(f"{cond}: regression skipped (too few pairs for {len(names)} properties).")
+            for note in coefs.attrs.get("notes", []):
+                w.note(f"{cond}: {note}.")
+                notes.append(f"{cond}: regression property {note}.")
+            n_models = int(coefs["n_models"].iloc[0]) if len(coefs) else 0
+            if n_models < 3 or not np.isfinite(coefs["beta"]).any():
+                used = coefs.attrs.get("properties", [])
+                w.note(
+                    f"{cond}: regression skipped ({n_models} models, too few pairs for "
+                    f"{len(used)} properties)."
+                )
                 continue
             n_max = int(cs["n_train"].max())
             w.heading(f"{cond}, N = {F.format_count(n_max)}")
             w.figure(
                 F.plot_regression(coefs, title=f"{cond}, N = {n_max:,}"),
-                f"regression_{_slug(cond)}",
+                f"regression_{slugs[cond]}",
                 f"Standardised OLS of the z-scored {cfg.score_column} difference (generator's "
                 "own − candidate's, on the generator's data, mean over seeds) on z-scored "
-                f"model properties; {cfg.n_boot:,} bootstrap resamples over models; "
-                "Bonferroni-corrected p-values.",
+                f"model properties of level {geo_level}; {cfg.n_boot:,} bootstrap resamples "
+                "over models; Bonferroni-corrected p-values.",
             )
-            w.table(coefs, f"regression_{_slug(cond)}")
+            w.table(coefs, f"regression_{slugs[cond]}")
 
     # --- trade-off -------------------------------------------------------------------
     w.section("Recovery vs. predictive accuracy")
-    if models is None or "human_accuracy" not in models.columns or "family" not in jobs:
+    trade = paper = None
+    if models is None or "human_accuracy" not in models.columns:
         w.note("Skipped: needs the models table with human_accuracy.")
     else:
         trade = tradeoff_table(jobs, models, by, confidence=cfg.confidence)
-        w.figure(
-            F.plot_tradeoff(trade, group="condition"),
-            "tradeoff",
-            "Recovery accuracy (exact CI) against the mean accuracy of the family's fitted "
-            "models on held-out human triplets (± SEM over models), per family and N.",
+        paper = paper_table(
+            jobs, models, by, confidence=cfg.confidence, reference=cfg.paper_reference,
+            table=trade,
+        )  # fmt: skip
+        w.text(
+            "Per condition: mean prediction accuracy on held-out human triplets of that "
+            "level's generators (their rows of the models table at that level; ± SEM over "
+            f"models) and recovery accuracy with its exact {cfg.confidence:.0%} binomial CI "
+            "at the condition's largest N."
+            + (
+                " The paper_* columns are the paper's approximate numbers (Avitan & Golan, "
+                "NeurIPS 2025: 20 models, its largest N), shown for reference only."
+                if cfg.paper_reference
+                else ""
+            )
         )
-        w.table(trade, "tradeoff")
+        w.table(paper, "tradeoff")
+        if paper["n_train"].nunique() > 1:
+            w.note(
+                "The largest N differs between conditions "
+                f"({', '.join(F.format_count(n) for n in sorted(paper['n_train'].unique()))}): "
+                "compare recovery at a common N in the table below."
+            )
+        short = paper[paper["n_models"] < paper["n_generators"]]
+        for _, row in short.iterrows():
+            notes.append(
+                f"{row['condition']}: human accuracy known for {row['n_models']} of "
+                f"{row['n_generators']} generators at this level."
+            )
+        w.figure(
+            F.plot_tradeoff(
+                trade,
+                group="condition",
+                paper=_paper_points(levels) if cfg.paper_reference else None,
+            ),
+            "tradeoff",
+            "Recovery accuracy (exact CI) at each condition's largest N against the mean "
+            "accuracy of that level's generators on held-out human triplets (± SEM over "
+            "models); small markers: smaller N; grey: the paper's approximate numbers.",
+        )
+        w.heading("At every N")
+        w.table(trade, "tradeoff_by_n")
 
     # --- configuration and provenance ------------------------------------------------
     w.section("Configuration and provenance")
@@ -503,7 +673,7 @@ def build_report(
         "table fingerprints (sha256)": {
             "jobs": table_fingerprint(jobs, ["job_id"]),
             "scores": table_fingerprint(scores, ["job_id", "candidate"]),
-            "models": table_fingerprint(models, ["model", "family"]),
+            "models": table_fingerprint(models, ["model", "level"]),
         },
     }
     w.heading("Configuration")
@@ -524,4 +694,13 @@ def build_report(
     )
     path = out_dir / "report.html"
     path.write_text(doc, encoding="utf-8")
-    return path
+    return Report(
+        html=path,
+        out_dir=out_dir,
+        tables=dict(w.tables),
+        figures=dict(w.figures),
+        paper_table=paper,
+        tradeoff=trade,
+        recovery=acc,
+        notes=tuple(notes),
+    )
