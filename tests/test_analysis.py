@@ -18,6 +18,7 @@ from scipy import stats
 from scipy.spatial.distance import pdist
 
 from modelrecovery.analysis import (
+    PAPER_REFERENCE,
     ReportConfig,
     accuracy_difference_regression,
     add_condition,
@@ -36,12 +37,15 @@ from modelrecovery.analysis import (
     mds_coordinates,
     mean_reciprocal_rank,
     model_geometry,
+    model_properties,
     model_rdms,
     pair_differences,
+    paper_table,
     rank_summary,
     rdm_similarity,
     recovery_accuracy,
     representational_shift,
+    sort_conditions,
     standardized_ols,
     table_fingerprint,
     tradeoff_table,
@@ -90,6 +94,22 @@ def make_tables(
             }
         )  # fmt: skip
     return pd.DataFrame(jobs), pd.DataFrame(scores)
+
+
+def with_condition(frame: pd.DataFrame, level: str, key: str, **columns) -> pd.DataFrame:
+    """``frame`` with the condition columns of the new schema (``level``, ``condition_key``,
+    tie rule, ...); ``job_id`` gets the key appended so conditions never share ids."""
+    family = "rectangular" if level.startswith("rectangular") else level
+    k = int(level[len("rectangular") :]) if family == "rectangular" else pd.NA
+    cond = {
+        "level": level, "family": family, "k": k, "tie_rule": "random",
+        "stopping": "converged", "warm_start": False, "sampling": "uniform",
+        "lams": "0.1,10,1000", "condition_key": key,
+    } | columns  # fmt: skip
+    out = frame.assign(**cond)
+    out["candidate_set"] = ",".join(sorted(set(frame["generator"])))
+    out["job_id"] = out["job_id"].str.replace(r"^[a-z_]+", level, regex=True) + "-" + key
+    return out
 
 
 def make_models(models: tuple[str, ...], families: tuple[str, ...]) -> pd.DataFrame:
@@ -496,6 +516,56 @@ def test_regression_bootstrap_replicate_by_brute_force():
     assert out["ci_high"].to_numpy() == pytest.approx(ref, abs=1e-10)
 
 
+def level_regression(seed: int = 0):
+    """``planted_regression`` with ``shift`` moved into a models table with two levels: the
+    ``full`` rows hold the planted values, the ``diagonal`` rows a permutation of them."""
+    scores, geometry, beta, cols, y = planted_regression(m=10, seed=seed)
+    full = geometry.assign(level="full", family="full", n_parameters=1e6)
+    perm = np.random.default_rng(99).permutation(len(geometry))
+    diag = full.assign(level="diagonal", family="diagonal")
+    diag["shift"] = full["shift"].to_numpy()[perm]
+    models = pd.concat([diag, full], ignore_index=True)
+    return scores.assign(level="full"), models, beta, cols, y
+
+
+def test_regression_uses_the_matching_level_rows():
+    scores, models, beta, cols, y = level_regression()
+    props = ("shift", "ed_before", "ed_after", "feature_dim")
+    out = accuracy_difference_regression(scores, models, None, properties=props, n_boot=50)
+    assert out["predictor"].tolist() == cols
+    expected = np.array([beta[c] for c in cols]) / y.std()
+    assert out["beta"].to_numpy() == pytest.approx(expected, abs=1e-9)  # full's rows
+    p_diag = model_properties(models, level="diagonal")
+    assert not np.allclose(p_diag["shift"], model_properties(models, level="full")["shift"])
+    wrong = accuracy_difference_regression(
+        scores, models, None, properties=props, level="diagonal", n_boot=50
+    )
+    assert not np.allclose(wrong["beta"].to_numpy(), expected, atol=1e-3)
+
+
+def test_regression_drops_a_property_missing_for_some_model():
+    scores, models, beta, cols, y = level_regression(seed=3)
+    models = models.assign(n_parameters=np.arange(len(models), dtype=float) * 1e6 + 1e6)
+    models.loc[(models.level == "full") & (models.model == "m03"), "n_parameters"] = np.nan
+    props = ("shift", "ed_before", "ed_after", "feature_dim", "n_parameters")
+    out = accuracy_difference_regression(scores, models, None, properties=props, n_boot=50)
+    assert out["predictor"].tolist() == cols  # n_parameters dropped, nothing else
+    assert out["n_pairs"].eq(90).all()  # no pair of m03 lost
+    assert out.attrs["properties"] == list(props[:4])
+    assert any("n_parameters" in n and "m03" in n for n in out.attrs["notes"])
+    same = accuracy_difference_regression(scores, models, None, properties=props[:4], n_boot=50)
+    pd.testing.assert_frame_equal(out, same)
+    with pytest.raises(ValueError, match="n_parameters"):
+        accuracy_difference_regression(
+            scores, models, None, properties=props, n_boot=10, missing="raise"
+        )
+    # known for every model at this level (NA only at another level): kept
+    models.loc[(models.level == "full") & (models.model == "m03"), "n_parameters"] = 5e6
+    models.loc[models.level == "diagonal", "n_parameters"] = np.nan
+    kept = accuracy_difference_regression(scores, models, None, properties=props, n_boot=10)
+    assert "generator_n_parameters" in kept["predictor"].tolist()
+
+
 # ----------------------------------------------------------------------------- trade-off
 def test_tradeoff_table():
     models = ("a", "b", "c")
@@ -509,6 +579,149 @@ def test_tradeoff_table():
         assert row["human_sem"] == pytest.approx(h.std(ddof=1) / np.sqrt(3))
     acc = recovery_accuracy(jobs)
     assert t["accuracy"].tolist() == acc["accuracy"].tolist()
+
+
+# ----------------------------------------------------------------------------- new schema
+def test_condition_columns_and_labels_new_schema():
+    jobs, _ = make_tables(models=("a", "b", "c"), ns=(100,), seeds=(0, 1), seed=1)
+    rect = with_condition(jobs, "rectangular8", "0" * 16)
+    full_random = with_condition(jobs, "full", "1" * 16)
+    full_first = with_condition(jobs, "full", "2" * 16, tie_rule="first")
+    full_f64 = with_condition(jobs, "full", "3" * 16)  # differs only in its key (e.g. dtype)
+    both = pd.concat([full_first, full_random, rect, full_f64], ignore_index=True)
+    cols = condition_columns(both)
+    assert cols[:2] == ["level", "family"] and "tie_rule" in cols and "k" in cols
+    assert "condition_key" in cols  # the visible columns do not separate 1... from 3...
+    labelled = add_condition(both)
+    labels = labelled.groupby("condition_key")["condition"].first().to_dict()
+    assert labels["0" * 16] == "rectangular8, ties: random"  # the level replaces family, k
+    assert labels["2" * 16] == "full, ties: first"
+    assert labels["1" * 16] == "full, ties: random #111111"
+    assert labels["3" * 16] == "full, ties: random #333333"
+    acc = recovery_accuracy(labelled)
+    assert len(acc) == 4 and acc["n_jobs"].eq(6).all()
+    # without the clash the key is not needed and stays out of grouping and labels
+    two = pd.concat([full_first, full_random], ignore_index=True)
+    assert "condition_key" not in condition_columns(two)
+    assert set(add_condition(two)["condition"]) == {"full, ties: first", "full, ties: random"}
+    # a lone warm-start condition next to a cold one
+    warm = with_condition(jobs, "full", "4" * 16, warm_start=True)
+    pair = add_condition(pd.concat([full_random, warm], ignore_index=True))
+    assert set(pair["condition"]) == {"full, cold start", "full, warm start"}
+
+
+def test_levels_sort_in_flexibility_order():
+    labels = ["full", "rectangular30", "zero_shot, ties: first", "rectangular8", "diagonal",
+              "zero_shot", "full, l2", "mystery"]  # fmt: skip
+    assert sort_conditions(labels) == [
+        "zero_shot", "zero_shot, ties: first", "diagonal", "rectangular8", "rectangular30",
+        "full", "full, l2", "mystery",
+    ]  # fmt: skip
+
+
+def level_models(names, levels, human):
+    """One row per (model, level) with the planted ``human[level][model]`` accuracy."""
+    rows = []
+    for lev in levels:
+        for i, m in enumerate(names):
+            if m not in human.get(lev, {}):
+                continue
+            rows.append(
+                {
+                    "model": m, "family": lev.rstrip("0123456789"), "level": lev,
+                    "feature_dim": 8 + i, "n_parameters": 1e6 * (i + 1), "probe_parameters": 1,
+                    "human_accuracy": human[lev][m], "human_nll": 1.0, "lam": 0.1,
+                    "temperature": 1.0, "generator_run": f"run-{lev}-{m}",
+                }
+            )  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_tradeoff_never_mixes_levels():
+    """Each level's human accuracy is the mean of exactly its generators' rows at that level."""
+    gens = ("a", "b", "c")
+    base, _ = make_tables(models=gens, ns=(100, 1000), seeds=tuple(range(6)), seed=4)
+    jobs = pd.concat(
+        [with_condition(base, lev, str(i) * 16) for i, lev in enumerate(("full", "zero_shot"))],
+        ignore_index=True,
+    )
+    human = {
+        "zero_shot": {"a": 0.31, "b": 0.35},  # c has no zero_shot row: must not borrow one
+        "full": {"a": 0.60, "b": 0.64, "c": 0.65, "d": 0.99},  # d generated no job
+        "diagonal": {"a": 0.9, "b": 0.9, "c": 0.9},  # a level without jobs
+    }
+    models = level_models(("a", "b", "c", "d"), ("zero_shot", "full", "diagonal"), human)
+    t = tradeoff_table(jobs, models)
+    assert len(t) == 4
+    for _, row in t.iterrows():
+        want = [human[row["level"]][g] for g in gens if g in human[row["level"]]]
+        assert row["n_models"] == len(want) and row["n_generators"] == 3
+        assert row["human_mean"] == pytest.approx(np.mean(want))
+        assert row["human_sem"] == pytest.approx(np.std(want, ddof=1) / np.sqrt(len(want)))
+        sub = jobs[(jobs.level == row["level"]) & (jobs.n_train == row["n_train"])]
+        assert (row["n_jobs"], row["n_recovered"]) == (len(sub), int(sub["recovered"].sum()))
+    paper = paper_table(jobs, models)
+    assert paper["level"].tolist() == ["zero_shot", "full"]  # flexibility order
+    assert paper["n_train"].eq(1000).all() and paper["n_sizes"].eq(2).all()
+    for _, row in paper.iterrows():
+        sub = jobs[(jobs.level == row["level"]) & (jobs.n_train == 1000)]
+        k, n = int(sub["recovered"].sum()), len(sub)
+        assert row["recovery"] == pytest.approx(k / n)
+        ci = stats.binomtest(k, n).proportion_ci(0.95, method="exact")
+        assert (row["ci_low"], row["ci_high"]) == pytest.approx((ci.low, ci.high))
+        ref = PAPER_REFERENCE[row["level"]]
+        assert row["paper_human_accuracy"] == ref["human_accuracy"]
+        assert row["paper_recovery"] == ref["recovery"]
+    assert paper.set_index("level").loc["zero_shot", "human_mean"] == pytest.approx(0.33)
+    assert paper.set_index("level").loc["full", "paper_recovery_text"] == "<80%"
+    # an old models table (one row per model and family, no level) still matches by family
+    old = models.drop(columns="level")
+    pd.testing.assert_frame_equal(paper_table(jobs, old), paper)
+
+
+def test_ranks_with_average_ties_flow_into_mrr():
+    """Tie rule ``first``: average ranks (1.5, 2.5, ...) feed correct rank, false rank, MRR."""
+    rng = np.random.default_rng(0)
+    cands = ("a", "b", "c", "d")
+    jobs, scores = [], []
+    for g, s in itertools.product(cands, range(12)):
+        acc = rng.choice([0.5, 0.6, 0.7], size=len(cands))  # coarse: many ties
+        ranks = stats.rankdata(-acc, method="average")
+        # brute force: 1 + #better + #tied others / 2
+        brute = np.array([1 + (acc > v).sum() + ((acc == v).sum() - 1) / 2 for v in acc])
+        assert np.array_equal(ranks, brute)
+        winner = cands[int(np.flatnonzero(acc == acc.max())[0])]  # first in candidate order
+        job_id = f"full-{g}-{s}"
+        for c, a, r in zip(cands, acc, ranks, strict=True):
+            scores.append({"job_id": job_id, "generator": g, "n_train": 100, "seed": s,
+                           "family": "full", "candidate": c, "score": a,
+                           "test_accuracy": a, "rank": float(r)})  # fmt: skip
+        jobs.append({"job_id": job_id, "generator": g, "n_train": 100, "seed": s,
+                     "family": "full", "winner": winner, "recovered": winner == g,
+                     "n_candidates": 4, "generator_rank": float(ranks[cands.index(g)]),
+                     "n_tied_top": int((acc == acc.max()).sum())})  # fmt: skip
+    jobs, scores = pd.DataFrame(jobs), pd.DataFrame(scores)
+    jobs, scores = (
+        with_condition(jobs, "full", "f" * 16, tie_rule="first"),
+        with_condition(scores, "full", "f" * 16, tie_rule="first"),
+    )
+    assert (jobs["generator_rank"] % 1 != 0).any()  # there are fractional ranks
+    assert (jobs["recovered"] & (jobs["generator_rank"] > 1)).any()  # tied winner, rank 1.5
+    mrr = mean_reciprocal_rank(jobs)["mrr"].iloc[0]
+    assert mrr == pytest.approx(np.mean(1 / jobs["generator_rank"]))
+    rs = rank_summary(jobs, scores, n_resamples=200).set_index("model")
+    for m in cands:
+        mine = jobs[jobs.generator == m]["generator_rank"]
+        assert rs.loc[m, "correct_rank"] == pytest.approx(mine.mean())
+        assert rs.loc[m, "mrr"] == pytest.approx(np.mean(1 / mine))
+        theirs = scores[(scores.candidate == m) & (scores.generator != m)]["rank"]
+        assert rs.loc[m, "false_rank"] == pytest.approx(theirs.mean())
+    assert recovery_accuracy(jobs)["tied_top_share"].iloc[0] == pytest.approx(
+        (jobs["n_tied_top"] > 1).mean()
+    )
+    # the generator's rank in scores is its job's generator_rank
+    own = scores[scores.candidate == scores.generator].set_index("job_id")["rank"]
+    assert np.array_equal(own.reindex(jobs["job_id"]).to_numpy(), jobs["generator_rank"])
 
 
 # ----------------------------------------------------------------------------- report
@@ -655,3 +868,55 @@ def test_report_renders_in_headless_chromium(tmp_path):
     ok, total = int(match.group(1)), int(match.group(2))
     assert total == n_figures >= 9
     assert ok == total
+
+
+def test_build_report_conditions_side_by_side(tmp_path):
+    """Levels and conditions stay apart, in flexibility order; a rerun counts once."""
+    gens = ("a", "b", "c", "d")
+    base, base_scores = make_tables(models=gens, ns=(100, 800), seeds=tuple(range(5)), seed=7)
+    spec = [("full", "1" * 16, {}), ("full", "2" * 16, {"tie_rule": "first"}),
+            ("zero_shot", "3" * 16, {}), ("rectangular8", "4" * 16, {})]  # fmt: skip
+    parts = [
+        (with_condition(base, lev, key, **kw), with_condition(base_scores, lev, key, **kw))
+        for lev, key, kw in spec
+    ]
+    jobs = pd.concat([j for j, _ in parts], ignore_index=True)
+    scores = pd.concat([s for _, s in parts], ignore_index=True)
+    # a rerun of the zero-shot condition under a new commit: new job_ids, other winners
+    rerun, rerun_scores = parts[2][0].copy(), parts[2][1].copy()
+    rerun["job_id"] += "-rerun"
+    rerun_scores["job_id"] += "-rerun"
+    rerun["winner"], rerun["recovered"] = rerun["generator"], True
+    jobs = pd.concat([jobs, rerun], ignore_index=True)
+    scores = pd.concat([scores, rerun_scores], ignore_index=True)
+    human = {"zero_shot": dict(zip(gens, (0.30, 0.32, 0.34, 0.36), strict=True)),
+             "rectangular8": dict(zip(gens, (0.50, 0.52, 0.56, 0.58), strict=True)),
+             "full": dict(zip(gens, (0.60, 0.61, 0.65, 0.66), strict=True))}  # fmt: skip
+    models = level_models(gens, ("zero_shot", "rectangular8", "full"), human)
+    report = build_report(jobs, scores, models, provenance={}, out_dir=tmp_path, config=FAST)
+    labels = ["zero_shot, ties: random", "rectangular8, ties: random", "full, ties: first",
+              "full, ties: random"]  # fmt: skip
+    paper = report.paper_table
+    assert paper["condition"].tolist() == labels
+    for _, row in paper.iterrows():
+        assert row["human_mean"] == pytest.approx(np.mean(list(human[row["level"]].values())))
+        assert row["n_jobs"] == len(gens) * 5 and row["n_train"] == 800
+    assert paper.set_index("condition").loc[labels[0], "recovery"] == 1.0  # the rerun won
+    csv = pd.read_csv(report.tables["tradeoff"])
+    assert report.tables["tradeoff"] == tmp_path / "tables" / "tradeoff.csv"
+    assert csv["condition"].tolist() == labels
+    assert csv["recovery"].to_numpy() == pytest.approx(paper["recovery"].to_numpy())
+    assert len(pd.read_csv(report.tables["tradeoff_by_n"])) == 8
+    side = pd.read_csv(report.tables["recovery_side_by_side"], index_col=0)
+    assert side.columns.tolist() == labels and side.index.tolist() == [100, 800]
+    acc = report.recovery.set_index(["condition", "n_train"])
+    assert acc.loc[(labels[0], 800), "n_jobs"] == 20
+    cell = side.loc[800, labels[3]]
+    row = acc.loc[(labels[3], 800)]
+    assert cell.startswith(f"{row['accuracy']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}]")
+    assert any("40 duplicate job rows dropped" in n for n in report.notes)
+    conds = pd.read_csv(report.tables["conditions"])
+    assert conds["condition"].tolist() == labels and conds["n_jobs"].eq(40).all()
+    confusions = {name for name in report.figures if name.startswith("confusion_")}
+    assert len(confusions) == 4 and all(p.exists() for p in report.figures.values())
+    assert "the paper" in report.html.read_text()
