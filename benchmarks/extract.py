@@ -93,9 +93,9 @@ def _cpu_pressure() -> str:
 
 def bench_default_world(args: argparse.Namespace) -> int:
     """Images per second per default backbone and wall time of the whole default world."""
-    from modelrecovery.data.world import WorldConfig, build_world
-    from modelrecovery.features.default_models import default_model_set
     from modelrecovery.features.extract import extract_features
+    from modelrecovery.world import WorldConfig, build_world
+    from modelrecovery.world.models import default_model_set
 
     t0 = time.perf_counter()
     world = build_world(WorldConfig(), args.root)

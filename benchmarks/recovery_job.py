@@ -18,10 +18,10 @@ import numpy as np
 import torch
 
 from modelrecovery.data.triplets import Triplets
-from modelrecovery.data.world import WorldConfig, generated_features, human_embedding
 from modelrecovery.probe.calibrate import calibrate_temperature
 from modelrecovery.recovery.grid import FULL_LAMBDAS, GridConfig, jobs_of
 from modelrecovery.recovery.job import run_job
+from modelrecovery.world import WorldConfig, generated_features, human_embedding
 
 PAPER_DIMS = (512, 768, 1024, 2048, 4096)
 

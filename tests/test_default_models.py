@@ -10,13 +10,6 @@ import torch
 from PIL import Image
 from scipy.spatial.distance import cdist
 
-from modelrecovery.data.world import (
-    WorldConfig,
-    build_world,
-    generated_features,
-    human_behaviour,
-    human_embedding,
-)
 from modelrecovery.features import (
     BackboneWeightsError,
     UnknownBackboneError,
@@ -24,13 +17,18 @@ from modelrecovery.features import (
     load_features,
     read_sidecar,
 )
-from modelrecovery.features.default_models import (
+from modelrecovery.world import (
+    WorldConfig,
+    build_world,
+    generated_features,
+    human_behaviour,
+    human_embedding,
+)
+from modelrecovery.world.model_report import model_set_report, rdm, rdm_correlations
+from modelrecovery.world.models import (
     DEFAULT_MODELS,
     ModelSpec,
     extract_world_features,
-    model_set_report,
-    rdm,
-    rdm_correlations,
     resolve_models,
 )
 

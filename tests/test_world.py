@@ -11,11 +11,13 @@ import torch
 from PIL import Image
 from scipy.stats import spearmanr
 
-import modelrecovery.data.world as world_mod
+import modelrecovery.world.build as world_mod
 from modelrecovery.cli import main
 from modelrecovery.data import Triplets, load_concept_ids, load_things2023_split, noise_ceiling
-from modelrecovery.data.render import ATTRIBUTES, render_image, visual_attributes
-from modelrecovery.data.world import (
+from modelrecovery.features import load_features, read_image_table, read_sidecar
+from modelrecovery.probe import accuracy_and_nll, triplet_probabilities
+from modelrecovery.world import (
+    ATTRIBUTES,
     WorldConfig,
     build_world,
     calibrate_temperature,
@@ -25,10 +27,10 @@ from modelrecovery.data.world import (
     human_embedding,
     load_world,
     odd_one_out_probabilities,
+    render_image,
     render_world_images,
+    visual_attributes,
 )
-from modelrecovery.features import load_features, read_image_table, read_sidecar
-from modelrecovery.probe import accuracy_and_nll, triplet_probabilities
 
 PROJECT = Path(__file__).resolve().parents[1]
 SMALL = WorldConfig(n_concepts=40, n_train_triplets=2_000, image_size=32)
@@ -311,7 +313,7 @@ def test_generated_features_shapes_seed_and_spread() -> None:
     with pytest.raises(ValueError, match="distinct"):
         generated_features(e, [16, 16], names=["a", "a"])
 
-    from modelrecovery.data.world import human_behaviour
+    from modelrecovery.world import human_behaviour
 
     train = human_behaviour(WorldConfig(n_train_triplets=5_000), e).train
     accs = [

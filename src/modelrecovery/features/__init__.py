@@ -5,6 +5,7 @@
 - :mod:`.backbones`: backbones by name (``timm:<model>``, ``open_clip:<arch>[:<tag>]``,
   ``efficientnet_lite0_imagenet``).
 - :mod:`.images`: image lists (THINGS names CSV or a ``concept,image`` table).
+- :mod:`.resized`: the ``resized:<px>:<backbone>`` wrapper (small inputs, no upsampling).
 - :mod:`.extract`: batched, cached extraction.
 """
 
@@ -39,6 +40,7 @@ from .io import (
     save_features,
     sidecar_path,
 )
+from .resized import RESIZED_PREFIX, resized_name
 
 __all__ = [
     "EFFICIENTNET_LITE0_MEAN",
@@ -48,6 +50,7 @@ __all__ = [
     "BackboneWeightsError",
     "ExtractionResult",
     "FeatureDataError",
+    "RESIZED_PREFIX",
     "ImageList",
     "ImageListError",
     "MissingImageError",
@@ -65,6 +68,7 @@ __all__ = [
     "read_sidecar",
     "read_things_image_list",
     "register_backbone",
+    "resized_name",
     "save_features",
     "sidecar_path",
     "things_concept_id",

@@ -15,8 +15,8 @@ from typing import Any
 def image_source(path: str | Path) -> tuple[Any, Any]:
     """(world or None, image list) of ``--images``: a world folder (with ``world.json``) or an
     image table (``concept,image`` CSV or THINGS ``image_name`` list)."""
-    from modelrecovery.data.world import METADATA_FILE, load_world
     from modelrecovery.features.images import load_image_list
+    from modelrecovery.world.build import METADATA_FILE, load_world
 
     path = Path(path)
     if path.is_dir():
@@ -34,8 +34,8 @@ def image_source(path: str | Path) -> tuple[Any, Any]:
 
 def cmd_extract(args: argparse.Namespace) -> dict[str, Any]:
     """Extract features of backbones (or the default model set) from images, cached."""
-    from modelrecovery.features.default_models import extract_world_features, resolve_models
     from modelrecovery.features.extract import extract_features
+    from modelrecovery.world.models import extract_world_features, resolve_models
 
     world, images = image_source(args.images)
     specs = resolve_models(None if args.default_set else args.models, args.pretrained)

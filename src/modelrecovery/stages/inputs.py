@@ -36,8 +36,8 @@ def study_inputs(config: dict[str, Any], progress: bool = True) -> StudyInputs:
     """Resolve the study's data: build/extract the embedded world, or read given files."""
     data = config["data"]
     if data["kind"] == "world":
-        from modelrecovery.data.world import WorldConfig, build_world
-        from modelrecovery.features.default_models import extract_world_features, resolve_models
+        from modelrecovery.world import WorldConfig, build_world
+        from modelrecovery.world.models import extract_world_features, resolve_models
 
         world_path = Path(data["world_config"])
         if not world_path.is_absolute() and not world_path.exists():
@@ -77,7 +77,7 @@ def study_inputs(config: dict[str, Any], progress: bool = True) -> StudyInputs:
 def model_names(config: dict[str, Any]) -> list[str]:
     """The study's model names, known without building anything."""
     if config["data"]["kind"] == "world":
-        from modelrecovery.features.default_models import resolve_models
+        from modelrecovery.world.models import resolve_models
 
         return [short_name(s.name) for s in resolve_models(config.get("models"))]
     return list(config.get("models") or {})

@@ -30,7 +30,7 @@ def world_config_path(path: str | Path | None) -> Path:
 
 def cmd_world(args: argparse.Namespace) -> dict[str, Any]:
     """Build the embedded world (procedural images, human embedding and triplets)."""
-    from modelrecovery.data.world import WorldConfig, build_world
+    from modelrecovery.world import WorldConfig, build_world
 
     overrides = [item for text in (args.set or []) for item in text.split()]
     config = WorldConfig.from_yaml(world_config_path(args.config), overrides)

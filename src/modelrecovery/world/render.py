@@ -8,25 +8,30 @@ rotation, elongation, stripe texture, background dot pattern and outline. Concep
 embedding dimensions share drives and therefore look alike; the map is not linear (``tanh``,
 angles, rounding to counts, rendering). Everything is a pure function of the embedding, the
 seed and the image size; jittered exemplars take an explicit seed.
+:func:`render_world_images` writes a world's PNG files.
 """
 
 from __future__ import annotations
 
 import colorsys
 import math
-from collections.abc import Mapping
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 
 from modelrecovery.data.sampling import SeedLike
+from modelrecovery.world.config import STREAM_EXEMPLARS, WorldConfig
 
 __all__ = [
     "ATTRIBUTES",
     "visual_attributes",
     "jitter_attributes",
     "render_image",
+    "render_world_images",
 ]
 
 ATTRIBUTES: tuple[str, ...] = (
@@ -265,3 +270,37 @@ def render_image(attributes: Mapping[str, float], size: int, supersample: int = 
     if supersample > 1:
         image = image.resize((int(size), int(size)), Image.Resampling.LANCZOS)
     return image
+
+
+def render_world_images(
+    config: WorldConfig,
+    embedding: np.ndarray,
+    concept_ids: Sequence[str],
+    folder: str | os.PathLike[str],
+) -> list[tuple[str, str]]:
+    """Render every concept's images into ``folder`` as PNG files.
+
+    Exemplar 1 is the reference image; exemplars 2.. are jittered (seed ``(seed, concept,
+    exemplar)``).
+
+    Returns
+    -------
+    (concept id, file name) per image, in concept order.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    attrs = visual_attributes(embedding, seed=config.seed)
+    rows: list[tuple[str, str]] = []
+    for i, cid in enumerate(concept_ids):
+        base = attrs.iloc[i].to_dict()
+        for e in range(config.n_exemplars):
+            a = base
+            if e > 0:
+                a = jitter_attributes(
+                    base, np.random.default_rng([config.seed, STREAM_EXEMPLARS, i, e]),
+                    config.exemplar_jitter,
+                )  # fmt: skip
+            name = f"{cid}_{e + 1:02d}.png"
+            render_image(a, config.image_size).save(folder / name, optimize=False)
+            rows.append((cid, name))
+    return rows
