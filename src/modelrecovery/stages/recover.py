@@ -265,8 +265,9 @@ def run_study(
     return summary
 
 
-def _report(tables, models_df, generators, features, inputs, parent) -> Path:
-    from modelrecovery.analysis import build_report
+def _report(tables, models_df, generators, features, inputs, parent):
+    """Build the analysis report; log it and its paper table; returns the ``Report``."""
+    from modelrecovery.analysis import ReportConfig, build_report
 
     # geometry: the most flexible level's transforms (the others are in their runs)
     levels = sorted({level for level, _ in generators}, key=_level_sort_key)
@@ -285,7 +286,7 @@ def _report(tables, models_df, generators, features, inputs, parent) -> Path:
         "geometry_level": top,
         **inputs.provenance,
     }
-    path = build_report(
+    report = build_report(
         tables["jobs"],
         tables["scores"],
         models_df,
@@ -294,9 +295,12 @@ def _report(tables, models_df, generators, features, inputs, parent) -> Path:
         human_embedding=inputs.human_embedding,
         provenance=provenance,
         out_dir=out_dir,
+        config=ReportConfig(geometry_level=top),
     )
     mlflow.log_artifacts(str(out_dir), artifact_path="report")
-    return path
+    if report.paper_table is not None:
+        print(report.paper_table.to_string(index=False))
+    return report
 
 
 def cmd_recover(args: argparse.Namespace) -> dict:
