@@ -1,4 +1,5 @@
-"""The default model set, the resized:<px>:<backbone> wrapper and the model-set report."""
+"""The default model set (backbones plus human read-outs), the resized:<px>:<backbone>
+wrapper and the model-set report."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from modelrecovery.features import (
     load_features,
     read_sidecar,
 )
+from modelrecovery.probe import accuracy_and_nll, fit_probe
 from modelrecovery.world import (
     WorldConfig,
     build_world,
@@ -27,9 +29,16 @@ from modelrecovery.world import (
 from modelrecovery.world.model_report import model_set_report, rdm, rdm_correlations
 from modelrecovery.world.models import (
     DEFAULT_MODELS,
+    SIMILARITY_STD,
+    SUGGESTED_RECTANGULAR_K,
     ModelSpec,
+    Readout,
     extract_world_features,
+    model_metadata,
+    readout_features,
     resolve_models,
+    world_model_features,
+    world_model_names,
 )
 
 TINY = WorldConfig(n_concepts=12, n_train_triplets=100, n_ceiling_triplets=40, image_size=32)
@@ -49,9 +58,16 @@ def test_default_set_is_diverse_and_offline() -> None:
     pretrained = [m.name for m in DEFAULT_MODELS if m.pretrained]
     assert pretrained == ["resized:128:efficientnet_lite0_imagenet"]
     joined = " ".join(names)
-    for family in ("resnet", "convnext", "vit_", "open_clip:", "mobilenet", "efficientnet_lite0"):
+    for family in ("resnet", "vit_", "open_clip:", "efficientnet_lite0", "fastvit", "mobileone"):
         assert family in joined
     assert all(n.startswith("resized:128:") for n in names)  # the world's 128 px images
+    readouts = [m.readout for m in DEFAULT_MODELS]
+    assert all(r is not None for r in readouts)
+    assert len({r.seed for r in readouts}) == len(readouts)  # each its own random stream
+    assert len({r.nonlinearity for r in readouts}) >= 4 and len({r.share for r in readouts}) >= 6
+    assert world_model_names() == [m.short for m in DEFAULT_MODELS]
+    assert world_model_names()[:2] == ["resnet10t", "vit_tiny_patch16_224"]
+    assert 1 <= SUGGESTED_RECTANGULAR_K < WorldConfig().n_dims
 
 
 def test_resolve_models() -> None:
@@ -60,8 +76,45 @@ def test_resolve_models() -> None:
     assert specs == [ModelSpec("timm:resnet10t", True), ModelSpec("x", True)]
     mapped = resolve_models({"a": "timm:resnet10t", "b": {"name": "y", "family": "f"}})
     assert mapped == [ModelSpec("timm:resnet10t"), ModelSpec("y", False, "f")]
+    with_readout = resolve_models([{"name": "z", "readout": {"share": 0.2, "seed": 3}}])
+    assert with_readout[0].readout == Readout(0.2, seed=3)
     with pytest.raises(ValueError, match="repeat"):
         resolve_models(["a", "a"])
+    with pytest.raises(ValueError, match="repeat"):
+        world_model_names(["timm:resnet10t", "resized:64:timm:resnet10t"])
+    for bad in (
+        {"share": 1.0},
+        {"share": 0.2, "nonlinearity": "cube"},
+        {"share": 0.2, "noise": -1},
+    ):
+        with pytest.raises(ValueError, match="Readout"):
+            Readout(**bad)
+
+
+def test_readout_features_follow_the_recipe(generated) -> None:
+    """Deterministic, seeded, partial; the read-out's share sets the zero-shot accuracy."""
+    _, train, e = generated
+    backbone = np.random.default_rng(0).lognormal(size=(e.shape[0], 300)).astype(np.float32)
+    recipe = Readout(0.3, n_missing=3, gain_sd=0.5, nonlinearity="sqrt", noise=0.2, max_dim=200)
+    x, details = readout_features(backbone, e, recipe, world_seed=0)
+    again, _ = readout_features(backbone, e, recipe, world_seed=0)
+    np.testing.assert_array_equal(x, again)
+    other, _ = readout_features(backbone, e, recipe, world_seed=1)
+    assert not np.allclose(x, other)
+    assert x.shape == (e.shape[0], 200) and x.dtype == np.float32
+    assert details["projected_from"] == 300 and len(details["missing_dims"]) == 3
+    assert min(details["missing_dims"]) >= e.shape[1] // 4  # only less prevalent dims go
+    gram = x.astype(np.float64) @ x.T
+    assert gram[np.triu_indices(len(x), 1)].std() == pytest.approx(SIMILARITY_STD, rel=1e-3)
+
+    def zero_shot(share: float) -> float:
+        feats, _ = readout_features(backbone, e, Readout(share, seed=1), world_seed=0)
+        return accuracy_and_nll(torch.as_tensor(feats, dtype=torch.float64), train)["accuracy"]
+
+    accs = [zero_shot(s) for s in (0.02, 0.3, 0.9)]
+    assert accs[0] < 0.4 < accs[1] < accs[2]
+    with pytest.raises(ValueError, match="fewer"):
+        readout_features(backbone[:, :10], e, Readout(0.5), world_seed=0)
 
 
 def test_rdm_metrics() -> None:
@@ -172,14 +225,49 @@ def test_extract_world_features_is_cached(tmp_path: Path) -> None:
     assert path.stat().st_mtime_ns == mtime
 
 
+def test_world_model_features_cache_the_read_out(tmp_path: Path) -> None:
+    world = build_world(TINY, tmp_path / "worlds")
+    spec = ModelSpec("resized:32:timm:resnet10t", readout=Readout(0.3, 1, max_dim=64, seed=1))
+    paths = world_model_features(world, [spec], progress=False)
+    assert list(paths) == ["resnet10t"]
+    path = paths["resnet10t"]
+    assert path.parent == world.root / "features" and path.name.startswith("model_resnet10t-")
+    assert load_features(path, concept_ids=world.concept_ids).shape == (12, 64)
+    meta = read_sidecar(path)
+    assert meta["readout"]["share"] == 0.3 and meta["projected_from"] == 512
+    assert meta["n_parameters"] > 4e6 and "human dimensions" in meta["description"]
+    assert (
+        meta["backbone_name"] == spec.name and (path.parent / meta["backbone_features"]).is_file()
+    )
+    mtime = path.stat().st_mtime_ns
+    assert world_model_features(world, [spec], progress=False)["resnet10t"] == path
+    assert path.stat().st_mtime_ns == mtime
+    changed = ModelSpec(spec.name, readout=Readout(0.3, 1, max_dim=64, seed=2))
+    assert world_model_features(world, [changed], progress=False)["resnet10t"] != path
+    plain = world_model_features(world, ["resized:32:timm:resnet10t"], progress=False)
+    assert read_sidecar(plain["resnet10t"])["model"] == "resized:32:timm:resnet10t"
+    meta = model_metadata(["resized:32:timm:resnet10t"])["resnet10t"]
+    assert meta["n_parameters"] == read_sidecar(path)["n_parameters"] and meta["readout"] is None
+
+
 @pytest.mark.slow
 def test_default_set_on_the_default_world(tmp_path: Path) -> None:
-    """Every default model extracts; none is a near copy or carries no image information."""
+    """The default set in the paper's regime: zero-shot spread above chance, full probes near
+    the noise ceiling, no near copies, features a deterministic function of the world."""
     world = build_world(WorldConfig(), tmp_path / "worlds")
-    paths = extract_world_features(world, progress=False)
-    assert list(paths) == [m.name for m in DEFAULT_MODELS]
+    paths = world_model_features(world, progress=False)
+    assert list(paths) == world_model_names()
     feats = {name: load_features(p, n_concepts=world.n_concepts) for name, p in paths.items()}
-    report = model_set_report(feats, world.train)
-    assert not report["near_copy"].any(), report["rdm_corr_max"]
-    assert not report["uninformative"].any(), report["zero_shot_accuracy"]
-    assert report.loc["resized:128:efficientnet_lite0_imagenet", "feature_dim"] == 1280
+    test = world.ceiling_set
+    report = model_set_report(feats, test)
+    zero_shot = report["zero_shot_accuracy"]
+    assert zero_shot.min() > 0.35 and zero_shot.max() < 0.6 and np.ptp(zero_shot) > 0.12
+    assert report["rdm_corr_max"].max() < 0.8, report["rdm_corr_max"]
+    assert report["feature_dim"].between(64, 768).all()
+    for name in ("resnet10t", "vit_tiny_patch16_224"):  # the weakest and a strong zero-shot
+        probe = fit_probe(feats[name], world.train, family="full", lam=1e-2)
+        assert probe.evaluate(feats[name], test)["accuracy"] > 0.9 * world.realised_ceiling
+    again = extract_world_features(world, DEFAULT_MODELS[:1], tmp_path / "again", progress=False)
+    np.testing.assert_array_equal(load_features(next(iter(again.values()))), feats["resnet10t"])
+    meta = model_metadata(n_dims=world.config.n_dims)
+    assert list(meta) == list(paths) and all(m["n_parameters"] > 5e5 for m in meta.values())

@@ -84,7 +84,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "resized:<px>:<backbone>",
     )
     which.add_argument(
-        "--default-set", action="store_true", help="the default model set (10 backbones)"
+        "--default-set",
+        action="store_true",
+        help="the default model set (10 backbones; on a world folder mixed with their human "
+        "read-outs, on an image table their plain features)",
     )
     p.add_argument(
         "--images",

@@ -12,7 +12,8 @@ Everything is a pure function of a :class:`WorldConfig` (seed included):
   jittered exemplars).
 - :mod:`.build`: :func:`build_world` writes the files in THINGS' formats into a folder named by
   a hash of the configuration and reuses it; :func:`load_world` reads it back.
-- :mod:`.models`: the world's default model set and its (cached) features.
+- :mod:`.models`: the world's default model set (real networks plus a partial, distorted
+  read-out of the human embedding) and its (cached) features.
 - :mod:`.model_report`: zero-shot accuracy and RDM similarity of a model set.
 - :mod:`.generated`: fast image-free stand-ins for network features (tests and benchmarks).
 
@@ -52,10 +53,17 @@ from modelrecovery.world.render import (
 
 _LAZY = {
     "ModelSpec": "models",
+    "Readout": "models",
     "DEFAULT_MODELS": "models",
+    "SUGGESTED_RECTANGULAR_K": "models",
     "default_model_set": "models",
+    "short_name": "models",
     "resolve_models": "models",
+    "readout_features": "models",
     "extract_world_features": "models",
+    "world_model_names": "models",
+    "world_model_features": "models",
+    "model_metadata": "models",
     "rdm": "model_report",
     "rdm_correlations": "model_report",
     "model_set_report": "model_report",
