@@ -26,36 +26,26 @@ class StudyInputs:
     metadata: dict[str, dict[str, Any]] = field(default_factory=dict)  # e.g. n_parameters
 
 
-def short_name(backbone: str) -> str:
-    """A readable model name from a backbone name (``resized:128:timm:resnet10t`` ->
-    ``resnet10t``)."""
-    return backbone.rsplit(":", 1)[-1].replace("/", "_")
-
-
 def study_inputs(config: dict[str, Any], progress: bool = True) -> StudyInputs:
     """Resolve the study's data: build/extract the embedded world, or read given files."""
     data = config["data"]
     if data["kind"] == "world":
         from modelrecovery.world import WorldConfig, build_world
-        from modelrecovery.world.models import extract_world_features, resolve_models
+        from modelrecovery.world.models import model_metadata, world_model_features
 
         world_path = Path(data["world_config"])
         if not world_path.is_absolute() and not world_path.exists():
             world_path = CONF_DIR.parent / world_path  # relative to the project
         world_config = WorldConfig.from_yaml(world_path, data.get("world_overrides"))
         world = build_world(world_config, data.get("root"))
-        specs = resolve_models(config.get("models"))
-        names = [short_name(s.name) for s in specs]
-        if len(set(names)) != len(names):
-            raise ValueError(f"model short names repeat: {names}")
-        paths = extract_world_features(world, specs, progress=progress)
-        feature_paths = {short_name(name): Path(path) for name, path in paths.items()}
+        feature_paths = world_model_features(world, config.get("models"), progress=progress)
         human = load_human_data(world.triplets_path, n_concepts=world.n_concepts)
         return StudyInputs(
             human,
-            feature_paths,
+            {name: Path(path) for name, path in feature_paths.items()},
             world.human_embedding,
             {"world": str(world.root), "world_temperature": world.temperature},
+            model_metadata(config.get("models"), n_dims=world.human_embedding.shape[1]),
         )
     if data["kind"] == "files":
         models = config.get("models") or {}
@@ -77,9 +67,9 @@ def study_inputs(config: dict[str, Any], progress: bool = True) -> StudyInputs:
 def model_names(config: dict[str, Any]) -> list[str]:
     """The study's model names, known without building anything."""
     if config["data"]["kind"] == "world":
-        from modelrecovery.world.models import resolve_models
+        from modelrecovery.world.models import world_model_names
 
-        return [short_name(s.name) for s in resolve_models(config.get("models"))]
+        return world_model_names(config.get("models"))
     return list(config.get("models") or {})
 
 
