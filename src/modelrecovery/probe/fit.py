@@ -190,6 +190,13 @@ class FittedProbe:
         return accuracy_and_nll(self.transform(x), local, self.temperature)
 
 
+def all_finite(x: torch.Tensor) -> bool:
+    """Whether every element is finite (a finite sum proves it cheaply; torch.isfinite on a
+    whole matrix costs milliseconds per call)."""
+    with torch.no_grad():
+        return bool(torch.isfinite(x.sum())) or bool(torch.isfinite(x).all())
+
+
 def compact(
     features: torch.Tensor | np.ndarray, triplets: Triplets
 ) -> tuple[torch.Tensor, Triplets]:
@@ -201,6 +208,10 @@ def compact(
 
 def _triplet_logits(z: torch.Tensor, triplets: Triplets, temperature: float) -> torch.Tensor:
     ids = torch.as_tensor(triplets.ids.astype(np.int64), device=z.device)
+    if z.shape[0] ** 2 <= len(triplets) * z.shape[1]:  # few concepts: one Gram matrix
+        s = z @ z.T
+        a, b, c = ids[:, 0], ids[:, 1], ids[:, 2]
+        return torch.stack([s[b, c], s[a, c], s[a, b]], 1) / temperature
     out = torch.empty(len(triplets), 3, dtype=z.dtype, device=z.device)
     chunk = 1 << 16
     for start in range(0, len(triplets), chunk):
@@ -278,7 +289,7 @@ def lbfgs_minimise(
             extra_evals += 1
         stop = rule.update(start_loss, end_loss)
         current = end_loss if end_loss is not None else start_loss
-        if not math.isfinite(current) or not bool(torch.isfinite(param).all()):
+        if not math.isfinite(current) or not all_finite(param):
             break
         last_finite = param.detach().clone()
         if stop:
@@ -380,7 +391,7 @@ def build_problem(
     x = torch.as_tensor(features).to(dtype=dtype, device=dev)
     if x.ndim != 2:
         raise ValueError(f"features must be 2-D (n_concepts, p), got shape {tuple(x.shape)}")
-    if not torch.isfinite(x).all():
+    if not all_finite(x):
         raise ValueError("features contain NaN or infinite values")
     prep = (
         triplets.to(dev)
@@ -463,3 +474,46 @@ def fit_probe(
         time.perf_counter() - start,
         settings.stopping,
     )
+
+
+def fit_path(
+    features: torch.Tensor | np.ndarray,
+    triplets: Triplets | PreparedTriplets,
+    lams: list[float] | tuple[float, ...],
+    *,
+    warm_start: bool = False,
+    settings: LBFGSSettings | None = None,
+    **options,
+) -> list[FittedProbe]:
+    """Fits at every λ of ``lams`` (in the given order) on one problem set up once.
+
+    Identical to calling :func:`fit_probe` for each λ (cold: each fit starts from the
+    family's start point; ``warm_start``: from the previous fit's solution), without
+    repeating the validation, compilation and row-space set-up per λ.
+    """
+    settings = settings or LBFGSSettings()
+    problem = build_problem(features, triplets, lam=float(lams[0]) if lams else 0.0, **options)
+    out: list[FittedProbe] = []
+    theta = problem.theta0
+    for lam in lams:
+        if not (isinstance(lam, int | float) and math.isfinite(lam) and lam >= 0):
+            raise ValueError(f"lam must be a finite number >= 0, got {lam!r}")
+        start = time.perf_counter()
+        problem.lam = float(lam)
+        problem.objective.lam = float(lam)
+        result = lbfgs_minimise(
+            problem.objective, theta if warm_start else problem.theta0, settings
+        )
+        out.append(
+            problem.result(
+                result.theta,
+                result.history,
+                result.iterations,
+                result.evaluations,
+                result.converged,
+                time.perf_counter() - start,
+                settings.stopping,
+            )
+        )
+        theta = result.theta
+    return out

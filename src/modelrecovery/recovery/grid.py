@@ -21,6 +21,11 @@ class Level:
     family: str
     k: int | None = None
 
+    def __post_init__(self) -> None:
+        from modelrecovery.probe.families import Family
+
+        Family(self.family, self.k)  # a clear error for an unknown family or a missing k
+
     @property
     def label(self) -> str:
         return self.family if self.k is None else f"{self.family}{self.k}"

@@ -33,7 +33,7 @@ import torch
 from modelrecovery.data.sampling import sample_responses, sample_triplets
 from modelrecovery.data.splits import concept_folds
 from modelrecovery.data.triplets import Triplets
-from modelrecovery.probe.fit import FittedProbe, LBFGSSettings, fit_probe, triplet_probabilities
+from modelrecovery.probe.fit import FittedProbe, LBFGSSettings, fit_path, triplet_probabilities
 from modelrecovery.probe.objective import PreparedTriplets
 from modelrecovery.probe.reduced import REDUCIBLE_REGULARISERS, RowSpace, row_space
 from modelrecovery.recovery.grid import GridConfig, Job, derived_seed
@@ -277,23 +277,20 @@ def run_job(
             if space is not None and space.rank >= x.shape[1]:
                 space = None
             evaluator = _Evaluator(x, {"val": fd.validation, "test": fd.test}, space)
-            theta = None
-            for lam in lams:
-                tic = time.perf_counter()
-                fitted = fit_probe(
-                    x,
-                    preps[f],
-                    family=family,
-                    k=k,
-                    regulariser=config.regulariser,
-                    lam=lam,
-                    dtype=dtype,
-                    space=space,
-                    reduce=space is not None,
-                    init=theta if warm else None,
-                    settings=settings,
-                )
-                theta = fitted.theta
+            fits = fit_path(
+                x,
+                preps[f],
+                lams,
+                warm_start=warm,
+                settings=settings,
+                family=family,
+                k=k,
+                regulariser=config.regulariser,
+                dtype=dtype,
+                space=space,
+                reduce=space is not None,
+            )
+            for lam, fitted in zip(lams, fits, strict=True):
                 rows.append(
                     {
                         "candidate": candidate,
@@ -304,7 +301,7 @@ def run_job(
                         **evaluator.scores(fitted),
                         "iterations": fitted.iterations,
                         "converged": bool(fitted.converged),
-                        "seconds": time.perf_counter() - tic,
+                        "seconds": fitted.seconds,
                     }
                 )
     columns = _job_columns(job, config)
