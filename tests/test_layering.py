@@ -65,3 +65,45 @@ def test_the_checker_sees_relative_and_guarded_imports() -> None:
         "modelrecovery.world.build",
         "modelrecovery.features.io",
     } <= modules
+
+
+SCIENCE = ("data", "features", "world", "probe", "recovery", "analysis")
+
+
+@pytest.mark.parametrize("layer", SCIENCE)
+def test_science_never_imports_the_stages(layer: str) -> None:
+    bad = [
+        f"{path.relative_to(PACKAGE)}:{line} imports {module}"
+        for path in sorted((PACKAGE / layer).rglob("*.py"))
+        for line, module in imported_modules(path.read_text(encoding="utf-8"), package_of(path))
+        if module.startswith("modelrecovery.stages") or module.startswith("modelrecovery.cli")
+    ]
+    assert not bad, "\n".join(bad)
+
+
+def test_stage_modules_import_no_circle() -> None:
+    stages = {p.stem: p for p in (PACKAGE / "stages").glob("*.py") if p.stem != "__init__"}
+    graph = {
+        name: {
+            module.split(".")[2]
+            for _, module in imported_modules(path.read_text(encoding="utf-8"), package_of(path))
+            if module.startswith("modelrecovery.stages.") and module.split(".")[2] in stages
+        }
+        - {name}
+        for name, path in stages.items()
+    }
+    visiting: set[str] = set()
+    done: set[str] = set()
+
+    def visit(node: str, trail: list[str]) -> None:
+        assert node not in visiting, "import circle: " + " -> ".join([*trail, node])
+        if node in done:
+            return
+        visiting.add(node)
+        for nxt in sorted(graph[node]):
+            visit(nxt, [*trail, node])
+        visiting.discard(node)
+        done.add(node)
+
+    for name in sorted(graph):
+        visit(name, [])
