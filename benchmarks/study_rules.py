@@ -2,12 +2,16 @@
 warm vs cold starts, on the default study and on a paper-scale sample.
 
 Default study (``--world``, the default): runs the recover stage three times on the same
-world, features and generators (reused from the first run), changing only the grid's
-stopping rule or its starts:
+world, features and generators (reused from the first run, or from ``make recover``),
+changing only the recovery grid's stopping rule or its starts:
 
-  base      grid.stopping=converged grid.warm_start=false   (the default)
-  study     grid.stopping=study                             (the paper's early stop)
-  warm      grid.warm_start=true                            (λ path from strong to weak)
+  base            the default study (grid.stopping=study, cold starts)
+  converged       grid.stopping=converged                   (fits to the optimum)
+  converged-warm  grid.stopping=converged grid.warm_start=true (λ path strong to weak)
+
+(converged vs base: what the stopping rule changes; converged-warm vs converged: whether
+warm starts reach the same optimum; under the study's rule they cannot, since where it
+stops depends on where it starts.)
 
 and prints, matching jobs on (level, generator, N, seed): the share of jobs whose winner
 differs, whose selected λ differs for at least one candidate, and (warm vs cold) the
@@ -82,8 +86,8 @@ def world(overrides: list[str]) -> None:
 
     variants = {
         "base": [],
-        "study": ["grid.stopping=study"],
-        "warm": ["grid.warm_start=true"],
+        "converged": ["grid.stopping=converged"],
+        "converged-warm": ["grid.stopping=converged", "grid.warm_start=true"],
     }
     tables, seconds = {}, {}
     for name, extra in variants.items():
@@ -93,10 +97,13 @@ def world(overrides: list[str]) -> None:
         seconds[name] = time.perf_counter() - tic
         tables[name] = _tables(summary["run_id"])
         print(f"{name}: run {summary['run_id']}, {seconds[name]:.0f} s", flush=True)
-    rows = [compare(tables["base"], tables[n], n) for n in ("study", "warm")]
+    rows = [
+        compare(tables["base"], tables["converged"], "converged vs study"),
+        compare(tables["converged"], tables["converged-warm"], "warm vs cold (converged)"),
+    ]
     pd.set_option("display.width", 200)
     print(pd.DataFrame(rows).set_index("variant").T.to_string())
-    for name in ("study", "warm"):
+    for name in ("converged", "converged-warm"):
         fits = tables[name]["fits"]
         base = tables["base"]["fits"]
         print(

@@ -89,8 +89,10 @@ def fit_and_log(
     data_hashes: dict[str, str] | None = None,
     nested: bool = False,
     settings: LBFGSSettings | None = None,
+    log_model: bool = True,
 ) -> FitOutcome:
-    """Fit with ``lightning.Trainer`` and log everything to a run ``fit/<model>/<family>``."""
+    """Fit with ``lightning.Trainer`` and log everything to a run ``fit/<model>/<family>``
+    (``log_model``: also the probe as a pyfunc model; generators store W and Z instead)."""
     check_lambda(regulariser, family, lam)
     tags = standard_tags("fit", model, family)
     with mlflow.start_run(run_name=f"fit/{model}/{family}", nested=nested, tags=tags) as run:
@@ -145,8 +147,9 @@ def fit_and_log(
             np.save(tmp / "W.npy", fitted.matrix().cpu().numpy())
             mlflow.log_artifact(str(tmp / "W.npy"))
             mlflow.log_artifact(str(_loss_figure(fitted.loss_history, tmp / "loss_curve.png")))
-            z = fitted.transform(features).cpu().numpy()
-            log_probe_model(z, fitted.temperature, tmp / "probe")
+            if log_model:
+                z = fitted.transform(features).cpu().numpy()
+                log_probe_model(z, fitted.temperature, tmp / "probe")
     return FitOutcome(fitted=fitted, metrics=metrics, run_id=run.info.run_id)
 
 

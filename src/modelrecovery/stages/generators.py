@@ -178,6 +178,7 @@ def build_generator(
             device=spec.device,
             data_hashes=hashes,
             nested=True,
+            log_model=False,  # the generator run holds W and Z
         )
         fitted = tuned.fit.fitted
         z = fitted.transform(features).double().cpu().numpy()

@@ -177,6 +177,7 @@ def tune_and_fit(
     device: str = "cpu",
     data_hashes: dict[str, str] | None = None,
     nested: bool = False,
+    log_model: bool = True,
 ) -> TuneOutcome:
     """A run ``tune/<model>/<family>``: trials as child runs, then the refit on all training
     triplets with the best λ as another child run (zero-shot: no λ, only the fit)."""
@@ -230,6 +231,7 @@ def tune_and_fit(
             data_hashes=data_hashes,
             nested=True,
             settings=LBFGSSettings.of(settings.stopping),
+            log_model=log_model,
         )
         mlflow.log_metrics({f"refit_{name}": v for name, v in fit.metrics.items()})
     return TuneOutcome(best_lam, trials, study_name, run.info.run_id, fit)
