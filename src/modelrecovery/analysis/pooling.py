@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from modelrecovery.analysis.metrics import _is_na, _key_text, per_combination
+from modelrecovery.analysis.metrics import CONDITION_COLUMNS, _is_na, _key_text, per_combination
 
 __all__ = [
     "JOB_KEY",
@@ -36,19 +36,7 @@ __all__ = [
 JOB_KEY: tuple[str, ...] = ("condition_key", "generator", "n_train", "seed")
 
 #: Columns hashed into a derived ``condition_key`` (those present and not missing).
-KEY_COLUMNS: tuple[str, ...] = (
-    "level",
-    "family",
-    "k",
-    "regulariser",
-    "criterion",
-    "tie_rule",
-    "stopping",
-    "warm_start",
-    "sampling",
-    "lams",
-    "candidate_set",
-)
+KEY_COLUMNS: tuple[str, ...] = tuple(c for c in CONDITION_COLUMNS if c != "condition_key")
 
 _SORT = {
     "jobs": ["condition_key", "generator", "n_train", "seed", "job_id"],
