@@ -361,6 +361,14 @@ class ProbeProblem:
         )
 
 
+def check_lam(lam: object) -> None:
+    """λ must be a finite number >= 0."""
+    if isinstance(lam, bool) or not (
+        isinstance(lam, int | float | np.floating | np.integer) and math.isfinite(lam) and lam >= 0
+    ):
+        raise ValueError(f"lam must be a finite number >= 0, got {lam!r}")
+
+
 def build_problem(
     features: torch.Tensor | np.ndarray,
     triplets: Triplets | PreparedTriplets,
@@ -381,8 +389,7 @@ def build_problem(
     fam = family if isinstance(family, Family) else Family(family, k)
     if regulariser not in REGULARISERS:
         raise ValueError(f"regulariser must be one of {REGULARISERS}, got {regulariser!r}")
-    if not (isinstance(lam, int | float) and math.isfinite(lam) and lam >= 0):
-        raise ValueError(f"lam must be a finite number >= 0, got {lam!r}")
+    check_lam(lam)
     if not (
         isinstance(temperature, int | float) and math.isfinite(temperature) and temperature > 0
     ):
@@ -461,19 +468,9 @@ def fit_probe(
         init : starting parameters (warm start, r x r in the reduced parametrisation);
             default the identity.
     """
-    start = time.perf_counter()
-    settings = settings or LBFGSSettings()
-    problem = build_problem(features, triplets, **options)
-    out = lbfgs_minimise(problem.objective, problem.theta0, settings)
-    return problem.result(
-        out.theta,
-        out.history,
-        out.iterations,
-        out.evaluations,
-        out.converged,
-        time.perf_counter() - start,
-        settings.stopping,
-    )
+    lam = options.pop("lam", 0.0)
+    init = options.pop("init", None)
+    return fit_path(features, triplets, [lam], settings=settings, init=init, **options)[0]
 
 
 def fit_path(
@@ -487,18 +484,21 @@ def fit_path(
 ) -> list[FittedProbe]:
     """Fits at every λ of ``lams`` (in the given order) on one problem set up once.
 
-    Identical to calling :func:`fit_probe` for each λ (cold: each fit starts from the
-    family's start point; ``warm_start``: from the previous fit's solution), without
-    repeating the validation, compilation and row-space set-up per λ.
+    Each fit starts from the family's start point, or from ``init`` when given (cold);
+    with ``warm_start`` every fit after the first starts from the previous fit's solution.
+    The validation, compilation and row-space set-up are done once (their time counts in
+    the first fit's ``seconds``). :func:`fit_probe` is the one-λ case.
     """
     settings = settings or LBFGSSettings()
-    problem = build_problem(features, triplets, lam=float(lams[0]) if lams else 0.0, **options)
+    if not len(lams):
+        raise ValueError("fit_path needs at least one λ")
+    for lam in lams:
+        check_lam(lam)
+    start = time.perf_counter()
+    problem = build_problem(features, triplets, lam=float(lams[0]), **options)
     out: list[FittedProbe] = []
     theta = problem.theta0
     for lam in lams:
-        if not (isinstance(lam, int | float) and math.isfinite(lam) and lam >= 0):
-            raise ValueError(f"lam must be a finite number >= 0, got {lam!r}")
-        start = time.perf_counter()
         problem.lam = float(lam)
         problem.objective.lam = float(lam)
         result = lbfgs_minimise(
@@ -516,4 +516,5 @@ def fit_path(
             )
         )
         theta = result.theta
+        start = time.perf_counter()
     return out

@@ -33,13 +33,13 @@ import torch
 from modelrecovery.data.sampling import sample_responses, sample_triplets
 from modelrecovery.data.splits import concept_folds
 from modelrecovery.data.triplets import Triplets
+from modelrecovery.probe.crossval import TIE_TOLERANCE, select_lambda
 from modelrecovery.probe.fit import FittedProbe, LBFGSSettings, fit_path, triplet_probabilities
 from modelrecovery.probe.objective import PreparedTriplets
 from modelrecovery.probe.reduced import REDUCIBLE_REGULARISERS, RowSpace, row_space
 from modelrecovery.recovery.grid import GridConfig, Job, derived_seed
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
-TIE_TOLERANCE = 1e-12
 
 
 @dataclass
@@ -157,11 +157,6 @@ def _job_columns(job: Job, config: GridConfig) -> dict:
     }
 
 
-def _first_best(values: np.ndarray) -> int:
-    """Index of the first value within :data:`TIE_TOLERANCE` of the maximum."""
-    return int(np.flatnonzero(values >= values.max() - TIE_TOLERANCE)[0])
-
-
 def _snap(values: np.ndarray) -> np.ndarray:
     """Values with near-ties (within :data:`TIE_TOLERANCE`) made exactly equal."""
     out = np.asarray(values, dtype=float).copy()
@@ -195,8 +190,9 @@ def select_and_score(
         means["selector"] = -means["val_nll"]
     rows = []
     for candidate in candidates:
-        part = means[means["candidate"] == candidate].sort_values("lam", ascending=True)
-        best = part.iloc[_first_best(part["selector"].to_numpy())]
+        part = means[means["candidate"] == candidate]
+        best_lam = select_lambda(part["lam"].to_numpy(), part["selector"].to_numpy())
+        best = part[part["lam"] == best_lam].iloc[0]
         score = best["test_accuracy"] if config.criterion == "accuracy" else -best["test_nll"]
         rows.append(
             {

@@ -19,6 +19,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 
+from modelrecovery.analysis.metrics import level_sort_key
 from modelrecovery.config import load_config, split_overrides
 from modelrecovery.features.io import load_features
 from modelrecovery.recovery.executors import GridInputs, run_grid
@@ -40,8 +41,6 @@ from modelrecovery.tracking import (
     source_hash,
     standard_tags,
 )
-
-LEVEL_ORDER = ("zero_shot", "diagonal", "rectangular", "full")
 
 
 def grid_config(
@@ -83,11 +82,6 @@ def grid_provenance(
     }
 
 
-def _level_sort_key(label: str) -> tuple[int, str]:
-    family = next((f for f in LEVEL_ORDER if label.startswith(f)), label)
-    return (LEVEL_ORDER.index(family) if family in LEVEL_ORDER else len(LEVEL_ORDER), label)
-
-
 def recovery_curve(jobs: pd.DataFrame) -> pd.DataFrame:
     """Recovery accuracy per flexibility level and N (one condition per level in a run)."""
     curve = (
@@ -95,7 +89,7 @@ def recovery_curve(jobs: pd.DataFrame) -> pd.DataFrame:
         .agg(recovery_accuracy="mean", n_jobs="size")
         .reset_index()
     )
-    order = sorted(curve["level"].unique(), key=_level_sort_key)
+    order = sorted(curve["level"].unique(), key=level_sort_key)
     curve["level"] = pd.Categorical(curve["level"], categories=order, ordered=True)
     return curve.sort_values(["level", "n_train"]).astype({"level": str}).reset_index(drop=True)
 
@@ -270,7 +264,7 @@ def _report(tables, models_df, generators, features, inputs, parent):
     from modelrecovery.analysis import ReportConfig, build_report
 
     # geometry: the most flexible level's transforms (the others are in their runs)
-    levels = sorted({level for level, _ in generators}, key=_level_sort_key)
+    levels = sorted({level for level, _ in generators}, key=level_sort_key)
     top = levels[-1]
     transforms = {}
     for (level, name), g in generators.items():
