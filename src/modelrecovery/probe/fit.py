@@ -29,6 +29,7 @@ import torch
 
 from modelrecovery.data.triplets import Triplets
 from modelrecovery.probe.families import REGULARISERS, Family
+from modelrecovery.probe.lbfgs import LBFGS, LBFGSCore
 from modelrecovery.probe.objective import PreparedTriplets, TripletObjective
 from modelrecovery.probe.reduced import REDUCIBLE_REGULARISERS, RowSpace, full_matrix, row_space
 
@@ -51,32 +52,42 @@ class LBFGSSettings:
     rel_tol: float = 1e-7
     tolerance_grad: float = 1e-7
     tolerance_change: float = 1e-9
+    engine: str = "auto"  # L-BFGS implementation: auto (lean on CPU), lean or torch
 
     def __post_init__(self) -> None:
+        if self.engine not in ("auto", "lean", "torch"):
+            raise ValueError(f"engine must be 'auto', 'lean' or 'torch', got {self.engine!r}")
         if self.stopping not in STOPPING_RULES:
             raise ValueError(f"stopping must be one of {STOPPING_RULES}, got {self.stopping!r}")
         if self.max_repeats < 1 or self.max_iter < 1 or self.min_steps < 1:
             raise ValueError("max_repeats, max_iter and min_steps must be at least 1")
 
     @classmethod
-    def of(cls, stopping: str) -> LBFGSSettings:
+    def of(cls, stopping: str, engine: str = "auto") -> LBFGSSettings:
         """The settings of a named stopping rule: ``converged`` or ``study``."""
         if stopping == "study":
-            return cls(stopping="study", tolerance_change=1e-4, max_eval=450)
-        return cls(stopping=stopping)
+            return cls(stopping="study", tolerance_change=1e-4, max_eval=450, engine=engine)
+        return cls(stopping=stopping, engine=engine)
 
-    def optimiser(self, params: list[torch.nn.Parameter]) -> torch.optim.LBFGS:
-        """torch's L-BFGS with these settings."""
-        return torch.optim.LBFGS(
-            params,
+    def lbfgs_options(self) -> dict:
+        """The L-BFGS arguments (torch's names) of these settings."""
+        return dict(
             lr=1.0,
             max_iter=self.max_iter,
             max_eval=self.max_eval,
             history_size=self.history_size,
-            line_search_fn="strong_wolfe",
             tolerance_grad=self.tolerance_grad,
             tolerance_change=self.tolerance_change,
         )
+
+    def optimiser(self, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
+        """The L-BFGS optimiser with these settings: the lean implementation of
+        :mod:`modelrecovery.probe.lbfgs` on CPU, torch's ``LBFGS`` on other devices (the
+        same algorithm)."""
+        params = list(params)
+        if self.engine != "torch" and all(p.device.type == "cpu" for p in params):
+            return LBFGS(params, line_search_fn="strong_wolfe", **self.lbfgs_options())
+        return torch.optim.LBFGS(params, line_search_fn="strong_wolfe", **self.lbfgs_options())
 
 
 class StepRule:
@@ -267,15 +278,61 @@ class Minimised:
 
 
 def lbfgs_minimise(
-    objective: TripletObjective, theta0: torch.Tensor, settings: LBFGSSettings
+    objective: TripletObjective,
+    theta0: torch.Tensor,
+    settings: LBFGSSettings,
+    engine: str | None = None,
 ) -> Minimised:
     """Repeated L-BFGS steps under ``settings``' stopping rule (module docstring).
 
     Returns the last finite iterate, the losses the rule compared, the number of L-BFGS
-    iterations and objective evaluations, and whether the rule was met.
+    iterations and objective evaluations, and whether the rule was met. On CPU the lean
+    :class:`~modelrecovery.probe.lbfgs.LBFGSCore` runs (it knows the loss at the end of a
+    step, so the ``converged`` rule needs no extra evaluation); elsewhere, or with
+    ``engine="torch"``, torch's ``LBFGS`` (the same algorithm). ``engine`` defaults to
+    ``settings.engine``.
     """
+    engine = engine or settings.engine
+    if engine not in ("auto", "lean", "torch"):
+        raise ValueError(f"engine must be 'auto', 'lean' or 'torch', got {engine!r}")
+    if engine == "torch" or theta0.device.type != "cpu":
+        return _torch_minimise(objective, theta0, settings)
+    shape = theta0.shape
+
+    def fun(x: np.ndarray) -> tuple[float, np.ndarray]:
+        loss, grad = objective.loss_and_grad(torch.from_numpy(x).view(shape))
+        return float(loss), grad.reshape(-1).numpy()
+
+    core = LBFGSCore(theta0.detach().numpy(), **settings.lbfgs_options())
+    rule = StepRule(settings)
+    last_finite = core.x.copy()
+    for _ in range(settings.max_repeats):
+        start_loss = core.step(fun)
+        end_loss = core.loss if rule.needs_end_loss else None
+        stop = rule.update(start_loss, end_loss)
+        current = end_loss if end_loss is not None else start_loss
+        if not math.isfinite(current) or not np.isfinite(core.x).all():
+            break
+        last_finite = core.x.copy()
+        if stop:
+            break
+    return Minimised(
+        theta=torch.from_numpy(last_finite).view(shape),
+        history=rule.history,
+        iterations=core.n_iter,
+        evaluations=core.func_evals,
+        converged=rule.converged,
+    )
+
+
+def _torch_minimise(
+    objective: TripletObjective, theta0: torch.Tensor, settings: LBFGSSettings
+) -> Minimised:
+    """:func:`lbfgs_minimise` with torch's L-BFGS (any device)."""
     param = torch.nn.Parameter(theta0.detach().clone())
-    optimiser = settings.optimiser([param])
+    optimiser = torch.optim.LBFGS(
+        [param], line_search_fn="strong_wolfe", **settings.lbfgs_options()
+    )
     closure = make_closure(objective, param)
     rule = StepRule(settings)
     extra_evals = 0

@@ -118,8 +118,11 @@ class ProbeModule(L.LightningModule):
         start_loss = float(optimiser.step(closure=closure))
         end_loss = None
         if self.rule.needs_end_loss:
-            end_loss = self._loss()
-            self._extra_evals += 1
+            # the lean L-BFGS knows the loss at the end of its step; torch's does not
+            end_loss = optimiser.optimizer.state[self.theta].get("loss")
+            if end_loss is None:
+                end_loss = self._loss()
+                self._extra_evals += 1
         stop = self.rule.update(start_loss, end_loss)
         loss = end_loss if end_loss is not None else start_loss
         if not math.isfinite(loss) or not bool(torch.isfinite(self.theta).all()):
