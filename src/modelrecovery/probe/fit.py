@@ -441,6 +441,7 @@ def build_problem(
     reduce: bool | str = "auto",
     space: RowSpace | None = None,
     init: torch.Tensor | None = None,
+    compiled: bool = True,
 ) -> ProbeProblem:
     """Validate the inputs and set up one probe problem (see :func:`fit_probe`)."""
     fam = family if isinstance(family, Family) else Family(family, k)
@@ -481,7 +482,14 @@ def build_problem(
     else:
         space, x_fit, p_fit = None, x_active, p
     objective = TripletObjective(
-        x_fit, prep, fam, regulariser=regulariser, lam=lam, temperature=temperature, path=path
+        x_fit,
+        prep,
+        fam,
+        regulariser=regulariser,
+        lam=lam,
+        temperature=temperature,
+        path=path,
+        compiled=compiled,
     )
     if init is None:
         theta0 = fam.init(p_fit, dtype=dtype, device=dev)
@@ -524,6 +532,8 @@ def fit_probe(
             (``True``) or never (``False``); ``space`` reuses a precomputed row space.
         init : starting parameters (warm start, r x r in the reduced parametrisation);
             default the identity.
+        compiled : the numba kernel for the per-triplet work on CPU (``False``: array
+            operations, the same numbers to rounding).
     """
     lam = options.pop("lam", 0.0)
     init = options.pop("init", None)

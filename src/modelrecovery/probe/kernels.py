@@ -59,8 +59,10 @@ def _nll_slot_grad_impl(values, slots, odd, inv_temperature, n_chunks):  # pragm
     return nll_parts.sum() / m, out
 
 
-_nll_slot_grad = numba.njit(parallel=True, fastmath=True, cache=True)(_nll_slot_grad_impl)
-_nll_slot_grad_serial = numba.njit(fastmath=True, cache=True)(_nll_slot_grad_impl)
+_nll_slot_grad = numba.njit(parallel=True, fastmath=True, cache=True, nogil=True)(
+    _nll_slot_grad_impl
+)
+_nll_slot_grad_serial = numba.njit(fastmath=True, cache=True, nogil=True)(_nll_slot_grad_impl)
 
 
 def nll_slot_grad_cpu(

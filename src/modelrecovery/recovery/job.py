@@ -23,6 +23,7 @@ Q = X X^T - P P^T, because the cross term vanishes), never from the p x p W.
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numba
@@ -34,7 +35,13 @@ from modelrecovery.data.sampling import sample_responses, sample_triplets
 from modelrecovery.data.splits import concept_folds
 from modelrecovery.data.triplets import Triplets
 from modelrecovery.probe.crossval import TIE_TOLERANCE, select_lambda
-from modelrecovery.probe.fit import FittedProbe, LBFGSSettings, fit_path, triplet_probabilities
+from modelrecovery.probe.fit import (
+    FittedProbe,
+    LBFGSSettings,
+    fit_path,
+    resolve_device,
+    triplet_probabilities,
+)
 from modelrecovery.probe.objective import PreparedTriplets
 from modelrecovery.probe.reduced import REDUCIBLE_REGULARISERS, RowSpace, row_space
 from modelrecovery.recovery.grid import GridConfig, Job, derived_seed
@@ -105,7 +112,11 @@ def simulate(
 
 
 class _Evaluator:
-    """Validation / test accuracy and NLL of a candidate's fits on one fold."""
+    """Validation / test accuracy and NLL of a candidate's fits on one fold.
+
+    Similarities are computed in float64 whatever the fitting dtype: a float32 Gram matrix
+    can flip a near-tied test triplet between two fits equal to 1e-7, and one flipped
+    triplet moves a test accuracy by 1/len(test)."""
 
     def __init__(self, x: torch.Tensor, sets: dict[str, Triplets], space: RowSpace | None):
         ids = np.concatenate([t.ids for t in sets.values()])
@@ -113,24 +124,26 @@ class _Evaluator:
         local = local.reshape(-1, 3)
         self.sets: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         start = 0
+        dev = x.device
         for name, t in sets.items():
-            rows = torch.from_numpy(local[start : start + len(t)].astype(np.int64))
-            self.sets[name] = (rows, torch.from_numpy(t.odd.astype(np.int64)))
+            rows = torch.from_numpy(local[start : start + len(t)].astype(np.int64)).to(dev)
+            self.sets[name] = (rows, torch.from_numpy(t.odd.astype(np.int64)).to(dev))
             start += len(t)
-        self.x = x[torch.from_numpy(concepts)]
+        self.x = x[torch.from_numpy(concepts).to(dev)].to(torch.float64)
         self.space = space
         if space is not None:
-            self.p = self.x @ space.basis.to(x.dtype)
+            self.p = self.x @ space.basis.to(torch.float64)
             self.q = self.x @ self.x.T - self.p @ self.p.T
 
     def gram(self, fitted: FittedProbe) -> torch.Tensor:
+        theta = fitted.theta.to(torch.float64)
         if self.space is None:
-            z = fitted.transform(self.x)
+            z = fitted.family.transform(self.x, theta)
             return z @ z.T
-        pa = self.p @ fitted.theta
+        pa = self.p @ theta
         s = pa @ pa.T
         if fitted.regulariser == "scalar_shrinkage":
-            c = float(torch.diagonal(fitted.theta).sum()) / self.space.rank
+            c = float(torch.diagonal(theta).sum()) / self.space.rank
             s = s + (c * c) * self.q
         return s
 
@@ -140,7 +153,7 @@ class _Evaluator:
         for name, (rows, odd) in self.sets.items():
             a, b, c = rows[:, 0], rows[:, 1], rows[:, 2]
             logits = torch.stack([s[b, c], s[a, c], s[a, b]], 1) / fitted.temperature
-            nll = torch.logsumexp(logits, 1) - logits[torch.arange(len(odd)), odd]
+            nll = torch.logsumexp(logits, 1) - logits[torch.arange(len(odd), device=s.device), odd]
             out[f"{name}_accuracy"] = float((logits.argmax(1) == odd).double().mean())
             out[f"{name}_nll"] = float(nll.double().mean())
         return out
@@ -242,6 +255,76 @@ def pick_winner(scores: pd.DataFrame) -> str:
     return str(scores.loc[scores["winner"], "candidate"].iloc[0])
 
 
+@dataclass(frozen=True)
+class Implementation:
+    """How a job's fits are computed (not what: no result may depend on it beyond
+    rounding). ``FAST`` is the default; ``REFERENCE`` is the plain path the exactness test
+    compares against: torch's L-BFGS, the dense objective in array operations, float64."""
+
+    engine: str = "auto"  # L-BFGS: auto (lean on CPU) or torch
+    path: str = "auto"  # objective path: auto, dense or sparse
+    compiled: bool = True  # the numba kernel for the per-triplet work on CPU
+    dtype: str | None = None  # None: the grid's dtype
+
+
+FAST = Implementation()
+REFERENCE = Implementation(engine="torch", path="dense", compiled=False, dtype="float64")
+
+
+def _fit_unit(
+    candidate: str,
+    f: int,
+    x: torch.Tensor,
+    fd: FoldData,
+    prep: PreparedTriplets,
+    lams: tuple[float, ...],
+    *,
+    config: GridConfig,
+    job: Job,
+    settings: LBFGSSettings,
+    warm: bool,
+    reducible: bool,
+    implementation: Implementation,
+) -> list[dict]:
+    """Every λ of one candidate on one fold: the fits table's rows."""
+    space = row_space(x[prep.concepts]) if reducible else None
+    if space is not None and space.rank >= x.shape[1]:
+        space = None
+    evaluator = _Evaluator(x, {"val": fd.validation, "test": fd.test}, space)
+    fits = fit_path(
+        x,
+        prep,
+        lams,
+        warm_start=warm,
+        settings=settings,
+        family=job.level.family,
+        k=job.level.k,
+        regulariser=config.regulariser,
+        dtype=x.dtype,
+        device=x.device,
+        space=space,
+        reduce=space is not None,
+        path=implementation.path,
+        compiled=implementation.compiled,
+    )
+    rows = []
+    for lam, fitted in zip(lams, fits, strict=True):
+        rows.append(
+            {
+                "candidate": candidate,
+                "lam": lam,
+                "fold": f,
+                "train_nll": fitted.train_nll,
+                "train_objective": fitted.train_objective,
+                **evaluator.scores(fitted),
+                "iterations": fitted.iterations,
+                "converged": bool(fitted.converged),
+                "seconds": fitted.seconds,
+            }
+        )
+    return rows
+
+
 def run_job(
     job: Job,
     config: GridConfig,
@@ -249,57 +332,56 @@ def run_job(
     temperature: float,
     candidate_features: dict[str, np.ndarray],
     exclude_keys: np.ndarray | None = None,
+    implementation: Implementation = FAST,
 ) -> JobResult:
     """Simulate from the job's generator (its level's Z and T), refit every candidate for
-    every λ and fold, and score (see module doc)."""
+    every λ and fold, and score (see module doc).
+
+    On CPU with ``config.threads_per_job`` > 1 the (candidate, fold) fits run on that many
+    threads, each fit single-threaded (torch and numba release the GIL in the heavy
+    work): a busy core slows one fit, not every fit, as a thread team of two would. Each
+    fit is computed the same way whatever the threads, so the tables are identical.
+    ``config.device`` places the fits (``cuda``: features, triplets and evaluation on the
+    GPU; the per-triplet work in torch)."""
     start = time.perf_counter()
-    torch.set_num_threads(config.threads_per_job)
-    numba.set_num_threads(min(config.threads_per_job, numba.config.NUMBA_NUM_THREADS))
-    dtype = DTYPES[config.dtype]
-    settings = LBFGSSettings.of(config.stopping)
+    device = resolve_device(config.device)
+    parallel = device.type == "cpu" and config.threads_per_job > 1
+    threads = 1 if parallel else config.threads_per_job
+    torch.set_num_threads(threads)
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    dtype = DTYPES[implementation.dtype or config.dtype]
+    settings = LBFGSSettings.of(config.stopping, engine=implementation.engine)
     data = simulate(job, config, generator_z, temperature, exclude_keys)
-    preps = [PreparedTriplets.from_triplets(fd.train) for fd in data]
-    family, k = job.level.family, job.level.k
-    reducible = family == "full" and config.regulariser in REDUCIBLE_REGULARISERS
+    preps = [PreparedTriplets.from_triplets(fd.train, device=device) for fd in data]
+    reducible = job.level.family == "full" and config.regulariser in REDUCIBLE_REGULARISERS
     lams = config.lam_grid(job.level)
-    warm = config.warm_start and family != "zero_shot"
+    warm = config.warm_start and job.level.family != "zero_shot"
     if warm:
         lams = tuple(reversed(lams))  # strong to weak penalty, each from the previous fit
-    rows = []
-    for candidate in config.candidates:
-        x = torch.as_tensor(candidate_features[candidate]).to(dtype)
-        for f, fd in enumerate(data):
-            space = row_space(x[preps[f].concepts]) if reducible else None
-            if space is not None and space.rank >= x.shape[1]:
-                space = None
-            evaluator = _Evaluator(x, {"val": fd.validation, "test": fd.test}, space)
-            fits = fit_path(
-                x,
-                preps[f],
-                lams,
-                warm_start=warm,
-                settings=settings,
-                family=family,
-                k=k,
-                regulariser=config.regulariser,
-                dtype=dtype,
-                space=space,
-                reduce=space is not None,
-            )
-            for lam, fitted in zip(lams, fits, strict=True):
-                rows.append(
-                    {
-                        "candidate": candidate,
-                        "lam": lam,
-                        "fold": f,
-                        "train_nll": fitted.train_nll,
-                        "train_objective": fitted.train_objective,
-                        **evaluator.scores(fitted),
-                        "iterations": fitted.iterations,
-                        "converged": bool(fitted.converged),
-                        "seconds": fitted.seconds,
-                    }
-                )
+    features = {
+        c: torch.as_tensor(candidate_features[c]).to(dtype=dtype, device=device)
+        for c in config.candidates
+    }
+    units = [(c, f) for c in config.candidates for f in range(len(data))]
+    options = dict(
+        config=config,
+        job=job,
+        settings=settings,
+        warm=warm,
+        reducible=reducible,
+        implementation=implementation,
+    )
+
+    def unit(item: tuple[str, int]) -> list[dict]:
+        c, f = item
+        return _fit_unit(c, f, features[c], data[f], preps[f], lams, **options)
+
+    if parallel:
+        with ThreadPoolExecutor(max_workers=config.threads_per_job) as pool:
+            per_unit = list(pool.map(unit, units))  # results in unit order
+    else:
+        per_unit = [unit(item) for item in units]
+    rows = [row for part in per_unit for row in part]
     columns = _job_columns(job, config)
     fits = pd.DataFrame(rows)
     tie_seed = derived_seed(job.seed, job.n_train, job.generator, job.level.label, "ties")
