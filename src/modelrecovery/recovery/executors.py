@@ -1,16 +1,26 @@
 """Run the jobs of a grid in-process or on Dask; results go to the store as each job
 finishes (the client writes them, so one writer keeps the store consistent, and remote
-workers need no shared file system)."""
+workers need no shared file system).
+
+On GPUs (``grid.device`` ``cuda``, ``cuda:<n>`` or ``auto`` with a GPU) the local Dask
+cluster starts ``jobs_per_gpu`` single-threaded worker processes per GPU, and worker i
+runs its jobs on ``cuda:<i % n_gpus>`` (:func:`modelrecovery.devices.worker_device`), so
+several jobs share one GPU. The device changes no job id: a job gives the same result
+wherever it runs, up to the last float bits.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from modelrecovery.devices import cuda_count, pool_size, worker_device
 from modelrecovery.recovery.grid import GridConfig, Job, jobs_of
 from modelrecovery.recovery.job import JobResult, run_job
 from modelrecovery.recovery.store import ResultsStore
@@ -75,6 +85,32 @@ def _run(job: Job, config: GridConfig, inputs: GridInputs) -> JobResult:
     return run_job(job, config, z, temperature, inputs.candidate_features, inputs.exclude_keys)
 
 
+def worker_index(name: object) -> int:
+    """A Dask worker's index in its pool: its name if an integer (``LocalCluster`` names
+    workers 0, 1, ...), else the number its name ends with (``SLURMCluster-3``), else 0."""
+    if isinstance(name, int):
+        return name
+    match = re.search(r"(\d+)$", str(name))
+    return int(match.group(1)) if match else 0
+
+
+def _run_on_worker(job: Job, config: GridConfig, inputs: GridInputs) -> JobResult:
+    """:func:`_run` on a Dask worker, on the device of the worker's index among the GPUs
+    it sees (:func:`~modelrecovery.devices.worker_device`)."""
+    if config.device != "cpu":
+        from distributed import get_worker
+
+        index = worker_index(get_worker().name)
+        config = dataclasses.replace(
+            config, device=worker_device(config.device, index, cuda_count(), "grid.device")
+        )
+    if config.device.startswith("cuda"):
+        import torch
+
+        torch.cuda.set_device(torch.device(config.device))  # plain "cuda" means it too
+    return _run(job, config, inputs)
+
+
 def run_grid(
     config: GridConfig,
     inputs: GridInputs,
@@ -83,18 +119,27 @@ def run_grid(
     executor: str = "inprocess",
     dask_address: str | None = None,
     n_workers: int = 2,
+    jobs_per_gpu: int = 2,
     progress: bool = True,
     on_done: Callable[[Job, JobResult], None] | None = None,
 ) -> list[Job]:
     """Run every job of ``config`` not yet in ``store``; returns the jobs run now.
 
     ``executor``: ``inprocess`` (one job after another) or ``dask`` (a ``LocalCluster`` on
-    127.0.0.1 with ``n_workers`` single-threaded workers, or the scheduler at
-    ``dask_address``). Each job pins its own thread count (``threads_per_job``), so the
-    same seeds give identical tables whichever executor runs them.
+    127.0.0.1 with ``n_workers`` single-threaded workers on the CPU, ``jobs_per_gpu``
+    workers per GPU on GPUs, or the scheduler at ``dask_address``). Each job pins its own
+    thread count (``threads_per_job``), so the same seeds give identical tables whichever
+    executor runs them. ``config.device`` is checked here before any work, unless the jobs
+    run on a remote scheduler (whose workers check it).
     """
     if executor not in EXECUTORS:
         raise ValueError(f"executor must be one of {EXECUTORS}, got {executor!r}")
+    if jobs_per_gpu < 1:
+        raise ValueError(f"executor.jobs_per_gpu must be at least 1, got {jobs_per_gpu}")
+    remote = executor == "dask" and dask_address is not None
+    n_gpus = 0 if config.device == "cpu" or remote else cuda_count()
+    if not remote:  # a clear error before any work when the device is absent here
+        worker_device(config.device, 0, n_gpus, "grid.device")
     inputs.check(config)
     finished = store.done()
     todo = [job for job in jobs_of(config) if job.job_id not in finished]
@@ -109,9 +154,12 @@ def run_grid(
 
     try:
         if executor == "inprocess":
+            here = dataclasses.replace(config, device=worker_device(config.device, 0, n_gpus))
             for job in todo:
-                finish(job, _run(job, config, inputs))
+                finish(job, _run(job, here, inputs))
         else:
+            if not remote:
+                n_workers = pool_size(config.device, n_gpus, jobs_per_gpu, n_workers)
             _run_dask(todo, config, inputs, finish, dask_address, n_workers)
     finally:
         bar.close()
@@ -136,7 +184,9 @@ def _run_dask(todo, config, inputs, finish, address, n_workers) -> None:
     try:
         remote_inputs = client.scatter(inputs, broadcast=True)
         futures = {
-            client.submit(_run, job, config, remote_inputs, key=f"recovery-{job.job_id}"): job
+            client.submit(
+                _run_on_worker, job, config, remote_inputs, key=f"recovery-{job.job_id}"
+            ): job
             for job in todo
         }
         for future in as_completed(futures):

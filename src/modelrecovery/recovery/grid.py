@@ -8,6 +8,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from modelrecovery.devices import check_device
+
 FULL_LAMBDAS = tuple(10.0**e for e in range(-6, 5))  # 1e-6 ... 1e4
 CRITERIA = ("accuracy", "nll")
 TIE_RULES = ("random", "first")
@@ -33,7 +35,8 @@ class Level:
 
 @dataclass(frozen=True)
 class GridConfig:
-    """Axes and settings of a recovery grid (everything a job's result depends on)."""
+    """Axes and settings of a recovery grid (everything a job's result depends on, plus
+    where it runs: ``threads_per_job`` and ``device``, which enter no key)."""
 
     generators: tuple[str, ...]
     candidates: tuple[str, ...]
@@ -52,6 +55,9 @@ class GridConfig:
     warm_start: bool = False  # each λ starts from the family's start point (the study)
     dtype: str = "float32"
     threads_per_job: int = 1
+    # where jobs run: cpu, cuda (every visible GPU, shared by the workers), cuda:<n>, auto;
+    # like threads_per_job it changes no result, so it enters no key or job id
+    device: str = "cpu"
     # provenance, hashed into job ids: "inputs" (hashes of every candidate's features, the
     # human data, the code) and "generators" ({level label: {model: generator key}})
     extra: dict = field(default_factory=dict)
@@ -83,6 +89,7 @@ class GridConfig:
             raise ValueError(f"every λ must be a finite number > 0, got {self.lams}")
         if self.n_folds < 2:
             raise ValueError(f"n_folds must be at least 2, got {self.n_folds}")
+        object.__setattr__(self, "device", check_device(self.device, "grid.device"))
 
     def key(self) -> str:
         """Hash of everything that changes a job's result, except the job's own axes and
@@ -91,6 +98,7 @@ class GridConfig:
         for axis in ("generators", "candidates", "sizes", "seeds", "levels"):
             payload.pop(axis)
         payload.pop("threads_per_job")
+        payload.pop("device")
         payload["extra"] = {k: v for k, v in self.extra.items() if k != "generators"}
         payload["candidates"] = sorted(self.candidates)
         return _digest(payload)

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
+import torch
 
 from modelrecovery.data.noise_ceiling import noise_ceiling
 from modelrecovery.data.triplets import Triplets
+from modelrecovery.devices import DEVICE_HELP, require_device
 from modelrecovery.probe.calibrate import calibrate_temperature
 from modelrecovery.tracking import setup_experiment, standard_tags
 
@@ -29,22 +31,31 @@ def calibrate_and_log(
     family: str,
     ceiling: float | None = None,
     nested: bool = True,
+    device: str = "cpu",
 ) -> dict[str, float]:
     """T for transformed features ``z`` on the repeated set, every response one row, so a
     triplet weighs as many responses as it has (the study's calibration averages over
-    responses); the ceiling is computed from the repeated responses unless given. Logged as
-    a run ``calibrate/<model>/<family>``."""
+    responses); the ceiling is computed from the repeated responses unless given. The
+    triplet similarities are computed on ``device``. Logged as a run
+    ``calibrate/<model>/<family>``."""
     check_ceiling(ceiling)
+    device = require_device(device, "device")
     source = "given"
     if ceiling is None:
         ceiling, source = noise_ceiling(repeated), "repeated triplets"
-    temperature, achieved = calibrate_temperature(z, repeated, ceiling)
+    z_here = torch.as_tensor(z, dtype=torch.float64).to(device)
+    temperature, achieved = calibrate_temperature(z_here, repeated, ceiling)
     n_unique = len(np.unique(repeated.sorted_keys()))
     result = {"temperature": temperature, "achieved_agreement": achieved, "ceiling": ceiling}
     tags = standard_tags("calibrate", model, family)
     with mlflow.start_run(run_name=f"calibrate/{model}/{family}", nested=nested, tags=tags):
         mlflow.log_params(
-            {"ceiling_source": source, "n_responses": len(repeated), "n_triplets": n_unique}
+            {
+                "ceiling_source": source,
+                "n_responses": len(repeated),
+                "n_triplets": n_unique,
+                "device": device,
+            }
         )
         mlflow.log_metrics(result)
     return result
@@ -58,6 +69,7 @@ def cmd_calibrate(args: argparse.Namespace) -> dict:
     from modelrecovery.stages.common import load_human_data
 
     check_ceiling(args.ceiling)
+    device = require_device(args.device, "--device")
     human = load_human_data(args.triplets, format=args.format, sortindex=args.sortindex)
     if human.test is None:
         raise ValueError(f"{args.triplets}: no repeated test set to calibrate on")
@@ -68,7 +80,7 @@ def cmd_calibrate(args: argparse.Namespace) -> dict:
     local = mlflow.artifacts.download_artifacts(run_id=args.run_id, artifact_path="probe")
     z = np.load(next(Path(local).rglob("z.npy")))
     return calibrate_and_log(
-        z, human.test, model=model, family=family, ceiling=args.ceiling, nested=False
+        z, human.test, model=model, family=family, ceiling=args.ceiling, nested=False, device=device
     )
 
 
@@ -80,4 +92,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sortindex", default=None)
     p.add_argument("--ceiling", type=float, default=None, help="default: from repeated triplets")
     p.add_argument("--experiment", default="default")
+    p.add_argument("--device", default="cpu", help=DEVICE_HELP)
     p.set_defaults(func=cmd_calibrate)

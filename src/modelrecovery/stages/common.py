@@ -10,6 +10,7 @@ import numpy as np
 
 from modelrecovery.data.loaders import detect_format, load_things2023_split, load_triplets
 from modelrecovery.data.triplets import Triplets, triplet_keys
+from modelrecovery.devices import DEVICE_HELP
 from modelrecovery.features.io import load_features
 from modelrecovery.tracking import file_hash
 
@@ -111,12 +112,12 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
 
 
 def add_probe_args(parser: argparse.ArgumentParser) -> None:
-    """Flexibility level and penalty options."""
+    """Flexibility level, penalty, dtype, device and stopping options."""
     parser.add_argument("--family", default="full")
     parser.add_argument("--k", type=int, default=None, help="rank of rectangular W")
     parser.add_argument("--regulariser", default="scalar_shrinkage")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    parser.add_argument("--device", default="cpu", help=DEVICE_HELP)
     parser.add_argument(
         "--stopping",
         default="converged",

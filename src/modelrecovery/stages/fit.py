@@ -17,6 +17,7 @@ import torch
 from lightning.pytorch.loggers import MLFlowLogger
 
 from modelrecovery.data.triplets import Triplets
+from modelrecovery.devices import require_device
 from modelrecovery.probe.fit import FittedProbe, LBFGSSettings
 from modelrecovery.probe.module import ProbeModule
 from modelrecovery.probe.pyfunc import log_probe_model
@@ -91,9 +92,11 @@ def fit_and_log(
     settings: LBFGSSettings | None = None,
     log_model: bool = True,
 ) -> FitOutcome:
-    """Fit with ``lightning.Trainer`` and log everything to a run ``fit/<model>/<family>``
-    (``log_model``: also the probe as a pyfunc model; generators store W and Z instead)."""
+    """Fit with ``lightning.Trainer`` on ``device`` and log everything to a run
+    ``fit/<model>/<family>`` (``log_model``: also the probe as a pyfunc model; generators
+    store W and Z instead)."""
     check_lambda(regulariser, family, lam)
+    device = require_device(device, "device")  # before the run starts
     tags = standard_tags("fit", model, family)
     with mlflow.start_run(run_name=f"fit/{model}/{family}", nested=nested, tags=tags) as run:
         # family, k, regulariser, lam, temperature, n_train, p, dtype: logged by Lightning
@@ -105,6 +108,7 @@ def fit_and_log(
                 "n_validation": 0 if validation is None else len(validation),
                 "n_test": 0 if test is None else len(test),
                 "stopping": (settings or LBFGSSettings()).stopping,
+                "device": device,
                 **{f"hash_{name}": h for name, h in (data_hashes or {}).items()},
             }
         )
@@ -123,8 +127,7 @@ def fit_and_log(
         trainer = L.Trainer(
             max_epochs=module.settings.max_repeats,
             logger=MLFlowLogger(tracking_uri=tracking_uri(), run_id=run.info.run_id),
-            accelerator="gpu" if str(device) == "cuda" else "cpu",
-            devices=1,
+            **_lightning_device(device),
             enable_checkpointing=False,
             enable_progress_bar=False,
             enable_model_summary=False,
@@ -153,9 +156,21 @@ def fit_and_log(
     return FitOutcome(fitted=fitted, metrics=metrics, run_id=run.info.run_id)
 
 
+def _lightning_device(device: str) -> dict:
+    """``Trainer`` arguments that keep the module on ``device`` (cpu, cuda, cuda:<n>)."""
+    if not device.startswith("cuda"):
+        return {"accelerator": "cpu", "devices": 1}
+    index = torch.device(device).index
+    return {
+        "accelerator": "gpu",
+        "devices": [torch.cuda.current_device() if index is None else index],
+    }
+
+
 def cmd_fit(args: argparse.Namespace) -> dict:
     """Fit one probe on human triplets and log it to MLflow."""
     check_lambda(args.regulariser, args.family, args.lam)
+    args.device = require_device(args.device, "--device")
     human, features, hashes, model = load_cli_inputs(args)
     setup_experiment(args.experiment)
     outcome = fit_and_log(

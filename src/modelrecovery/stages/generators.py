@@ -17,6 +17,7 @@ import mlflow
 import numpy as np
 from tqdm.auto import tqdm
 
+from modelrecovery.devices import check_device, require_device
 from modelrecovery.probe.families import Family
 from modelrecovery.recovery.grid import Level
 from modelrecovery.stages.calibrate import calibrate_and_log, check_ceiling
@@ -34,10 +35,11 @@ class GeneratorSpec:
     regulariser: str = "scalar_shrinkage"
     ceiling: float | None = None  # None: from the repeated human triplets
     dtype: str = "float32"
-    device: str = "cpu"
+    device: str = "cpu"  # where tune, fit and calibrate run; enters no reuse key
 
     def __post_init__(self) -> None:
         Family(self.family, self.k)  # a clear error for a bad level
+        self.device = check_device(self.device, "probe.device")
 
     @property
     def level(self) -> str:
@@ -73,8 +75,8 @@ class Generator:
 
 
 def settings_from_config(config: dict) -> tuple[list[GeneratorSpec], TuneSettings]:
-    """One generator spec per level of ``grid.levels`` (regulariser, ceiling and dtype from
-    ``probe``) and the tuning settings (``tune``; ``stopping`` from ``probe``)."""
+    """One generator spec per level of ``grid.levels`` (regulariser, ceiling, dtype and
+    device from ``probe``) and the tuning settings (``tune``; ``stopping`` from ``probe``)."""
     probe = config["probe"]
     stale = [key for key in ("family", "k") if probe.get(key) is not None]
     if stale:
@@ -89,6 +91,7 @@ def settings_from_config(config: dict) -> tuple[list[GeneratorSpec], TuneSetting
             regulariser=probe["regulariser"],
             ceiling=probe.get("ceiling"),
             dtype=probe.get("dtype", "float32"),
+            device=probe.get("device", "cpu"),
         )
         for level in config["grid"]["levels"]
     ]
@@ -98,7 +101,11 @@ def settings_from_config(config: dict) -> tuple[list[GeneratorSpec], TuneSetting
 
 
 def _generator_params(model: str, spec: GeneratorSpec, tune: TuneSettings) -> dict:
-    return {"model": model, **asdict(spec), "tune": asdict(tune)}
+    """What a generator's reuse key hashes: everything but the device (a generator fitted
+    on a GPU serves a CPU study and the reverse)."""
+    params = {"model": model, **asdict(spec), "tune": asdict(tune)}
+    params.pop("device")
+    return params
 
 
 def load_generator(run: mlflow.entities.Run, reused: bool = True) -> Generator:
@@ -131,10 +138,12 @@ def build_generator(
     spec: GeneratorSpec | None = None,
     tune: TuneSettings | None = None,
 ) -> Generator:
-    """Tune, fit and calibrate one model on human data, or reuse the finished run."""
+    """Tune, fit and calibrate one model on human data (on ``spec.device``), or reuse the
+    finished run (wherever it was computed)."""
     spec = spec or GeneratorSpec()
     tune = tune or TuneSettings()
     check_ceiling(spec.ceiling)
+    device = require_device(spec.device, "probe.device")
     if human.test is None:
         raise ValueError(f"{human.path}: generators need a repeated human test set to calibrate T")
     features, feature_hash = load_model_features(features_path, human.train.n_concepts)
@@ -160,6 +169,7 @@ def build_generator(
                 "probe_parameters": probe_parameters(spec.family, spec.k, features.shape[1]),
                 "stopping": tune.stopping,
                 **{k: str(v) for k, v in asdict(spec).items()},
+                "device": device,
                 "features_path": str(features_path),
                 "hash_features": feature_hash,
                 "hash_triplets": human.data_hash,
@@ -175,7 +185,7 @@ def build_generator(
             settings=tune,
             test=human.test,
             dtype=spec.dtype,
-            device=spec.device,
+            device=device,
             data_hashes=hashes,
             nested=True,
             log_model=False,  # the generator run holds W and Z
@@ -183,7 +193,7 @@ def build_generator(
         fitted = tuned.fit.fitted
         z = fitted.transform(features).double().cpu().numpy()
         calibration = calibrate_and_log(
-            z, human.test, model=model, family=spec.level, ceiling=spec.ceiling
+            z, human.test, model=model, family=spec.level, ceiling=spec.ceiling, device=device
         )
         meta = {
             "model": model,
@@ -255,6 +265,8 @@ def build_generators(
     labels = [spec.level for spec in specs]
     if len(set(labels)) != len(labels):
         raise ValueError(f"generator levels repeat: {labels}")
+    for spec in specs:
+        require_device(spec.device, "probe.device")  # before any run starts
     for model, path in feature_paths.items():
         if not Path(path).exists():
             raise FileNotFoundError(f"features of model {model!r} not found: {path}")
@@ -277,6 +289,8 @@ def cmd_generators(args) -> dict:
 
     config = load_config(args.config, split_overrides(args.set))
     specs, tune = settings_from_config(config)
+    for spec in specs:
+        require_device(spec.device, "probe.device")  # before the world or any run is built
     experiment_id = setup_experiment(config["study"])
     inputs = study_inputs(config, progress=not args.no_progress)
     wanted = select_names(config.get("generators"), list(inputs.feature_paths), "generators")

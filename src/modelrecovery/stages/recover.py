@@ -10,6 +10,7 @@ the MLflow UI plots one curve per level) and the HTML report.
 from __future__ import annotations
 
 import argparse
+import functools
 import tempfile
 import time
 from pathlib import Path
@@ -21,6 +22,7 @@ import pandas as pd
 
 from modelrecovery.analysis.metrics import level_sort_key
 from modelrecovery.config import load_config, split_overrides
+from modelrecovery.devices import require_device
 from modelrecovery.features.io import load_features
 from modelrecovery.recovery.executors import GridInputs, run_grid
 from modelrecovery.recovery.grid import GridConfig, Job, Level, jobs_of
@@ -94,7 +96,7 @@ def recovery_curve(jobs: pd.DataFrame) -> pd.DataFrame:
     return curve.sort_values(["level", "n_train"]).astype({"level": str}).reset_index(drop=True)
 
 
-def _log_job(job: Job, result: JobResult) -> None:
+def _log_job(job: Job, result: JobResult, device: str = "cpu") -> None:
     row = result.job.iloc[0]
     tags = standard_tags("job", job.generator, job.level.family) | {
         "winner": str(row["winner"]),
@@ -112,6 +114,7 @@ def _log_job(job: Job, result: JobResult) -> None:
                 "level": job.level.label,
                 "tie_rule": row["tie_rule"],
                 "stopping": row["stopping"],
+                "device": device,
             }
         )
         metrics = {
@@ -166,14 +169,29 @@ def run_study(
     study = config["study"]
     execution = config.get("executor") or {}
     executor = executor or execution.get("kind", "inprocess")
-    grid_config(config, model_names(config))  # bad names or sizes fail before any work
+    # bad names, sizes or devices fail before any work and before any run is created
+    checked = grid_config(config, model_names(config))
     specs, tune = settings_from_config(config)
+    for spec in specs:
+        require_device(spec.device, "probe.device")
+    if executor == "inprocess" or not execution.get("address"):  # else the workers check
+        require_device(checked.device, "grid.device")
+    jobs_per_gpu = int(execution.get("jobs_per_gpu", 2))
+    if jobs_per_gpu < 1:
+        raise ValueError(f"executor.jobs_per_gpu must be at least 1, got {jobs_per_gpu}")
     experiment_id = setup_experiment(study)
     tags = standard_tags("recover") | {"study": study}
     timings: dict[str, float] = {}
     with mlflow.start_run(run_name=f"recover/{study}", tags=tags) as parent:
         mlflow.log_dict(config, "config.yaml")
-        mlflow.log_params({"study": study, "executor": executor})
+        mlflow.log_params(
+            {
+                "study": study,
+                "executor": executor,
+                "device": checked.device,
+                "probe_device": specs[0].device if specs else "cpu",
+            }
+        )
         tic = time.perf_counter()
         inputs = study_inputs(config, progress)
         timings["inputs_seconds"] = time.perf_counter() - tic
@@ -217,8 +235,9 @@ def run_study(
             executor=executor,
             dask_address=execution.get("address"),
             n_workers=int(execution.get("n_workers", 2)),
+            jobs_per_gpu=jobs_per_gpu,
             progress=progress,
-            on_done=_log_job,
+            on_done=functools.partial(_log_job, device=grid.device),
         )
         timings["jobs_seconds"] = time.perf_counter() - tic
         tables = store.load({job.job_id for job in jobs_of(grid)})

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from modelrecovery.config import load_config, split_overrides
 from modelrecovery.data.loaders import save_csv
+from modelrecovery.devices import require_device
 from modelrecovery.recovery.grid import Job
 from modelrecovery.recovery.job import simulate
 from modelrecovery.stages.common import human_exclusion_keys
@@ -30,6 +31,7 @@ def cmd_simulate(args: argparse.Namespace) -> dict:
     if level_label not in labels:
         raise ValueError(f"--level {level_label!r} is not a level of the study: {labels}")
     spec = specs[labels.index(level_label)]
+    require_device(spec.device, "probe.device")  # before the world or any run is built
     experiment_id = setup_experiment(config["study"])
     inputs = study_inputs(config, progress=False)
     if args.generator not in inputs.feature_paths:

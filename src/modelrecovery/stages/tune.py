@@ -19,6 +19,7 @@ import optuna
 import pandas as pd
 
 from modelrecovery.data.triplets import Triplets
+from modelrecovery.devices import require_device
 from modelrecovery.probe.crossval import (
     STUDY_LAMBDAS,
     CrossValidation,
@@ -180,8 +181,10 @@ def tune_and_fit(
     log_model: bool = True,
 ) -> TuneOutcome:
     """A run ``tune/<model>/<family>``: trials as child runs, then the refit on all training
-    triplets with the best λ as another child run (zero-shot: no λ, only the fit)."""
+    triplets with the best λ as another child run (zero-shot: no λ, only the fit). Every
+    fit runs on ``device``, which is logged but enters no reuse key."""
     settings = settings or TuneSettings()
+    device = require_device(device, "device")  # before the run starts
     params = {
         "model": model,
         "family": family,
@@ -198,7 +201,7 @@ def tune_and_fit(
     key = inputs_key("tune", params, data_hashes or {})
     tags = standard_tags("tune", model, family) | {"inputs_key": key}
     with mlflow.start_run(run_name=f"tune/{model}/{family}", nested=nested, tags=tags) as run:
-        mlflow.log_params({k_: str(v) for k_, v in params.items()})
+        mlflow.log_params({k_: str(v) for k_, v in params.items()} | {"device": device})
         if family == "zero_shot":
             best_lam, trials, study_name = 0.0, pd.DataFrame(), ""
         else:
@@ -239,6 +242,7 @@ def tune_and_fit(
 
 def cmd_tune(args: argparse.Namespace) -> dict:
     """Choose λ by cross-validation (Optuna), refit with it, log everything to MLflow."""
+    args.device = require_device(args.device, "--device")
     settings = TuneSettings(
         method=args.method,
         lams=tuple(args.lams) if args.lams else STUDY_LAMBDAS,
