@@ -153,6 +153,7 @@ class Watchdog:
 
     def __init__(self, seconds: float | None, device_name: str) -> None:
         self.device_name = device_name
+        self.stage = "set-up"
         self.stopping = "none"
         self.pool: cf.ProcessPoolExecutor | None = None
         if seconds:
@@ -161,7 +162,7 @@ class Watchdog:
             timer.start()
 
     def _expire(self, seconds: float) -> None:
-        print(f"timed out after {seconds:.0f} s (--timeout) during the {self.stopping} run")
+        print(f"timed out after {seconds:.0f} s (--timeout) during the {self.stage}")
         print(
             f"gpu_job_seconds=nan stopping={self.stopping} device={self.device_name} "
             "fits=0 extrapolated=no timed_out=yes",
@@ -209,8 +210,9 @@ def main() -> int:
     lams = QUICK_LAMBDAS if args.quick else FULL_LAMBDAS
     threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs_per_gpu)
     name = device_name(device, threads)
-    watchdog = Watchdog(args.timeout, name)
     rules = ["study", "converged"] if args.stopping == "both" else [args.stopping]
+    watchdog = Watchdog(args.timeout, name)
+    watchdog.stopping = rules[0]
 
     tic = time.perf_counter()
     features, generator, temperature = build_world(n_candidates, args.n_train)
@@ -223,6 +225,7 @@ def main() -> int:
     )
     kwargs = dict(n_train=args.n_train, lams=lams, device=device, threads=threads)
     tic = time.perf_counter()  # CUDA context, kernels and numba compilation, untimed
+    watchdog.stage = "warm-up"
     first = dict(list(features.items())[:1])
     warm = {**kwargs, "n_train": 300, "lams": (1.0,)}
     one_job(first, generator, temperature, stopping=rules[0], **warm)
@@ -230,7 +233,7 @@ def main() -> int:
 
     lines = []
     for rule in rules:
-        watchdog.stopping = rule
+        watchdog.stopping, watchdog.stage = rule, f"{rule} job"
         out = one_job(features, generator, temperature, stopping=rule, **kwargs)
         rate = out["fits"] / out["seconds"]
         extrapolated = out["fits"] != PAPER_FITS
@@ -263,6 +266,7 @@ def main() -> int:
             }
             context = multiprocessing.get_context("spawn")
             tic = time.perf_counter()
+            watchdog.stage = f"{args.jobs_per_gpu} concurrent {rule} jobs"
             with cf.ProcessPoolExecutor(args.jobs_per_gpu, mp_context=context) as pool:
                 watchdog.pool = pool
                 outs = list(
