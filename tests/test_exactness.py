@@ -77,3 +77,20 @@ def test_fits_on_threads_equal_serial_fits():
         drop = ["seconds"]
         pd.testing.assert_frame_equal(a.fits.drop(columns=drop), b.fits.drop(columns=drop))
         pd.testing.assert_frame_equal(a.scores, b.scores)
+
+
+def test_cross_validation_fits_on_threads_equal_serial_fits():
+    from helpers import planted_triplets
+    from modelrecovery.probe.crossval import CrossValidation, make_folds
+
+    features = planted_recovery_world(n_concepts=60, seed=3)["model1"]
+    train = planted_triplets(features, 900, seed=1, temperature=0.05)
+    folds = make_folds(train, 3, 0, "triplets")
+    lams = (0.01, 1.0)
+    serial = CrossValidation(features, train, folds, family="full")
+    threaded = CrossValidation(features, train, folds, family="full")
+    threaded.precompute(lams, threads=2)
+    assert len(threaded._scores) == len(lams) * len(folds)
+    for lam in lams:
+        for f in range(len(folds)):
+            assert threaded.fold_scores(f, lam) == serial.fold_scores(f, lam)

@@ -7,6 +7,7 @@ validation triplets use only concepts that no training triplet uses). Both are s
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -106,9 +107,7 @@ class CrossValidation:
         regulariser, dtype, device, settings).
     """
 
-    def __init__(
-        self, features, train: Triplets, folds: list[TripletFold], **options: Any
-    ) -> None:
+    def __init__(self, features, train: Triplets, folds: list[TripletFold], **options: Any) -> None:
         import torch
 
         from modelrecovery.probe.objective import PreparedTriplets
@@ -127,12 +126,43 @@ class CrossValidation:
         self.spaces = [
             row_space(self.features[prep.concepts]) if reducible else None for prep in self.preps
         ]
+        self._scores: dict[tuple[int, float], dict[str, float]] = {}
 
     def fold_scores(self, fold: int, lam: float) -> dict[str, float]:
-        """Validation accuracy and NLL of fold ``fold`` fitted at ``lam``."""
+        """Validation accuracy and NLL of fold ``fold`` fitted at ``lam`` (computed once:
+        :meth:`precompute` may have done it already)."""
+        key = (fold, float(lam))
+        if key not in self._scores:
+            self._scores[key] = self._fit_and_score(fold, float(lam))
+        return self._scores[key]
+
+    def _fit_and_score(self, fold: int, lam: float) -> dict[str, float]:
         from modelrecovery.probe.fit import fit_probe
 
         fitted = fit_probe(
             self.features, self.preps[fold], lam=lam, space=self.spaces[fold], **self.options
         )
         return fitted.evaluate(self.features, self.train.subset(self.folds[fold].validation))
+
+    def precompute(self, lams: Sequence[float], threads: int) -> None:
+        """Fit every (fold, λ) of a known grid on ``threads`` threads, each fit
+        single-threaded (torch and numba release the GIL in the heavy work); the results
+        are those :meth:`fold_scores` returns. CPU only; elsewhere nothing is done."""
+        import torch
+
+        if threads < 2 or str(self.options.get("device", "cpu")) != "cpu":
+            return
+        todo = [
+            (f, float(lam))
+            for lam in lams
+            for f in range(len(self.folds))
+            if (f, float(lam)) not in self._scores
+        ]
+        previous = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            with ThreadPoolExecutor(max_workers=threads) as pool:
+                results = list(pool.map(lambda key: self._fit_and_score(*key), todo))
+        finally:
+            torch.set_num_threads(previous)
+        self._scores.update(dict(zip(todo, results, strict=True)))

@@ -307,8 +307,23 @@ class TripletObjective:
         """Objective on the rows of ``features`` (all concepts) that the triplets use."""
         return cls(features[prep.concepts.to(features.device)], prep, family, **kw)
 
+    def _zero_shot_sims(self) -> torch.Tensor:
+        """X X^T at the triplets' pairs, computed once: for ``zero_shot`` S = exp(rho) X X^T,
+        so every evaluation is a scale of these (O(m) work instead of an n x n x p Gram)."""
+        if getattr(self, "_sims0", None) is None:
+            self._sims0 = pair_similarities(self.x, self.prep, self.path)
+        return self._sims0
+
+    def _zero_shot(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        sims = self._zero_shot_sims() * torch.exp(theta)
+        nll, grad_pairs = nll_and_pair_grad(sims, self.prep, self.temperature, self.compiled)
+        # dL/drho = <dL/dS, S> over the pairs
+        return nll, (grad_pairs * sims).sum(dtype=torch.float64).to(theta.dtype).reshape(1)
+
     def loss_and_grad(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Total loss (NLL + lambda R) and its gradient with respect to ``theta``."""
+        if self.family.name == "zero_shot":
+            return self._zero_shot(theta)
         z = self.family.transform(self.x, theta)
         nll, dz = nll_and_grad_z(z, self.prep, self.path, self.temperature, self.compiled)
         grad = self.family.backward(self.x, dz, theta)
@@ -319,6 +334,8 @@ class TripletObjective:
 
     def nll_and_penalty(self, theta: torch.Tensor) -> tuple[float, float]:
         """Mean NLL and R(theta) (not multiplied by lambda) at ``theta``."""
+        if self.family.name == "zero_shot":
+            return float(self._zero_shot(theta)[0]), 0.0
         z = self.family.transform(self.x, theta)
         nll, _ = nll_and_grad_z(z, self.prep, self.path, self.temperature, self.compiled)
         if self.family.name == "zero_shot":

@@ -17,6 +17,7 @@ import mlflow
 import numpy as np
 import optuna
 import pandas as pd
+import torch
 
 from modelrecovery.data.triplets import Triplets
 from modelrecovery.devices import require_device
@@ -107,6 +108,8 @@ def tune_lambda(
         sampler = optuna.samplers.GridSampler({"lam": list(settings.lams)}, seed=settings.seed)
         pruner = optuna.pruners.NopPruner()
         n_trials = len(settings.lams)
+        # the grid is known: its fits run side by side (the trials then log them)
+        cv.precompute(settings.lams, threads=torch.get_num_threads())
     else:
         sampler = optuna.samplers.TPESampler(seed=settings.seed)
         pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
