@@ -22,9 +22,8 @@ import numpy as np
 PARALLEL_MIN_TRIPLETS = 100_000
 
 
-def _nll_slot_grad_impl(values, slots, mirror, odd, inv_temperature, n_chunks):  # pragma: no cover
+def _nll_slot_grad_impl(values, slots, odd, inv_temperature, n_chunks):  # pragma: no cover
     m = slots.shape[0]
-    mirrored = mirror.shape[0] == m
     grads = np.zeros((n_chunks, values.shape[0]), dtype=values.dtype)
     nll_parts = np.zeros(n_chunks, dtype=np.float64)
     inv_t = values.dtype.type(inv_temperature)
@@ -50,16 +49,9 @@ def _nll_slot_grad_impl(values, slots, mirror, odd, inv_temperature, n_chunks): 
             chosen = l0 if o == 0 else (l1 if o == 1 else l2)
             total += np.log(norm) + top - chosen
             w = scale / norm
-            g0 = e0 * w - (scale if o == 0 else 0)
-            g1 = e1 * w - (scale if o == 1 else 0)
-            g2 = e2 * w - (scale if o == 2 else 0)
-            grad[s0] += g0
-            grad[s1] += g1
-            grad[s2] += g2
-            if mirrored:
-                grad[mirror[t, 0]] += g0
-                grad[mirror[t, 1]] += g1
-                grad[mirror[t, 2]] += g2
+            grad[s0] += e0 * w - (scale if o == 0 else 0)
+            grad[s1] += e1 * w - (scale if o == 1 else 0)
+            grad[s2] += e2 * w - (scale if o == 2 else 0)
         nll_parts[chunk] = total
     out = grads[0]
     for chunk in range(1, n_chunks):
@@ -74,21 +66,13 @@ _nll_slot_grad_serial = numba.njit(fastmath=True, cache=True, nogil=True)(_nll_s
 
 
 def nll_slot_grad_cpu(
-    values: np.ndarray,
-    slots: np.ndarray,
-    odd: np.ndarray,
-    temperature: float,
-    mirror: np.ndarray | None = None,
+    values: np.ndarray, slots: np.ndarray, odd: np.ndarray, temperature: float
 ) -> tuple[float, np.ndarray]:
     """Mean NLL over triplets and its gradient with respect to ``values``.
 
     ``slots[t]`` are the positions in ``values`` of triplet t's logits (similarities of the
-    pairs bc, ac, ab); the gradient has the shape of ``values``. With ``mirror`` (same shape
-    as ``slots``) each gradient entry is also added at the mirror position: for a flattened
-    similarity matrix and mirror = the transposed positions, the result is G + G^T.
+    pairs bc, ac, ab); the gradient has the shape of ``values``.
     """
-    if mirror is None:
-        mirror = np.empty((0, 3), dtype=slots.dtype)
     if slots.shape[0] < PARALLEL_MIN_TRIPLETS:
-        return _nll_slot_grad_serial(values, slots, mirror, odd, 1.0 / temperature, 1)
-    return _nll_slot_grad(values, slots, mirror, odd, 1.0 / temperature, numba.get_num_threads())
+        return _nll_slot_grad_serial(values, slots, odd, 1.0 / temperature, 1)
+    return _nll_slot_grad(values, slots, odd, 1.0 / temperature, numba.get_num_threads())

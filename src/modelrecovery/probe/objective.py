@@ -49,7 +49,6 @@ class PreparedTriplets:
     _csr: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
     _numpy_slots: tuple[np.ndarray, np.ndarray] | None = None
     _flat_slots: np.ndarray | None = None
-    _flat_slots_t: np.ndarray | None = None
 
     @property
     def n_active(self) -> int:
@@ -128,15 +127,6 @@ class PreparedTriplets:
             self._flat_slots = flat[self.slot_pair.cpu()].to(dtype).numpy()
         return self._flat_slots
 
-    def flat_slots_transposed(self) -> np.ndarray:
-        """(m, 3) flat index c * n_active + r of each logit's pair in S (the mirror entry)."""
-        if self._flat_slots_t is None:
-            n = self.n_active
-            flat = self.pair_cols.cpu() * n + self.pair_rows.cpu()
-            dtype = torch.int32 if n * n < 2**31 else torch.int64
-            self._flat_slots_t = flat[self.slot_pair.cpu()].to(dtype).numpy()
-        return self._flat_slots_t
-
     def csr_pattern(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """CSR structure of the symmetric pair matrix: (crow, col, order of values)."""
         if self._csr is None:
@@ -206,23 +196,17 @@ def nll_and_grad_z(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean NLL and dL/dZ for transformed features ``z`` of the active concepts.
 
-    On CPU the dense path runs one compiled pass that reads S and writes G + G^T at the
-    pairs' flat positions and their mirrors directly (triplets are grouped by concept tiles,
-    so the blocks of S and G in use stay in cache), skipping the gather and scatter through
-    the pair list and the n x n sum G + G^T.
+    On CPU the dense path runs one compiled pass that reads S and writes G at the pairs'
+    flat positions directly (triplets are grouped by concept tiles, so the blocks of S and
+    G in use stay in cache), skipping the gather and scatter through the pair list.
     """
     if compiled and path == "dense" and z.device.type == "cpu":
         n = prep.n_active
         s = z @ z.T
         _, odd = prep.numpy_slots()
-        nll, g = nll_slot_grad_cpu(
-            s.reshape(-1).numpy(),
-            prep.flat_slots(),
-            odd,
-            temperature,
-            mirror=prep.flat_slots_transposed(),
-        )
-        return torch.tensor(nll, dtype=z.dtype), torch.from_numpy(g).view(n, n) @ z
+        nll, g = nll_slot_grad_cpu(s.reshape(-1).numpy(), prep.flat_slots(), odd, temperature)
+        g = torch.from_numpy(g).view(n, n)
+        return torch.tensor(nll, dtype=z.dtype), (g + g.T) @ z
     sims = pair_similarities(z, prep, path)
     nll, grad_pairs = nll_and_pair_grad(sims, prep, temperature, compiled)
     return nll, grad_z(z, grad_pairs, prep, path)
