@@ -56,8 +56,9 @@ def compare(base: dict, other: dict, name: str) -> dict:
     """Jobs matched on (level, generator, N, seed): winners, selected λ, objectives."""
     a = base["jobs"].set_index(KEYS)["winner"]
     b = other["jobs"].set_index(KEYS)["winner"].reindex(a.index)
-    lam_a, lam_b = _selected(base["scores"]), _selected(other["scores"]).reindex(
-        _selected(base["scores"]).index
+    lam_a, lam_b = (
+        _selected(base["scores"]),
+        _selected(other["scores"]).reindex(_selected(base["scores"]).index),
     )
     lam_differs = (lam_a != lam_b).any(axis=1)
     out = {
@@ -182,8 +183,10 @@ def paper(n_train: int, lams: tuple[float, ...]) -> None:
     rel_study = (wide["study-cold"] - wide["converged-cold"]) / wide["converged-cold"].abs()
     print(wide.assign(warm_rel=rel_warm, study_rel=rel_study).to_string())
     for variant, part in table.groupby("variant"):
-        best = part.sort_values("lam").groupby("candidate", sort=False).apply(
-            lambda g: g.iloc[int(np.argmax(g["validation_accuracy"].to_numpy()))]
+        best = (
+            part.sort_values("lam")
+            .groupby("candidate", sort=False)
+            .apply(lambda g: g.iloc[int(np.argmax(g["validation_accuracy"].to_numpy()))])
         )
         winner = best["test_accuracy"].idxmax()
         print(

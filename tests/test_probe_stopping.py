@@ -86,9 +86,7 @@ def test_study_rule_matches_torch_lbfgs_loop(lam):
 
 def test_study_rule_stops_above_the_optimum_at_weak_penalty():
     x, train = _problem(seed=3, p=8)
-    study = fit_probe(
-        x, train, lam=1e-3, dtype=torch.float64, settings=LBFGSSettings.of("study")
-    )
+    study = fit_probe(x, train, lam=1e-3, dtype=torch.float64, settings=LBFGSSettings.of("study"))
     converged = fit_probe(x, train, lam=1e-3, dtype=torch.float64)
     assert converged.converged and converged.stopping == "converged"
     assert converged.train_objective < study.train_objective - 1e-6
