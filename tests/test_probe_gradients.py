@@ -116,3 +116,40 @@ def test_dense_and_sparse_paths_agree_float32():
         out.append(objective.loss_and_grad(theta))
     assert float(out[0][0]) == pytest.approx(float(out[1][0]), rel=1e-5)
     assert torch.allclose(out[0][1], out[1][1], rtol=1e-4, atol=1e-6)
+
+
+def test_diagonal_pair_form_equals_the_dense_objective_and_autograd():
+    from modelrecovery.data import Triplets
+    from modelrecovery.probe.families import Family
+    from modelrecovery.probe.objective import PreparedTriplets, TripletObjective
+
+    rng = np.random.default_rng(5)
+    n, p = 80, 30
+    x = torch.as_tensor(rng.normal(size=(n, p)))
+    ids = np.array([rng.choice(n, 3, replace=False) for _ in range(60)])
+    prep = PreparedTriplets.from_triplets(Triplets(ids, rng.integers(0, 3, len(ids)), n))
+    family = Family("diagonal")
+    pairs = TripletObjective.from_features(x, prep, family, lam=0.3, temperature=0.7)
+    dense = TripletObjective.from_features(
+        x, prep, family, lam=0.3, temperature=0.7, path="dense", compiled=False
+    )
+    assert pairs.diagonal_pairs and not dense.diagonal_pairs
+    assert pairs.to("cpu").diagonal_pairs  # kept by .to (the Lightning module moves it)
+    theta = torch.tensor(rng.normal(size=p), requires_grad=True)
+    loss, grad = pairs.loss_and_grad(theta.detach())
+    loss_d, grad_d = dense.loss_and_grad(theta.detach())
+    torch.testing.assert_close(loss, loss_d, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(grad, grad_d, rtol=1e-10, atol=1e-12)
+    # autograd through the definition
+    xa = x[prep.concepts]
+    z = xa * theta
+    s = z @ z.T
+    a, b, c = prep.pair_rows, prep.pair_cols, prep.slot_pair
+    sims = s[a, b]
+    logits = sims[c] / 0.7
+    nll = torch.nn.functional.cross_entropy(logits, prep.odd)
+    centred = theta - theta.mean()
+    total = nll + 0.3 * (centred * centred).sum()
+    total.backward()
+    torch.testing.assert_close(loss, total.detach(), rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(grad, theta.grad, rtol=1e-8, atol=1e-10)
