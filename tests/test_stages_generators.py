@@ -239,3 +239,46 @@ def test_every_human_set_is_excluded_from_simulations(tmp_path):
     keys = human_exclusion_keys(human)
     for t in (train, set2, set1):
         assert np.isin(triplet_keys(t.ids, 20), keys).all()
+
+
+@pytest.mark.slow
+def test_generators_built_side_by_side_are_children_of_the_run_and_match(
+    zero_shot_world, tracking, tmp_path, monkeypatch
+):
+    x, human, tmp = zero_shot_world
+    rng = np.random.default_rng(5)
+    np.save(tmp / "other.npy", np.tanh(x @ rng.normal(size=(24, 9))).astype(np.float32))
+    paths = {"zs": tmp / "zs.npy", "other": tmp / "other.npy"}
+    tune = TuneSettings(lams=(1e-2, 1.0), n_folds=2)
+    specs = [GeneratorSpec("diagonal"), GeneratorSpec("full")]
+    threads = torch.get_num_threads()
+    with mlflow.start_run(run_name="parent") as parent:
+        side = build_generators(
+            paths,
+            human,
+            experiment_id=tracking,
+            specs=specs,
+            tune=tune,
+            progress=False,
+            workers=2,
+        )
+    assert torch.get_num_threads() == threads  # restored
+    gen_runs = runs(tracking, "generator")
+    assert len(gen_runs) == 4
+    assert set(gen_runs["tags.mlflow.parentRunId"]) == {parent.info.run_id}
+    assert set(gen_runs["status"]) == {"FINISHED"}
+    # the same generators one after another, in a fresh store: equal to rounding
+    other = tmp_path / "second"
+    other.mkdir()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{other}/mlflow.db")
+    monkeypatch.setenv("OPTUNA_STORAGE", f"sqlite:///{other}/optuna.db")
+    second_id = setup_experiment("test-study-serial")
+    serial = build_generators(
+        paths, human, experiment_id=second_id, specs=specs, tune=tune, progress=False
+    )
+    assert set(side) == set(serial)
+    for key in side:
+        assert side[key].lam == serial[key].lam
+        np.testing.assert_allclose(side[key].z, serial[key].z, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="probe.workers"):
+        build_generators(paths, human, experiment_id=tracking, tune=tune, workers=0)

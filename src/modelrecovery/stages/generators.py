@@ -10,11 +10,14 @@ from __future__ import annotations
 import json
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import mlflow
 import numpy as np
+import optuna
+import torch
 from tqdm.auto import tqdm
 
 from modelrecovery.devices import check_device, require_device
@@ -23,7 +26,7 @@ from modelrecovery.recovery.grid import Level
 from modelrecovery.stages.calibrate import calibrate_and_log, check_ceiling
 from modelrecovery.stages.common import HumanData, load_model_features
 from modelrecovery.stages.tune import TuneSettings, tune_and_fit
-from modelrecovery.tracking import find_finished_run, inputs_key, standard_tags
+from modelrecovery.tracking import find_finished_run, inputs_key, optuna_storage, standard_tags
 
 
 @dataclass
@@ -95,6 +98,9 @@ def settings_from_config(config: dict) -> tuple[list[GeneratorSpec], TuneSetting
         )
         for level in config["grid"]["levels"]
     ]
+    workers = probe.get("workers", 1)
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"probe.workers must be an integer >= 1, got {workers!r}")
     tune_config = {**config["tune"], "lams": tuple(config["tune"]["lams"])}
     tune_config.setdefault("stopping", probe.get("stopping", "converged"))
     return specs, TuneSettings(**tune_config)
@@ -137,9 +143,11 @@ def build_generator(
     experiment_id: str,
     spec: GeneratorSpec | None = None,
     tune: TuneSettings | None = None,
+    parent_run_id: str | None = None,
 ) -> Generator:
     """Tune, fit and calibrate one model on human data (on ``spec.device``), or reuse the
-    finished run (wherever it was computed)."""
+    finished run (wherever it was computed). The run is a child of ``parent_run_id`` (for
+    another thread than the parent's), else of the active run if any."""
     spec = spec or GeneratorSpec()
     tune = tune or TuneSettings()
     check_ceiling(spec.ceiling)
@@ -159,7 +167,11 @@ def build_generator(
     }
     nested = mlflow.active_run() is not None  # inside a recover run: a child run
     with mlflow.start_run(
-        run_name=f"generator/{model}/{spec.level}", tags=tags, nested=nested
+        run_name=f"generator/{model}/{spec.level}",
+        tags=tags,
+        nested=nested,
+        parent_run_id=parent_run_id,
+        experiment_id=experiment_id,
     ) as run:
         mlflow.log_params(
             {
@@ -251,14 +263,19 @@ def build_generators(
     specs: list[GeneratorSpec] | None = None,
     tune: TuneSettings | None = None,
     progress: bool = True,
+    workers: int = 1,
 ) -> dict[tuple[str, str], Generator]:
     """A generator per (level, model), keyed by (level label, model); reused where
     finished, with a progress bar.
 
-    Models run one after another: each fit already uses every core (BLAS and the compiled
-    kernel), so running models side by side on one machine does not help; the recovery
-    grid is where Dask spreads work.
+    ``workers`` > 1 builds that many generators side by side on threads (CPU), each
+    single-threaded (torch and the compiled kernel release the GIL in their heavy work;
+    MLflow runs stay children of the active run). Runs are reproducible for a given
+    ``workers``; against ``workers=1`` (whose fits use every core) results can differ in
+    the last float bits, as BLAS sums in another order with another thread count.
     """
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"probe.workers must be an integer >= 1, got {workers!r}")
     if not feature_paths:
         raise ValueError("no models given: the generator list is empty")
     specs = specs or [GeneratorSpec()]
@@ -270,15 +287,46 @@ def build_generators(
     for model, path in feature_paths.items():
         if not Path(path).exists():
             raise FileNotFoundError(f"features of model {model!r} not found: {path}")
-    out = {}
     todo = [(spec, model, path) for spec in specs for model, path in feature_paths.items()]
-    bar = tqdm(todo, desc="generators", disable=not progress, unit="generator")
-    for spec, model, path in bar:
-        bar.set_postfix_str(f"{model}/{spec.level}")
-        out[(spec.level, model)] = build_generator(
-            model, path, human, experiment_id=experiment_id, spec=spec, tune=tune
+    parent = mlflow.active_run()
+    parent_id = parent.info.run_id if parent is not None else None
+
+    def build(item) -> Generator:
+        spec, model, path = item
+        return build_generator(
+            model,
+            path,
+            human,
+            experiment_id=experiment_id,
+            spec=spec,
+            tune=tune,
+            parent_run_id=parent_id,
         )
-    return out
+
+    bar = tqdm(total=len(todo), desc="generators", disable=not progress, unit="generator")
+    built: list[Generator] = []
+    on_cpu = all(require_device(spec.device, "probe.device") == "cpu" for spec in specs)
+    try:
+        if workers > 1 and on_cpu:
+            # create the Optuna schema once: threads creating it at the same time collide
+            optuna.storages.get_storage(optuna_storage())
+            previous = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                with ThreadPoolExecutor(max_workers=workers) as pool:
+                    for generator in pool.map(build, todo):  # in todo order
+                        built.append(generator)
+                        bar.update(1)
+            finally:
+                torch.set_num_threads(previous)
+        else:
+            for item in todo:
+                bar.set_postfix_str(f"{item[1]}/{item[0].level}")
+                built.append(build(item))
+                bar.update(1)
+    finally:
+        bar.close()
+    return {(spec.level, model): g for (spec, model, _), g in zip(todo, built, strict=True)}
 
 
 def cmd_generators(args) -> dict:
@@ -301,6 +349,7 @@ def cmd_generators(args) -> dict:
         specs=specs,
         tune=tune,
         progress=not args.no_progress,
+        workers=config["probe"].get("workers", 1),
     )
     return {
         f"{name}/{level}": f"run {g.run_id} lam={g.lam:g} T={g.temperature:.4g} "

@@ -205,6 +205,7 @@ def run_study(
             specs=specs,
             tune=tune,
             progress=progress,
+            workers=config["probe"].get("workers", 1),
         )
         timings["generators_seconds"] = time.perf_counter() - tic
         candidates = select_names(config.get("candidates"), models, "candidates")
