@@ -34,6 +34,7 @@ from modelrecovery.probe.objective import PreparedTriplets, TripletObjective
 from modelrecovery.probe.reduced import REDUCIBLE_REGULARISERS, RowSpace, full_matrix, row_space
 
 STOPPING_RULES = ("converged", "study")
+ENGINES = ("auto", "lean", "torch")  # L-BFGS: auto (lean on CPU, torch's elsewhere)
 
 
 @dataclass(frozen=True)
@@ -55,8 +56,8 @@ class LBFGSSettings:
     engine: str = "auto"  # L-BFGS implementation: auto (lean on CPU), lean or torch
 
     def __post_init__(self) -> None:
-        if self.engine not in ("auto", "lean", "torch"):
-            raise ValueError(f"engine must be 'auto', 'lean' or 'torch', got {self.engine!r}")
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine must be one of {ENGINES}, got {self.engine!r}")
         if self.stopping not in STOPPING_RULES:
             raise ValueError(f"stopping must be one of {STOPPING_RULES}, got {self.stopping!r}")
         if self.max_repeats < 1 or self.max_iter < 1 or self.min_steps < 1:
@@ -293,8 +294,8 @@ def lbfgs_minimise(
     ``settings.engine``.
     """
     engine = engine or settings.engine
-    if engine not in ("auto", "lean", "torch"):
-        raise ValueError(f"engine must be 'auto', 'lean' or 'torch', got {engine!r}")
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
     if engine == "torch" or theta0.device.type != "cpu":
         return _torch_minimise(objective, theta0, settings)
     shape = theta0.shape
