@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from modelrecovery import interrupts
 from modelrecovery.data.triplets import Triplets
 from modelrecovery.probe.families import REGULARISERS, Family
 from modelrecovery.probe.lbfgs import LBFGS, LBFGSCore
@@ -366,6 +367,7 @@ def make_closure(objective: TripletObjective, param: torch.nn.Parameter):
     """The closure torch's L-BFGS calls: the loss, with the hand-derived gradient set."""
 
     def closure() -> torch.Tensor:
+        interrupts.check()  # fits on other threads stop at SIGTERM / SIGINT
         loss, grad = objective.loss_and_grad(param.detach())
         param.grad = grad
         return loss

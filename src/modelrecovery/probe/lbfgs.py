@@ -27,6 +27,8 @@ import numba
 import numpy as np
 import torch
 
+from modelrecovery import interrupts
+
 Objective = Callable[[np.ndarray], tuple[float, np.ndarray]]
 
 
@@ -252,6 +254,7 @@ class LBFGSCore:
         d, t = self.d, self.t
         n_iter = 0
         while n_iter < self.max_iter:
+            interrupts.check()  # fits on other threads stop at SIGTERM / SIGINT
             n_iter += 1
             self.n_iter += 1
             if self.n_iter == 1:

@@ -160,12 +160,3 @@ def cmd_analyze(args: argparse.Namespace) -> dict:
     return analyze(
         args.experiment, run_ids=args.run_ids, filter_string=args.filter, out_dir=args.out
     )
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("analyze", help=cmd_analyze.__doc__)
-    p.add_argument("--experiment", default="default-world", help="the study's experiment")
-    p.add_argument("--run-ids", nargs="*", default=None, help="recover runs (default: all)")
-    p.add_argument("--filter", default="", help="extra MLflow filter, e.g. tags.x = 'y'")
-    p.add_argument("--out", default=None, help="report folder (default tracking/reports/<run>)")
-    p.set_defaults(func=cmd_analyze)

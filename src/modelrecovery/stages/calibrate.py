@@ -12,7 +12,7 @@ import torch
 
 from modelrecovery.data.noise_ceiling import noise_ceiling
 from modelrecovery.data.triplets import Triplets
-from modelrecovery.devices import DEVICE_HELP, require_device
+from modelrecovery.devices import require_device
 from modelrecovery.probe.calibrate import calibrate_temperature
 from modelrecovery.tracking import setup_experiment, standard_tags
 
@@ -61,6 +61,26 @@ def calibrate_and_log(
     return result
 
 
+def find_run(run_id: str) -> mlflow.entities.Run:
+    """The MLflow run ``run_id`` of the tracking store in use; a one-line error naming the
+    store when there is no such run."""
+    from mlflow.exceptions import MlflowException
+
+    from modelrecovery.tracking import tracking_uri
+
+    uri = tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    try:
+        return mlflow.get_run(run_id)
+    except MlflowException as err:
+        if getattr(err, "error_code", "") in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            raise ValueError(
+                f"--run-id {run_id}: no such run in the tracking store {uri} "
+                "(MLFLOW_TRACKING_URI chooses the store)"
+            ) from None
+        raise
+
+
 def cmd_calibrate(args: argparse.Namespace) -> dict:
     """Calibrate T of a logged probe (an MLflow run with a ``probe`` model) on the
     repeated test triplets."""
@@ -73,8 +93,8 @@ def cmd_calibrate(args: argparse.Namespace) -> dict:
     human = load_human_data(args.triplets, format=args.format, sortindex=args.sortindex)
     if human.test is None:
         raise ValueError(f"{args.triplets}: no repeated test set to calibrate on")
+    run = find_run(args.run_id)
     setup_experiment(args.experiment)
-    run = mlflow.get_run(args.run_id)
     model = run.data.tags.get("model", "model")
     family = run.data.tags.get("family", "full")
     local = mlflow.artifacts.download_artifacts(run_id=args.run_id, artifact_path="probe")
@@ -82,15 +102,3 @@ def cmd_calibrate(args: argparse.Namespace) -> dict:
     return calibrate_and_log(
         z, human.test, model=model, family=family, ceiling=args.ceiling, nested=False, device=device
     )
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("calibrate", help=cmd_calibrate.__doc__)
-    p.add_argument("--run-id", required=True, help="MLflow run of a fit (with a probe model)")
-    p.add_argument("--triplets", required=True, help="human triplets with the repeated set")
-    p.add_argument("--format", default="auto")
-    p.add_argument("--sortindex", default=None)
-    p.add_argument("--ceiling", type=float, default=None, help="default: from repeated triplets")
-    p.add_argument("--experiment", default="default")
-    p.add_argument("--device", default="cpu", help=DEVICE_HELP)
-    p.set_defaults(func=cmd_calibrate)

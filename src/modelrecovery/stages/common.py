@@ -10,7 +10,6 @@ import numpy as np
 
 from modelrecovery.data.loaders import detect_format, load_things2023_split, load_triplets
 from modelrecovery.data.triplets import Triplets, triplet_keys
-from modelrecovery.devices import DEVICE_HELP
 from modelrecovery.features.io import load_features
 from modelrecovery.tracking import file_hash
 
@@ -28,6 +27,9 @@ class HumanData:
     path: Path
     data_hash: str
     other_ids: np.ndarray | None = None
+    # how to give the number of concepts (e.g. "--n-concepts") when it was not given but
+    # inferred from the largest concept id of a CSV file; None when it was given or stored
+    n_concepts_option: str | None = None
 
 
 def load_human_data(
@@ -38,10 +40,13 @@ def load_human_data(
     n_concepts: int | None = None,
     test_path: str | Path | None = None,
     test_set: int = THINGS_TEST_SET,
+    n_concepts_option: str = "--n-concepts",
 ) -> HumanData:
     """Read human triplets. A THINGS 2023 file splits by its ``noise_ceiling`` column
     (0 = training, ``test_set`` = the repeated test set); other formats are all training
-    data, with the test set from ``test_path``."""
+    data, with the test set from ``test_path``. ``n_concepts_option`` names the setting
+    of ``n_concepts`` in error messages, for when a CSV file's largest id is used
+    instead."""
     path = Path(path)
     fmt = detect_format(path) if format == "auto" else format
     kwargs = {} if n_concepts is None else {"n_concepts": n_concepts}
@@ -65,7 +70,15 @@ def load_human_data(
         test = load_triplets(test_path, sortindex=sortindex, n_concepts=train.n_concepts)
         data_hash += ":" + file_hash(test_path)
     other_ids = np.concatenate(other) if other else None
-    return HumanData(train=train, test=test, path=path, data_hash=data_hash, other_ids=other_ids)
+    inferred = n_concepts is None and fmt == "csv"
+    return HumanData(
+        train=train,
+        test=test,
+        path=path,
+        data_hash=data_hash,
+        other_ids=other_ids,
+        n_concepts_option=n_concepts_option if inferred else None,
+    )
 
 
 def human_exclusion_keys(human: HumanData) -> np.ndarray:
@@ -77,9 +90,29 @@ def human_exclusion_keys(human: HumanData) -> np.ndarray:
     return np.unique(triplet_keys(np.concatenate(ids), human.train.n_concepts))
 
 
-def load_model_features(path: str | Path, n_concepts: int) -> tuple[np.ndarray, str]:
-    """Features (validated against the number of concepts) and their file hash."""
-    features = load_features(path, n_concepts=n_concepts)
+def load_model_features(
+    path: str | Path, n_concepts: int, human: HumanData | None = None
+) -> tuple[np.ndarray, str]:
+    """Features (validated against the number of concepts) and their file hash.
+
+    When ``human`` had its number of concepts inferred from its largest concept id and the
+    features have more rows, the error says so and how to give the number."""
+    if human is None or human.n_concepts_option is None:
+        features = load_features(path, n_concepts=n_concepts)
+        return features, file_hash(Path(path))
+    features = load_features(path)
+    rows = features.shape[0]
+    if rows > n_concepts:
+        option = human.n_concepts_option
+        setting = f"{option} {rows}" if option.startswith("-") else f"{option}={rows}"
+        raise ValueError(
+            f"{human.path}: the triplets' largest concept id is {int(human.train.ids.max())} "
+            f"(0-based), so n_concepts was inferred as {n_concepts}, but the features {path} "
+            f"have {rows} rows (one per concept); give {setting} if the triplets index "
+            f"those {rows} concepts"
+        )
+    if rows != n_concepts:
+        load_features(path, n_concepts=n_concepts)  # raises the row-count error
     return features, file_hash(Path(path))
 
 
@@ -92,35 +125,6 @@ def load_cli_inputs(args: argparse.Namespace) -> tuple[HumanData, np.ndarray, di
         n_concepts=args.n_concepts,
         test_path=args.test_triplets,
     )
-    features, feature_hash = load_model_features(args.features, human.train.n_concepts)
+    features, feature_hash = load_model_features(args.features, human.train.n_concepts, human)
     hashes = {"features": feature_hash, "triplets": human.data_hash}
     return human, features, hashes, args.model or Path(args.features).stem
-
-
-def add_data_args(parser: argparse.ArgumentParser) -> None:
-    """``--features``, ``--triplets`` and their format options."""
-    parser.add_argument("--features", required=True, help="feature file (.npy, .pt, text)")
-    parser.add_argument("--triplets", required=True, help="human triplet file")
-    parser.add_argument("--test-triplets", default=None, help="test triplets (non-THINGS files)")
-    parser.add_argument("--format", default="auto", help="triplet file format")
-    parser.add_argument("--sortindex", default=None, help="THINGS 2020 sortindex file")
-    parser.add_argument(
-        "--n-concepts", type=int, default=None, help="number of concepts (THINGS: 1854)"
-    )
-    parser.add_argument("--model", default=None, help="model name (default: feature file stem)")
-    parser.add_argument("--experiment", default="default", help="MLflow experiment (study)")
-
-
-def add_probe_args(parser: argparse.ArgumentParser) -> None:
-    """Flexibility level, penalty, dtype, device and stopping options."""
-    parser.add_argument("--family", default="full")
-    parser.add_argument("--k", type=int, default=None, help="rank of rectangular W")
-    parser.add_argument("--regulariser", default="scalar_shrinkage")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    parser.add_argument("--device", default="cpu", help=DEVICE_HELP)
-    parser.add_argument(
-        "--stopping",
-        default="converged",
-        choices=["converged", "study"],
-        help="L-BFGS stopping rule: converged (the optimum) or study (the paper's early stop)",
-    )

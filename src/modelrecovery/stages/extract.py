@@ -70,39 +70,3 @@ def cmd_extract(args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {"images": str(args.images), "n_concepts": len(images)}
     result.update({name: str(path) for name, path in paths.items()})
     return result
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    """Add the ``extract`` subcommand."""
-    p = sub.add_parser("extract", help=cmd_extract.__doc__)
-    which = p.add_mutually_exclusive_group(required=True)
-    which.add_argument(
-        "--models",
-        nargs="+",
-        metavar="NAME",
-        help="backbones: timm:<model>, open_clip:<arch>[:<tag>], efficientnet_lite0_imagenet, "
-        "resized:<px>:<backbone>",
-    )
-    which.add_argument(
-        "--default-set",
-        action="store_true",
-        help="the default model set (10 backbones; on a world folder mixed with their human "
-        "read-outs, on an image table their plain features)",
-    )
-    p.add_argument(
-        "--images",
-        required=True,
-        help="image table (concept,image CSV or THINGS image_name list) or a world folder",
-    )
-    p.add_argument("--out", required=True, help="feature cache folder")
-    p.add_argument(
-        "--pretrained",
-        action="store_true",
-        help="trained weights for --models (default: seeded random weights)",
-    )
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--seed", type=int, default=0, help="seed of random weights")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--recompute", action="store_true", help="ignore cached features")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.set_defaults(func=cmd_extract)

@@ -21,7 +21,7 @@ from modelrecovery.devices import require_device
 from modelrecovery.probe.fit import FittedProbe, LBFGSSettings
 from modelrecovery.probe.module import ProbeModule
 from modelrecovery.probe.pyfunc import log_probe_model
-from modelrecovery.stages.common import add_data_args, add_probe_args, load_cli_inputs
+from modelrecovery.stages.common import load_cli_inputs
 from modelrecovery.tracking import setup_experiment, standard_tags, tracking_uri
 
 matplotlib.use("Agg")
@@ -188,11 +188,3 @@ def cmd_fit(args: argparse.Namespace) -> dict:
         settings=LBFGSSettings.of(args.stopping),
     )
     return {"run_id": outcome.run_id, **outcome.metrics}
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("fit", help=cmd_fit.__doc__)
-    add_data_args(p)
-    add_probe_args(p)
-    p.add_argument("--lam", type=float, required=True, help="regularisation strength λ")
-    p.set_defaults(func=cmd_fit)

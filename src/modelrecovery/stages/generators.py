@@ -154,7 +154,7 @@ def build_generator(
     device = require_device(spec.device, "probe.device")
     if human.test is None:
         raise ValueError(f"{human.path}: generators need a repeated human test set to calibrate T")
-    features, feature_hash = load_model_features(features_path, human.train.n_concepts)
+    features, feature_hash = load_model_features(features_path, human.train.n_concepts, human)
     hashes = {"features": feature_hash, "triplets": human.data_hash}
     key = inputs_key("generator", _generator_params(model, spec, tune), hashes)
     previous = find_finished_run(experiment_id, key)
@@ -356,11 +356,3 @@ def cmd_generators(args) -> dict:
         f"human_acc={g.human_test_accuracy:.3f}{' (reused)' if g.reused else ''}"
         for (level, name), g in built.items()
     }
-
-
-def register(sub) -> None:
-    p = sub.add_parser("generators", help=cmd_generators.__doc__)
-    p.add_argument("--config", default="default", help="conf/<name>.yaml or a path")
-    p.add_argument("--set", nargs="*", help="overrides key.sub=value")
-    p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=cmd_generators)

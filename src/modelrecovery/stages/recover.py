@@ -322,12 +322,3 @@ def cmd_recover(args: argparse.Namespace) -> dict:
     config = load_config(args.config, split_overrides(args.set))
     summary = run_study(config, executor=args.executor, progress=not args.no_progress)
     return summary
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("recover", help=cmd_recover.__doc__)
-    p.add_argument("--config", default="default", help="conf/<name>.yaml or a path")
-    p.add_argument("--set", nargs="*", help="overrides key.sub=value")
-    p.add_argument("--executor", default=None, choices=["inprocess", "dask"])
-    p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=cmd_recover)

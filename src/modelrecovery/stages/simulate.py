@@ -70,15 +70,3 @@ def cmd_simulate(args: argparse.Namespace) -> dict:
     }
     (out / "simulation.json").write_text(json.dumps(meta, indent=2))
     return {"out": str(out), **{k: v for k, v in meta.items() if k != "files"}}
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("simulate", help=cmd_simulate.__doc__)
-    p.add_argument("--config", default="default")
-    p.add_argument("--set", nargs="*")
-    p.add_argument("--generator", required=True)
-    p.add_argument("--level", default=None, help="level label (default: the last of the grid)")
-    p.add_argument("--n-train", type=int, required=True)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True)
-    p.set_defaults(func=cmd_simulate)

@@ -28,7 +28,7 @@ from modelrecovery.probe.crossval import (
     select_lambda,
 )
 from modelrecovery.probe.fit import LBFGSSettings
-from modelrecovery.stages.common import add_data_args, add_probe_args, load_cli_inputs
+from modelrecovery.stages.common import load_cli_inputs
 from modelrecovery.stages.fit import DTYPES, FitOutcome, fit_and_log
 from modelrecovery.tracking import (
     inputs_key,
@@ -287,23 +287,3 @@ def cmd_dashboard(args: argparse.Namespace) -> dict:
     print(f"optuna-dashboard on http://{args.host}:{args.port} (storage {storage})", flush=True)
     run_server(storage, host=args.host, port=args.port)
     return {"storage": storage}
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("tune", help=cmd_tune.__doc__)
-    add_data_args(p)
-    add_probe_args(p)
-    p.add_argument("--method", default="grid", choices=["grid", "tpe"])
-    p.add_argument("--lams", type=float, nargs="*", default=None, help="λ grid (default study's)")
-    p.add_argument("--folds", type=int, default=5)
-    p.add_argument("--fold-kind", default="triplets", choices=["triplets", "concepts"])
-    p.add_argument("--trials", type=int, default=20, help="TPE trials")
-    p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(func=cmd_tune)
-    d = sub.add_parser("dashboard", help=cmd_dashboard.__doc__)
-    d.add_argument(
-        "--storage", default=None, help="Optuna storage URL (default: tracking/optuna.db)"
-    )
-    d.add_argument("--host", default="127.0.0.1")
-    d.add_argument("--port", type=int, default=8080)
-    d.set_defaults(func=cmd_dashboard)

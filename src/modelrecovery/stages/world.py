@@ -53,24 +53,3 @@ def cmd_world(args: argparse.Namespace) -> dict[str, Any]:
         }
     )
     return result
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    """Add the ``world`` subcommand."""
-    p = sub.add_parser("world", help=cmd_world.__doc__)
-    p.add_argument(
-        "--config",
-        default=None,
-        help=f"world config YAML (default: {DEFAULT_WORLD_CONFIG.relative_to(CONF_DIR.parent)})",
-    )
-    p.add_argument(
-        "--set",
-        nargs="*",
-        metavar="KEY=VALUE",
-        help="override config fields, e.g. --set n_concepts=120 seed=1",
-    )
-    p.add_argument(
-        "--root", default=None, help="parent folder of worlds (default: data/worlds, git-ignored)"
-    )
-    p.add_argument("--recompute", action="store_true", help="rebuild even if the world exists")
-    p.set_defaults(func=cmd_world)

@@ -1,0 +1,176 @@
+"""Check the tracking stores before any work starts.
+
+MLflow retries an unreachable server for minutes and reports a read-only SQLite file as a
+traceback after its retries; Optuna does the same with its storage. The command line calls
+:func:`check_stores` first, so a wrong ``MLFLOW_TRACKING_URI`` or ``OPTUNA_STORAGE`` fails
+within seconds with one line naming the variable, the value and what to do.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlsplit
+
+TIMEOUT_SECONDS = 5.0
+SERVER_SCHEMES = ("postgresql", "postgres", "mysql", "mssql", "oracle")
+
+
+class StoreError(ValueError):
+    """A tracking store that cannot be used (one line: variable, value, what to do)."""
+
+
+def _hide_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
+
+
+def _describe(variable: str, value: str, default: bool) -> str:
+    shown = _hide_password(value)
+    return f"{shown} (the default store)" if default else f"{variable}={shown}"
+
+
+def check_sqlite(url: str, what: str, timeout: float = TIMEOUT_SECONDS) -> Path:
+    """The database file of a ``sqlite:///`` URL, checked: its folder exists, and the
+    file (or the folder, for a new one) can be written. Raises :class:`StoreError`."""
+    path = Path(url[len("sqlite:///") :]) if url.startswith("sqlite:///") else None
+    if path is None or not str(path):
+        raise StoreError(f"{what}: expected sqlite:///<path to a .db file>")
+    folder = path.parent
+    if not folder.is_dir():
+        raise StoreError(
+            f"{what}: the folder {folder} does not exist; create it or choose another path"
+        )
+    if path.is_dir():
+        raise StoreError(f"{what}: {path} is a folder, expected a database file inside it")
+    try:
+        if path.exists():
+            con = sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=timeout)
+            try:
+                con.execute("BEGIN IMMEDIATE")
+                con.execute("ROLLBACK")
+            finally:
+                con.close()
+        else:
+            with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check-"):
+                pass
+    except (OSError, sqlite3.Error) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise StoreError(
+            f"{what}: cannot write {path if path.exists() else folder} ({reason}); "
+            "choose a writable location"
+        ) from None
+    return path
+
+
+def check_database_server(url: str, what: str, timeout: float = TIMEOUT_SECONDS) -> None:
+    """Connect once to a database server URL (PostgreSQL, MySQL, ...) with a timeout."""
+    import sqlalchemy
+
+    try:
+        engine = sqlalchemy.create_engine(url, connect_args=_connect_timeout(url, timeout))
+    except Exception as err:  # bad URL, missing driver
+        raise StoreError(f"{what}: not a usable database URL ({_first_line(err)})") from None
+    try:
+        with engine.connect() as connection:
+            connection.execute(sqlalchemy.text("SELECT 1"))
+    except Exception as err:
+        raise StoreError(
+            f"{what}: cannot connect to the database ({_first_line(err)}); "
+            "is the server running (make stack-up) and the URL right?"
+        ) from None
+    finally:
+        engine.dispose()
+
+
+def _connect_timeout(url: str, timeout: float) -> dict:
+    scheme = url.split(":", 1)[0].split("+", 1)[0]
+    if scheme in ("postgresql", "postgres"):
+        return {"connect_timeout": max(1, int(timeout))}
+    if scheme == "mysql":
+        return {"connect_timeout": max(1, int(timeout))}
+    return {}
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def check_mlflow_server(url: str, what: str, timeout: float = TIMEOUT_SECONDS) -> None:
+    """One request to an MLflow server's ``/health``; no retries."""
+    health = url.rstrip("/") + "/health"
+    try:
+        with urllib.request.urlopen(health, timeout=timeout) as response:
+            response.read(64)
+    except urllib.error.HTTPError as err:
+        if err.code >= 500:
+            raise StoreError(f"{what}: the server answered HTTP {err.code} at {health}") from None
+    except (urllib.error.URLError, OSError) as err:
+        reason = getattr(err, "reason", err)
+        raise StoreError(
+            f"{what}: no MLflow server answers ({reason}); start it (make stack-up) or "
+            "unset MLFLOW_TRACKING_URI to use the local store tracking/mlflow.db"
+        ) from None
+
+
+def check_tracking_uri(uri: str, default: bool = False, timeout: float = TIMEOUT_SECONDS) -> None:
+    """Check an MLflow tracking URI (``MLFLOW_TRACKING_URI`` unless ``default``)."""
+    what = _describe("MLFLOW_TRACKING_URI", uri, default)
+    scheme = urlsplit(uri).scheme.split("+", 1)[0]
+    if scheme in ("http", "https"):
+        check_mlflow_server(uri, what, timeout)
+    elif scheme == "sqlite":
+        check_sqlite(uri, what, timeout)
+    elif scheme in SERVER_SCHEMES:
+        check_database_server(uri, what, timeout)
+    elif scheme in ("", "file") or len(scheme) == 1:  # a folder (or a Windows drive)
+        if os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() in ("1", "true"):
+            return
+        folder = uri[len("file://") :] if uri.startswith("file://") else uri
+        raise StoreError(
+            f"{what}: a folder path; MLflow 3 needs a database or a server: use "
+            f"sqlite:///{Path(folder).resolve() / 'mlflow.db'} or http://<host>:<port> "
+            "(or set MLFLOW_ALLOW_FILE_STORE=true to keep the folder store)"
+        )
+    # other schemes (databricks, ...): left to MLflow
+
+
+def check_optuna_url(url: str, default: bool = False, timeout: float = TIMEOUT_SECONDS) -> None:
+    """Check an Optuna storage URL (``OPTUNA_STORAGE`` unless ``default``)."""
+    what = _describe("OPTUNA_STORAGE", url, default)
+    scheme = urlsplit(url).scheme.split("+", 1)[0]
+    if scheme == "sqlite":
+        check_sqlite(url, what, timeout)
+    elif scheme in SERVER_SCHEMES:
+        check_database_server(url, what, timeout)
+    else:
+        raise StoreError(
+            f"{what}: expected a database URL such as sqlite:///<path>/optuna.db or "
+            "postgresql://<user>@<host>/<database>"
+        )
+
+
+def check_stores(mlflow: bool = True, optuna: bool = False) -> None:
+    """Check the stores a command will use (``MLFLOW_TRACKING_URI`` / ``OPTUNA_STORAGE``
+    or the local defaults): one line and :class:`StoreError` when one cannot be used."""
+    from modelrecovery.tracking import optuna_storage, tracking_uri
+
+    mlflow_uri = tracking_uri() if mlflow or optuna else None
+    if mlflow:
+        check_tracking_uri(mlflow_uri, default=not os.environ.get("MLFLOW_TRACKING_URI"))
+    if optuna:
+        url = optuna_storage()
+        check_optuna_url(url, default=not os.environ.get("OPTUNA_STORAGE"))
+        if url == mlflow_uri and url.startswith("sqlite"):
+            raise StoreError(
+                f"OPTUNA_STORAGE and MLFLOW_TRACKING_URI are the same SQLite file ({url}); "
+                "MLflow and Optuna need separate databases"
+            )
