@@ -1,11 +1,13 @@
 # Two commands do all set-up on a fresh clone:  `make recover`  and  `make test`.
+# Tracking home: MLFLOW_TRACKING_URI if set (e.g. `source tracking/stack.env` after
+# `make stack-up`), else tracking/mlflow.db with artifacts in tracking/artifacts/<experiment>.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/tracking/mlflow.db
 
-.PHONY: install recover test test-fast lint bench clean
+.PHONY: install recover ui test test-fast lint bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -15,10 +17,16 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# the experiment is created first (artifacts in the home, experiment-kind tag): `mlflow run`
+# would create it with artifacts in ./mlruns
 recover: install
 	@mkdir -p tracking
+	$(PY) -m modelrecovery.tracking experiment default-world >/dev/null
 	. $(VENV)/bin/activate && mlflow run . -e recover --env-manager local \
 		--experiment-name default-world
+
+ui: install
+	$(VENV)/bin/mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) --host 127.0.0.1
 
 test: install
 	$(PY) -m pytest -q

@@ -1,8 +1,13 @@
 """MLflow tracking conventions: where runs go, how they are named and tagged, and how a
 finished run with the same inputs is found and reused instead of recomputed.
 
-- Tracking URI: ``MLFLOW_TRACKING_URI`` if set, else a SQLite store
-  ``tracking/mlflow.db`` in the working directory (artifacts in ``tracking/artifacts``).
+- Tracking URI (the *home*): ``MLFLOW_TRACKING_URI`` if set, else a SQLite store
+  ``tracking/mlflow.db`` in the working directory, with each experiment's artifacts in
+  ``tracking/artifacts/<experiment>``. MLflow's own default stores (``./mlflow.db``,
+  ``./mlruns``), which ``mlflow run`` passes on to its command when no URI is set, are
+  never used: the stage logs to the home instead (see :func:`setup_experiment`).
+- Experiments carry ``mlflow.experimentKind = custom_model_development`` (MLflow 3's UI
+  shows training runs, not the GenAI overview).
 - One experiment per study; run names say what a run is (``fit/<model>/<family>``).
 - Tags on every run: ``stage``, ``model``, ``family``, ``git_commit``, ``inputs_key`` (a
   hash of the entry point, its parameters, the data hashes and :func:`source_hash`, the
@@ -17,6 +22,7 @@ import hashlib
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +36,41 @@ TRACKING_DIR = Path("tracking")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
-def tracking_uri() -> str:
-    """The MLflow tracking URI in use (environment first, then the local SQLite store)."""
-    uri = os.environ.get("MLFLOW_TRACKING_URI")
-    if uri:
-        return uri
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"  # MLflow 3's UI: runs, charts (not GenAI)
+
+
+def home_uri() -> str:
+    """The local store: SQLite ``tracking/mlflow.db`` in the working directory."""
     TRACKING_DIR.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{(TRACKING_DIR / 'mlflow.db').resolve()}"
+
+
+def is_mlflow_default_store(uri: str) -> bool:
+    """True for MLflow's built-in default store in the working directory (``./mlflow.db``
+    or ``./mlruns``): what ``mlflow run`` hands its command when no URI was chosen."""
+    cwd = Path.cwd().resolve()
+    return uri in {
+        "sqlite:///mlflow.db",
+        f"sqlite:///{cwd / 'mlflow.db'}",
+        "./mlruns",
+        "mlruns",
+        str(cwd / "mlruns"),
+        (cwd / "mlruns").as_uri(),
+    }
+
+
+def _launched_by_mlflow_run() -> bool:
+    return bool(os.environ.get("MLFLOW_RUN_ID"))
+
+
+def tracking_uri() -> str:
+    """The MLflow tracking URI in use: ``MLFLOW_TRACKING_URI``, else the local store
+    ``tracking/mlflow.db`` (also when ``mlflow run`` passes MLflow's own default)."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if uri and not (_launched_by_mlflow_run() and is_mlflow_default_store(uri)):
+        return uri
+    return home_uri()
 
 
 def optuna_storage() -> str:
@@ -49,28 +83,81 @@ def optuna_storage() -> str:
     return f"sqlite:///{(TRACKING_DIR / 'optuna.db').resolve()}"
 
 
+def artifact_location(name: str, uri: str | None = None) -> str | None:
+    """Where a new experiment keeps its artifacts: ``artifacts/<name>`` beside a SQLite
+    database (not MLflow's ``./mlruns``); ``None`` (the server's choice, e.g. its proxied
+    S3 bucket) for any other store."""
+    uri = uri or tracking_uri()
+    if not uri.startswith("sqlite:///"):
+        return None
+    database = Path(uri[len("sqlite:///") :])
+    return (database.parent / "artifacts" / name).resolve().as_uri()
+
+
+def ensure_experiment(name: str) -> str:
+    """The id of experiment ``name`` in the current tracking store, created with
+    :func:`artifact_location` and the experiment-kind tag when missing (the tag is added
+    to an existing experiment that has none)."""
+    client = mlflow.tracking.MlflowClient()
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        try:
+            return client.create_experiment(
+                name,
+                artifact_location=artifact_location(name, mlflow.get_tracking_uri()),
+                tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND},
+            )
+        except mlflow.exceptions.MlflowException:  # created meanwhile by another process
+            experiment = client.get_experiment_by_name(name)
+            if experiment is None:
+                raise
+    if EXPERIMENT_KIND_TAG not in experiment.tags:
+        client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+    return experiment.experiment_id
+
+
+def _leave_launcher_run(run_id: str, launcher_uri: str, home: str, name: str) -> None:
+    """Record the study in the home instead of ``mlflow run``'s run: note the move on
+    that run and clear the variables that would make ``start_run`` continue it."""
+    note = (
+        f"modelrecovery logged this launch to {home}, experiment {name!r} (the project's "
+        "tracking home); set MLFLOW_TRACKING_URI and --experiment-name to launch there."
+    )
+    try:
+        mlflow.tracking.MlflowClient(launcher_uri).set_tag(run_id, "mlflow.note.content", note)
+    except Exception:  # noqa: BLE001 - a note on the launcher's run is a courtesy
+        pass
+    for variable in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME"):
+        os.environ.pop(variable, None)
+    os.environ["MLFLOW_TRACKING_URI"] = home
+    print(f"modelrecovery: logging to {home}, experiment {name!r}", file=sys.stderr)
+
+
 def setup_experiment(name: str) -> str:
     """Point MLflow at :func:`tracking_uri` and select (create) the study's experiment.
 
     Under ``mlflow run`` (``MLFLOW_RUN_ID`` set) the stage continues the run MLflow
-    created, so the experiment is that run's (choose it with ``--experiment-name``).
+    created when that run is in the tracking home and in an experiment chosen with
+    ``--experiment-name``. When ``mlflow run`` used MLflow's own default store
+    (``./mlflow.db``: no ``MLFLOW_TRACKING_URI`` set) or its ``Default`` experiment, the
+    stage records its runs in the home under experiment ``name`` instead and leaves a
+    note on the launcher's run saying where they went.
     """
-    mlflow.set_tracking_uri(tracking_uri())
+    uri = tracking_uri()
+    launcher_uri = os.environ.get("MLFLOW_TRACKING_URI") or uri  # before set_tracking_uri
+    mlflow.set_tracking_uri(uri)
     launched = os.environ.get("MLFLOW_RUN_ID")
     if launched:
-        experiment_id = mlflow.get_run(launched).info.experiment_id
-        mlflow.set_experiment(experiment_id=experiment_id)
-        return experiment_id
-    experiment = mlflow.get_experiment_by_name(name)
-    if experiment is None:
-        location = None
-        uri = tracking_uri()
-        if uri.startswith("sqlite:///"):  # artifacts beside the database, not in ./mlruns
-            database = Path(uri[len("sqlite:///") :])
-            location = (database.parent / "artifacts" / name).resolve().as_uri()
-        experiment_id = mlflow.create_experiment(name, artifact_location=location)
-    else:
-        experiment_id = experiment.experiment_id
+        run = None
+        if launcher_uri == uri:
+            run = mlflow.get_run(launched)
+        if run is not None and run.info.experiment_id != "0":
+            experiment_id = run.info.experiment_id
+            mlflow.set_experiment(experiment_id=experiment_id)
+            ensure_experiment(mlflow.get_experiment(experiment_id).name)
+            return experiment_id
+        _leave_launcher_run(launched, launcher_uri, uri, name)
+    experiment_id = ensure_experiment(name)
     mlflow.set_experiment(experiment_id=experiment_id)
     return experiment_id
 
@@ -163,3 +250,29 @@ def standard_tags(stage: str, model: str | None = None, family: str | None = Non
     if family is not None:
         tags["family"] = family
     return tags
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m modelrecovery.tracking uri | experiment NAME``: print the tracking URI
+    in use, or create (if missing) the experiment ``NAME`` there with its artifact
+    location and tags and print its id (``make recover`` does this before ``mlflow run``,
+    which would otherwise create it with artifacts in ``./mlruns``)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m modelrecovery.tracking")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("uri", help="print the tracking URI in use")
+    p = sub.add_parser("experiment", help="create (if missing) an experiment; print its id")
+    p.add_argument("name")
+    args = parser.parse_args(argv)
+    uri = tracking_uri()
+    if args.command == "uri":
+        print(uri)
+        return 0
+    mlflow.set_tracking_uri(uri)
+    print(ensure_experiment(args.name))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
