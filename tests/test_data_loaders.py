@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -346,3 +347,246 @@ def test_blank_first_line(tmp_path: Path) -> None:
     path = _write(tmp_path / "blank_first.csv", "\n" + HEADER_2023 + "\n1\t2\t3\t1\t5\t0\n")
     with pytest.raises(TripletDataError, match=r"blank_first\.csv: line 1: empty line"):
         load_triplets(path)
+
+
+# ----------------------------------------------------------------------------------------------
+# Paths that are no readable file; compressed files (modelrecovery.files)
+# ----------------------------------------------------------------------------------------------
+
+
+def _assert_one_line(message: str) -> None:
+    assert "\n" not in message and "Traceback" not in message and "Errno" not in message
+
+
+def test_folder_given_as_triplet_file(tmp_path: Path) -> None:
+    folder = tmp_path / "triplets.csv"
+    folder.mkdir()
+    for call in (load_triplets, detect_format, load_csv, load_things2023, load_concept_ids):
+        with pytest.raises(TripletDataError) as info:
+            call(folder)
+        assert str(info.value) == f"{folder}: is a folder, expected a " + (
+            "file" if call is load_concept_ids else "triplet file"
+        )
+    npz = tmp_path / "t.npz"
+    npz.mkdir()
+    with pytest.raises(TripletDataError, match=r"t\.npz: is a folder, expected a triplet file"):
+        load_triplets(npz)
+
+
+def _unreadable(path: Path) -> Path:
+    path.chmod(0)
+    if os.access(path, os.R_OK):  # root reads anything
+        pytest.skip("running as root: chmod 000 does not stop reading")
+    return path
+
+
+def test_unreadable_triplet_file(tmp_path: Path) -> None:
+    path = _unreadable(_write(tmp_path / "t.csv", "i,j,k,odd\n0,1,2,0\n"))
+    with pytest.raises(TripletDataError) as info:
+        load_triplets(path)
+    assert str(info.value) == f"{path}: not readable (permission denied)"
+
+
+def test_unreadable_file_as_seen_by_both_loaders(tmp_path: Path, monkeypatch) -> None:
+    """Whoever runs the tests (root reads every file): the access check answers no."""
+    import modelrecovery.files as files
+    from modelrecovery.features import FeatureDataError, load_features
+
+    triplets = _write(tmp_path / "t.csv", "i,j,k,odd\n0,1,2,0\n")
+    features = tmp_path / "x.npy"
+    np.save(features, np.ones((3, 2), dtype=np.float32))
+    text_features = _write(tmp_path / "x.txt", "1 2\n3 4\n5 6\n")
+    monkeypatch.setattr(files.os, "access", lambda path, mode: False)
+    with pytest.raises(TripletDataError, match=r"t\.csv: not readable \(permission denied\)$"):
+        load_triplets(triplets)
+    for path in (features, text_features):
+        with pytest.raises(FeatureDataError) as info:
+            load_features(path, n_concepts=3)
+        assert str(info.value) == f"{path}: not readable (permission denied)"
+
+
+def test_feature_loader_names_a_folder_inside_a_thingsvision_folder(tmp_path: Path) -> None:
+    from modelrecovery.features import FeatureDataError, load_features
+
+    (tmp_path / "features.npy").mkdir()  # the name thingsvision uses, but a folder
+    (tmp_path / "features_1.npy").mkdir()
+    with pytest.raises(FeatureDataError) as info:
+        load_features(tmp_path)
+    _assert_one_line(str(info.value))
+    assert "is a folder, expected a feature file" in str(info.value)
+
+
+def _things2023_text() -> str:
+    rng = np.random.default_rng(5)
+    ids = _random_triplets(rng, 40, 12) + 1
+    lines = [HEADER_2023] + [
+        "\t".join(str(v) for v in (*row, rng.integers(1, 4), rng.integers(0, 9), i % 3))
+        for i, row in enumerate(ids)
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _compress(plain: Path, how: str, name: str) -> Path:
+    import bz2
+    import gzip
+    import lzma
+    import zipfile
+
+    data = plain.read_bytes()
+    out = plain.with_name(name)
+    if how == "gzip":
+        out.write_bytes(gzip.compress(data))
+    elif how == "bz2":
+        out.write_bytes(bz2.compress(data))
+    elif how == "xz":
+        out.write_bytes(lzma.compress(data))
+    else:
+        with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr(plain.name, data)
+    return out
+
+
+@pytest.mark.parametrize("how", ["gzip", "bz2", "xz", "zip"])
+def test_compressed_triplet_files_read_like_the_plain_ones(tmp_path: Path, how: str) -> None:
+    csv = save_csv(
+        Triplets(_random_triplets(np.random.default_rng(1), 50, 10), np.arange(50) % 3, 10),
+        tmp_path / "t.csv",
+    )
+    things = _write(tmp_path / "t2023.tsv", _things2023_text())
+    rng = np.random.default_rng(3)
+    things2020 = _write_2020(
+        tmp_path / "t2020.tsv",
+        _random_triplets(rng, 30, 12) + 1,
+        rng.integers(1, 4, 30),
+        rng.integers(0, 5, 30),
+    )
+    order = rng.permutation(12)
+    for plain, fmt in ((csv, "csv"), (things, "things2023"), (things2020, "things2020")):
+        # by content, not name: a ".csv" name holding compressed bytes is read too
+        for name in (f"{plain.name}.{how}", f"packed_{plain.name}"):
+            packed = _compress(plain, how, name)
+            assert detect_format(packed) == fmt
+            kwargs = {"sortindex": order, "n_concepts": 12} if fmt == "things2020" else {}
+            assert load_triplets(packed, **kwargs) == load_triplets(plain, **kwargs)
+    split = load_things2023_split(_compress(things, how, "s.gz"), n_concepts=12)
+    assert split.keys() == load_things2023_split(things, n_concepts=12).keys()
+    ids_file = _compress(_write(tmp_path / "ids.txt", "a\nb\nc\n"), how, "ids.txt.z")
+    assert load_concept_ids(ids_file) == ("a", "b", "c")
+
+
+def test_bad_row_in_a_gzip_file_is_named(tmp_path: Path) -> None:
+    plain = _write(tmp_path / "t.csv", "i,j,k,odd\n0,1,2,0\n0,x,2,1\n")
+    packed = _compress(plain, "gzip", "t.csv.gz")
+    with pytest.raises(TripletDataError) as info:
+        load_triplets(packed)
+    assert str(info.value) == f"{packed}: line 3: column 'j' = 'x' is not an integer"
+
+
+def test_damaged_and_unsupported_compressions(tmp_path: Path) -> None:
+    plain = save_csv(
+        Triplets(_random_triplets(np.random.default_rng(1), 2000, 50), np.zeros(2000), 50),
+        tmp_path / "t.csv",
+    )
+    whole = _compress(plain, "gzip", "whole.csv.gz").read_bytes()
+    cut = _write(tmp_path / "cut.csv.gz", "")
+    cut.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(TripletDataError) as info:
+        load_triplets(cut)
+    message = str(info.value)
+    _assert_one_line(message)
+    assert message.startswith(f"{cut}: cannot read the gzip-compressed file (")
+    zstd = tmp_path / "t.csv.zst"
+    zstd.write_bytes(b"\x28\xb5\x2f\xfd" + b"\x00" * 16)
+    with pytest.raises(TripletDataError) as info:
+        load_triplets(zstd)
+    assert str(info.value).startswith(f"{zstd}: zstd-compressed, which is not read here;")
+    import zipfile
+
+    two = tmp_path / "two.zip"
+    with zipfile.ZipFile(two, "w") as zf:
+        zf.writestr("a.csv", "i,j,k,odd\n")
+        zf.writestr("b.csv", "i,j,k,odd\n")
+    with pytest.raises(TripletDataError) as info:
+        load_triplets(two)
+    assert str(info.value) == (
+        f"{two}: zip archive holds 2 files (a.csv, b.csv); expected exactly one triplet file"
+    )
+
+
+def test_npz_is_recognised_by_content(tmp_path: Path) -> None:
+    t = Triplets(ids=[[0, 1, 2], [3, 1, 0]], odd=[1, 2], n_concepts=4)
+    path = t.save(tmp_path / "t.npz")
+    renamed = path.rename(tmp_path / "t.bin")
+    assert detect_format(renamed) == "npz"
+    assert load_triplets(renamed) == t
+
+
+def test_features_beyond_the_largest_triplet_id_suggest_n_concepts(tmp_path: Path) -> None:
+    from modelrecovery.stages.common import load_human_data, load_model_features
+
+    rng = np.random.default_rng(4)
+    ids = _random_triplets(rng, 60, 8)  # ids 0-7 used
+    triplets = save_csv(Triplets(ids, np.zeros(60), 8), tmp_path / "t.csv")
+    features = tmp_path / "x.npy"
+    np.save(features, rng.standard_normal((10, 3)).astype(np.float32))
+    human = load_human_data(triplets)
+    assert human.train.n_concepts == 8
+    with pytest.raises(ValueError) as info:
+        load_model_features(features, human.train.n_concepts, human)
+    message = str(info.value)
+    _assert_one_line(message)
+    assert message == (
+        f"{triplets}: the triplets' largest concept id is 7 (0-based), so n_concepts was "
+        f"inferred as 8, but the features {features} have 10 rows (one per concept); give "
+        "--n-concepts 10 if the triplets index those 10 concepts"
+    )
+    # given explicitly, it is used, and the features are read
+    human = load_human_data(triplets, n_concepts=10)
+    assert load_model_features(features, 10, human)[0].shape == (10, 3)
+    # fewer feature rows than concepts is still the features' problem
+    np.save(features, rng.standard_normal((5, 3)).astype(np.float32))
+    human = load_human_data(triplets)
+    with pytest.raises(ValueError, match=r"has 5 rows, expected n_concepts=8"):
+        load_model_features(features, 8, human)
+    # a study config names its setting
+    human = load_human_data(triplets, n_concepts_option="data.n_concepts")
+    np.save(features, rng.standard_normal((10, 3)).astype(np.float32))
+    with pytest.raises(ValueError, match=r"give data.n_concepts=10 if"):
+        load_model_features(features, 8, human)
+
+
+def test_console_noise_ceiling_on_a_folder_exits_2_with_one_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    folder = tmp_path / "triplets"
+    folder.mkdir()
+    done = subprocess.run(
+        [sys.executable, "-m", "modelrecovery.cli", "noise-ceiling", str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"modelrecovery noise-ceiling: error: {folder}: is a folder, expected a triplet file"
+    ]
+
+
+def test_console_noise_ceiling_reads_gzip(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    plain = _write(tmp_path / "t.csv", "i,j,k,odd\n0,1,2,0\n0,1,2,1\n0,1,2,0\n")
+    packed = _compress(plain, "gzip", "t.csv.gz")
+    outputs = []
+    for path in (plain, packed):
+        done = subprocess.run(
+            [sys.executable, "-m", "modelrecovery.cli", "--json", "noise-ceiling", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr
+        outputs.append(done.stdout)
+    assert outputs[0] == outputs[1]

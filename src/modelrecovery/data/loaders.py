@@ -9,6 +9,10 @@ Reading is fast: pandas' C parser reads the numbers and all checks are vectorise
 the parser or a check finds a malformed cell is the offending line re-read as text (or, if
 need be, the file scanned line by line) to say exactly what is wrong, so the slow path costs
 time only for files that are rejected anyway.
+
+The text formats (THINGS 2023, THINGS 2020, CSV) and the one-value-a-line files (sortindex,
+concept ids) may be compressed with gzip, bz2, xz or zip (one member), recognised by the
+file's first bytes whatever its name; format detection looks inside.
 """
 
 from __future__ import annotations
@@ -26,6 +30,15 @@ import numpy as np
 import pandas as pd
 
 from modelrecovery.data.triplets import TripletDataError, Triplets
+from modelrecovery.files import (
+    DECOMPRESSION_ERRORS,
+    check_compression,
+    check_file,
+    compression_of,
+    open_text,
+    read_failure,
+    zip_members,
+)
 
 __all__ = [
     "THINGS_N_CONCEPTS",
@@ -328,10 +341,14 @@ def detect_format(path: PathLike) -> Literal["things2023", "things2020", "csv", 
     ``.npz`` -> npz; a header starting with ``image1`` -> things2023; a header containing
     ``i, j, k, odd`` -> csv; five headerless integer columns -> things2020.
     """
-    path = Path(path)
+    path = check_file(path, "triplet file", error=TripletDataError)
     if path.suffix.lower() == ".npz":
         return "npz"
-    first = _first_line(path)
+    compression = compression_of(path)
+    if compression == "zip" and _is_npz(path):
+        return "npz"
+    check_compression(path, compression, "triplet file", error=TripletDataError)
+    first = _first_line(path, compression)
     if first is None:
         raise TripletDataError(f"{path}: line 1: empty file (expected a triplet table)")
     sep = _sniff_sep(first)
@@ -369,7 +386,7 @@ def load_triplets(
         for npz.
     concept_ids : optional concept names (sequence or file).
     """
-    path = Path(path)
+    path = check_file(path, "triplet file", error=TripletDataError)
     fmt = detect_format(path) if format == "auto" else format
     if fmt == "npz":
         t = Triplets.load(path)
@@ -431,9 +448,8 @@ def _read_table(
     header: bool,
 ) -> _Table:
     """Parse an integer table fast; every malformed cell is reported with its line."""
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such triplet file")
-    first = _first_line(path)
+    compression = _open_source(path, "triplet file")
+    first = _first_line(path, compression)
     if first is None:
         raise TripletDataError(f"{path}: line 1: empty file (expected {_describe(required)})")
     sep = _sniff_sep(first)
@@ -468,14 +484,17 @@ def _read_table(
                 skip_blank_lines=False,
                 engine="c",
                 encoding="utf-8-sig",
+                compression=compression,
             )
+    except DECOMPRESSION_ERRORS as err:
+        raise read_failure(path, compression, err, error=TripletDataError) from None
     except (pd.errors.ParserError, pd.errors.ParserWarning, ValueError, UnicodeDecodeError) as err:
         # "Expected 6 fields in line 12, saw 7" names the (absolute) line; check it first.
         found = re.search(r"in line (\d+)", str(err))
         guess = int(found.group(1)) if found else first_line
         if isinstance(err, pd.errors.ParserWarning):
             guess = first_line
-        _diagnose(path, sep, names, first_line, str(err), guess=guess)
+        _diagnose(path, compression, sep, names, first_line, str(err), guess=guess)
     # Trailing blank lines are harmless; blank lines inside the table are errors (below).
     n = len(df)
     if n:
@@ -509,6 +528,7 @@ def _read_table(
         rows = np.flatnonzero(bad_any)
         _diagnose(
             path,
+            compression,
             sep,
             names,
             first_line,
@@ -545,6 +565,7 @@ def _line_problem(text: str, sep: str, names: Sequence[str]) -> str | None:
 
 def _diagnose(
     path: Path,
+    compression: str | None,
     sep: str,
     names: Sequence[str],
     first_line: int,
@@ -554,14 +575,31 @@ def _diagnose(
     n_bad: int = 1,
 ) -> NoReturn:
     """Raise for the first malformed line: the ``guess`` line if it is one, else scan."""
+    try:
+        _find_bad_line(path, compression, sep, names, first_line, hint, guess=guess, n_bad=n_bad)
+    except DECOMPRESSION_ERRORS as err:
+        raise read_failure(path, compression, err, error=TripletDataError) from None
+
+
+def _find_bad_line(
+    path: Path,
+    compression: str | None,
+    sep: str,
+    names: Sequence[str],
+    first_line: int,
+    hint: str,
+    *,
+    guess: int | None,
+    n_bad: int,
+) -> NoReturn:
     more = f" ({n_bad} such rows)" if n_bad > 1 else ""
-    with open(path, encoding="utf-8-sig", errors="replace", newline=None) as f:
-        if guess is not None and guess >= first_line:
+    if guess is not None and guess >= first_line:
+        with open_text(path, compression, errors="replace") as f:
             for raw in itertools.islice(f, guess - 1, guess):
                 problem = _line_problem(raw.rstrip("\r\n"), sep, names)
                 if problem is not None:
                     raise TripletDataError(f"{path}: line {guess}: {problem}{more}")
-            f.seek(0)
+    with open_text(path, compression, errors="replace") as f:
         pending_blank: int | None = None
         for lineno, raw in enumerate(f, 1):
             if lineno < first_line:
@@ -631,13 +669,31 @@ def _check_range(table: _Table, values: np.ndarray, name: str, lo: int, hi: int,
 # ----------------------------------------------------------------------------------------------
 
 
-def _first_line(path: Path) -> str | None:
+def _open_source(path: Path, what: str) -> str | None:
+    """Check that ``path`` is a readable file in a compression we read; its compression."""
+    check_file(path, what, error=TripletDataError)
+    compression = compression_of(path)
+    check_compression(path, compression, what, error=TripletDataError)
+    return compression
+
+
+def _is_npz(path: Path) -> bool:
+    """Whether a zip archive is a NumPy ``.npz`` file (every member a ``.npy`` array)."""
+    try:
+        members = zip_members(path)
+    except DECOMPRESSION_ERRORS:
+        return False
+    return bool(members) and all(m.endswith(".npy") for m in members)
+
+
+def _first_line(path: Path, compression: str | None) -> str | None:
     """The first line's text, or None for an empty file; a blank first line is an error."""
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such triplet file")
-    with open(path, encoding="utf-8-sig", errors="replace", newline=None) as f:
-        line = f.readline()
-        rest = f.read(4096)
+    try:
+        with open_text(path, compression, errors="replace") as f:
+            line = f.readline()
+            rest = f.read(4096)
+    except DECOMPRESSION_ERRORS as err:
+        raise read_failure(path, compression, err, error=TripletDataError) from None
     text = line.rstrip("\r\n")
     if text.strip():
         return text
@@ -650,10 +706,16 @@ def _first_line(path: Path) -> str | None:
 
 def _read_lines(path: Path) -> list[tuple[int, str]]:
     """(line number, stripped text) of a one-value-a-line file; trailing blank lines dropped."""
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file")
-    with open(path, encoding="utf-8-sig", newline=None) as f:
-        lines = [(n, raw.strip()) for n, raw in enumerate(f, 1)]
+    compression = _open_source(path, "file")
+    try:
+        with open_text(path, compression) as f:
+            lines = [(n, raw.strip()) for n, raw in enumerate(f, 1)]
+    except UnicodeDecodeError as err:
+        raise TripletDataError(
+            f"{path}: not UTF-8 text ({err.reason}); expected one value a line"
+        ) from None
+    except DECOMPRESSION_ERRORS as err:
+        raise read_failure(path, compression, err, error=TripletDataError) from None
     while lines and not lines[-1][1]:
         lines.pop()
     if not lines:

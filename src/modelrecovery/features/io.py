@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from modelrecovery.files import check_file, read_failure
+
 __all__ = [
     "FEATURE_SUFFIXES",
     "FeatureDataError",
@@ -212,6 +214,7 @@ def _read_hdf5(path: Path) -> np.ndarray:
 
 
 def _read_array(path: Path) -> np.ndarray:
+    check_file(path, "feature file", error=FeatureDataError)
     suffix = path.suffix.lower()
     if suffix == ".npy":
         try:
@@ -221,7 +224,12 @@ def _read_array(path: Path) -> np.ndarray:
     if suffix in _TORCH_SUFFIXES:
         return _read_torch(path)
     if suffix in _TEXT_SUFFIXES:
-        return _read_text(path)
+        try:
+            return _read_text(path)
+        except UnicodeDecodeError:
+            raise FeatureDataError(
+                f"{path}: not UTF-8 text; expected one row of numbers per line"
+            ) from None
     if suffix in _HDF5_SUFFIXES:
         return _read_hdf5(path)
     raise FeatureDataError(
@@ -327,7 +335,10 @@ def load_features(
             raise FeatureDataError(
                 f"{path}: n_concepts={n_concepts} but {len(concept_ids)} concept_ids were given"
             )
-    target = _resolve_folder(path) if path.is_dir() else path
+    try:
+        target = _resolve_folder(path) if path.is_dir() else path
+    except PermissionError as err:
+        raise read_failure(path, None, err, error=FeatureDataError) from None
     if isinstance(target, list):
         source = f"{path} ({target[0].name}..{target[-1].name})"
         parts = [_read_array(p) for p in target]

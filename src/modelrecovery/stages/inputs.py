@@ -59,7 +59,9 @@ def study_inputs(config: dict[str, Any], progress: bool = True) -> StudyInputs:
         triplets = Path(data["triplets"])
         if not triplets.exists():
             raise FileNotFoundError(f"human triplet file not found: {triplets}")
-        human = load_human_data(triplets, n_concepts=data.get("n_concepts"))
+        human = load_human_data(
+            triplets, n_concepts=data.get("n_concepts"), n_concepts_option="data.n_concepts"
+        )
         return StudyInputs(human, feature_paths, None, {"triplets": str(triplets)})
     raise ValueError(f"data.kind must be 'world' or 'files', got {data['kind']!r}")
 
