@@ -94,10 +94,17 @@ def test_configs_carry_devices_and_check_them():
     specs, _ = settings_from_config(config)
     assert {spec.device for spec in specs} == {"auto"}
     assert grid_config(config, ["m0", "m1"]).device == "cuda:1"
+    # a misspelt device fails when the configuration is read (its schema) ...
+    for key in ("probe.device", "grid.device"):
+        with pytest.raises(ValueError, match=f"{key} = 'gpu': expected one of cpu, cuda, auto"):
+            load_config("default", [f"{key}=gpu"])
+    # ... and in the settings built from a configuration made in code
+    config = load_config("default")
+    config["probe"]["device"] = config["grid"]["device"] = "gpu"
     with pytest.raises(ValueError, match="probe.device must be one of"):
-        settings_from_config(load_config("default", ["probe.device=gpu"]))
+        settings_from_config(config)
     with pytest.raises(ValueError, match="grid.device must be one of"):
-        grid_config(load_config("default", ["grid.device=gpu"]), ["m0", "m1"])
+        grid_config(config, ["m0", "m1"])
 
 
 def test_workers_share_the_gpus_round_robin():

@@ -68,10 +68,39 @@ def apply_overrides(config: Mapping[str, Any], overrides: Iterable[str]) -> dict
 
 
 def load_config(name_or_path: str | Path, overrides: Iterable[str] = ()) -> dict[str, Any]:
-    """Read a YAML config (see :func:`resolve_config_path`) and apply overrides."""
+    """Read a YAML config (see :func:`resolve_config_path`), apply overrides and check the
+    result against the study schema (:mod:`modelrecovery.config_schema`).
+
+    Returns
+    -------
+    The configuration normalised by :func:`~modelrecovery.config_schema.validate_config`
+    (e.g. a single value where a list is expected becomes a one-element list).
+
+    Raises
+    ------
+    ValueError
+        One line naming the file, the key, its value and what was expected.
+    """
+    from modelrecovery.config_schema import validate_config
+
     path = resolve_config_path(name_or_path)
-    with open(path) as f:
-        config = yaml.safe_load(f) or {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            config = yaml.safe_load(f) or {}
+    except yaml.YAMLError as err:
+        where = getattr(err, "problem_mark", None)
+        line = f" line {where.line + 1}:" if where is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ValueError(f"config {_shown(path)}:{line} not valid YAML ({problem})") from None
     if not isinstance(config, dict):
         raise ValueError(f"{path}: a config must be a mapping, got {type(config).__name__}")
-    return apply_overrides(config, overrides)
+    overrides = list(overrides)
+    return validate_config(apply_overrides(config, overrides), _shown(path), overrides)
+
+
+def _shown(path: Path) -> str:
+    """A path as shown in messages: relative to the working folder when inside it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
