@@ -76,7 +76,13 @@ def check_database_server(url: str, what: str, timeout: float = TIMEOUT_SECONDS)
 
     try:
         engine = sqlalchemy.create_engine(url, connect_args=_connect_timeout(url, timeout))
-    except Exception as err:  # bad URL, missing driver
+    except ModuleNotFoundError as err:
+        raise StoreError(
+            f"{what}: the database driver is not installed ({_first_line(err)}); install it "
+            "(PostgreSQL: pip install 'psycopg[binary]') or name one in the URL "
+            "(postgresql+psycopg2://...)"
+        ) from None
+    except Exception as err:  # a malformed URL
         raise StoreError(f"{what}: not a usable database URL ({_first_line(err)})") from None
     try:
         with engine.connect() as connection:

@@ -512,10 +512,14 @@ def _error_line(err: BaseException) -> str:
 
 def _quiet_third_party() -> None:
     """Keep the console to progress and results: no third-party deprecation warnings."""
+    import logging
     import warnings
 
     for category in (DeprecationWarning, FutureWarning, PendingDeprecationWarning):
         warnings.filterwarnings("ignore", category=category)
+    # MLflow announces creating and migrating its database on every new store
+    for name in ("mlflow.store.db.utils", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
