@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/tracking/mlflow.db
 
-.PHONY: install recover ui test test-fast lint bench clean
+.PHONY: install recover ui stack-up stack-down stack-status test test-fast lint bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,15 @@ recover: install
 
 ui: install
 	$(VENV)/bin/mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) --host 127.0.0.1
+
+stack-up: install
+	$(PY) -m modelrecovery.stack up
+
+stack-down: install
+	$(PY) -m modelrecovery.stack down
+
+stack-status: install
+	$(PY) -m modelrecovery.stack status
 
 test: install
 	$(PY) -m pytest -q
