@@ -472,13 +472,19 @@ def _resolve(handler: str) -> Callable[[argparse.Namespace], dict]:
 class _Signals:
     """SIGTERM and SIGINT raise :class:`~modelrecovery.interrupts.Interrupted` in the main
     thread (and ask other threads to stop); a second signal exits at once. Installed only
-    on the main thread, and restored afterwards (tests call :func:`main` in-process)."""
+    on the main thread, and restored afterwards (tests call :func:`main` in-process).
+
+    A handler can fire inside a garbage-collection callback, where Python only prints the
+    exception ("Exception ignored in ...") and goes on; the unraisable hook then stays
+    quiet and delivers the interrupt again a moment later (SIGUSR1 to this process)."""
 
     SIGNALS = (signal.SIGTERM, signal.SIGINT)
+    REDELIVER = signal.SIGUSR1
 
     def __init__(self, command: str) -> None:
         self.command = command
         self.saved: dict[int, object] = {}
+        self.saved_hook = None
 
     def _handle(self, signum: int, frame: object) -> None:
         if interrupts.requested():  # a second signal while cleaning up: stop now
@@ -492,16 +498,30 @@ class _Signals:
         interrupts.request(signum)
         raise interrupts.Interrupted(signum)
 
+    def _redelivered(self, signum: int, frame: object) -> None:
+        if interrupts.requested():
+            interrupts.check()
+
+    def _unraisable(self, unraisable) -> None:
+        if isinstance(unraisable.exc_value, interrupts.Interrupted):
+            threading.Timer(0.05, os.kill, (os.getpid(), self.REDELIVER)).start()
+            return
+        self.saved_hook(unraisable)
+
     def __enter__(self) -> _Signals:
         interrupts.clear()
         if threading.current_thread() is threading.main_thread():
             for signum in self.SIGNALS:
                 self.saved[signum] = signal.signal(signum, self._handle)
+            self.saved[self.REDELIVER] = signal.signal(self.REDELIVER, self._redelivered)
+            self.saved_hook, sys.unraisablehook = sys.unraisablehook, self._unraisable
         return self
 
     def __exit__(self, *exc: object) -> None:
         for signum, handler in self.saved.items():
             signal.signal(signum, handler)
+        if self.saved_hook is not None:
+            sys.unraisablehook = self.saved_hook
         interrupts.clear()
 
 
