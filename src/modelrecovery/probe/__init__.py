@@ -7,7 +7,10 @@ from modelrecovery.probe.fit import (
     ProbeProblem,
     accuracy_and_nll,
     build_problem,
+    check_features,
     fit_probe,
+    tie_accuracy,
+    tie_credit,
     triplet_probabilities,
 )
 from modelrecovery.probe.objective import PreparedTriplets, TripletObjective, choose_path
@@ -25,10 +28,13 @@ __all__ = [
     "ProbeProblem",
     "accuracy_and_nll",
     "build_problem",
+    "check_features",
     "choose_path",
     "fit_probe",
     "full_matrix",
     "penalty",
     "row_space",
+    "tie_accuracy",
+    "tie_credit",
     "triplet_probabilities",
 ]

@@ -104,16 +104,18 @@ class CrossValidation:
     train : the human training triplets.
     folds : from :func:`make_folds`.
     options : probe options of :func:`~modelrecovery.probe.fit.fit_probe` (family, k,
-        regulariser, dtype, device, settings).
+        regulariser, dtype, device, settings, name).
     """
 
     def __init__(self, features, train: Triplets, folds: list[TripletFold], **options: Any) -> None:
         import torch
 
+        from modelrecovery.probe.fit import check_features
         from modelrecovery.probe.objective import PreparedTriplets
         from modelrecovery.probe.reduced import REDUCIBLE_REGULARISERS, row_space
 
         dtype = options.get("dtype", torch.float32)
+        check_features(features, dtype, options.get("name"))  # a clear error before the cast
         self.features = torch.as_tensor(features).to(dtype)
         self.train = train
         self.folds = folds
@@ -127,6 +129,14 @@ class CrossValidation:
             row_space(self.features[prep.concepts]) if reducible else None for prep in self.preps
         ]
         self._scores: dict[tuple[int, float], dict[str, float]] = {}
+        # (fold, λ) -> one line, for fits that must not be trusted (see
+        # FittedProbe.convergence_warning); their scores are kept as they are
+        self.fit_warnings: dict[tuple[int, float], str] = {}
+
+    @property
+    def n_fitted(self) -> int:
+        """How many (fold, λ) fits have been computed."""
+        return len(self._scores)
 
     def fold_scores(self, fold: int, lam: float) -> dict[str, float]:
         """Validation accuracy and NLL of fold ``fold`` fitted at ``lam`` (computed once:
@@ -142,6 +152,9 @@ class CrossValidation:
         fitted = fit_probe(
             self.features, self.preps[fold], lam=lam, space=self.spaces[fold], **self.options
         )
+        warning = fitted.convergence_warning()
+        if warning is not None:
+            self.fit_warnings[(fold, lam)] = warning
         return fitted.evaluate(self.features, self.train.subset(self.folds[fold].validation))
 
     def precompute(self, lams: Sequence[float], threads: int) -> None:

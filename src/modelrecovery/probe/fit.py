@@ -15,12 +15,23 @@ L-BFGS memory, at most 100 steps:
   to the larger one (+1e-10). At small λ it stops far from the optimum (early stopping as
   a hidden regulariser).
 
-Both return the last iterate (the study's behaviour), its NLL and its penalised objective.
+Both return the last iterate (the study's behaviour), its NLL and its penalised objective,
+whether the rule was met and why the fit stopped (``stop_reason``: ``rule``, ``max_steps``
+or ``non_finite``); :meth:`FittedProbe.convergence_warning` says in one line when a fit
+must not be trusted (it did not meet its rule, its loss became non-finite, or it ended
+worse than W = 0, whose loss is log 3).
+
+Accuracy counts ties as ties: a triplet whose largest logit is shared by two or three
+positions gives the response 1/2 or 1/3 credit when it is among them (the expected accuracy
+of a uniform choice among the tied positions); with continuous features exact ties do not
+occur and this is the plain argmax accuracy.
 """
 
 from __future__ import annotations
 
+import logging
 import math
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -36,6 +47,29 @@ from modelrecovery.probe.reduced import REDUCIBLE_REGULARISERS, RowSpace, full_m
 
 STOPPING_RULES = ("converged", "study")
 ENGINES = ("auto", "lean", "torch")  # L-BFGS: auto (lean on CPU, torch's elsewhere)
+STOP_REASONS = ("rule", "max_steps", "non_finite")
+
+# The loss of W = 0 (every triplet a three-way tie; every regulariser is 0 there). A fit
+# whose penalised loss ends more than DIVERGED_MARGIN above it is worse than predicting
+# nothing: it diverged or stalled. (Anti-predictive features approach log 3 from above as
+# W -> 0; the study's early stop leaves them about 1e-4 above it, far below the margin.)
+LOG3 = math.log(3.0)
+DIVERGED_MARGIN = 0.01
+
+logger = logging.getLogger("modelrecovery.probe")
+_warned: set[str] = set()
+_warned_lock = threading.Lock()
+
+
+def warn_once(message: str) -> None:
+    """Log ``message`` as a warning once per process (one plain line on stderr when the
+    application configured no logging: Python's last-resort handler prints the message
+    alone)."""
+    with _warned_lock:
+        if message in _warned:
+            return
+        _warned.add(message)
+    logger.warning(message)
 
 
 @dataclass(frozen=True)
@@ -106,6 +140,7 @@ class StepRule:
         self.history: list[float] = []
         self.steps = 0
         self.converged = False
+        self.reason: str | None = None  # why it stopped: "rule" or "non_finite"
 
     @property
     def needs_end_loss(self) -> bool:
@@ -119,25 +154,33 @@ class StepRule:
         if s.stopping == "study":
             self.history.append(start_loss)
             if not math.isfinite(start_loss):
+                self.reason = "non_finite"
                 return True
             if self.steps >= max(3, s.min_steps):
                 a, b = self.history[-2], self.history[-1]
                 if abs(a - b) / (max(abs(a), abs(b)) + 1e-10) < s.rel_tol:
                     self.converged = True
+                    self.reason = "rule"
                     return True
             return False
         if not self.history:
             self.history.append(start_loss)
         self.history.append(end_loss)
         if not math.isfinite(end_loss):
+            self.reason = "non_finite"
             return True
         previous = self.history[-2]
         if self.steps >= s.min_steps and abs(previous - end_loss) <= s.rel_tol * max(
             abs(previous), 1e-30
         ):
             self.converged = True
+            self.reason = "rule"
             return True
         return False
+
+    def stop_reason(self) -> str:
+        """``rule``, ``non_finite``, or ``max_steps`` (the steps ran out first)."""
+        return self.reason or "max_steps"
 
 
 @dataclass
@@ -164,6 +207,39 @@ class FittedProbe:
     stopping: str = "converged"
     train_nll: float = math.nan  # mean NLL of the training triplets at theta
     train_objective: float = math.nan  # NLL + lam * R at theta
+    stop_reason: str = ""  # rule, max_steps or non_finite ("" while a fit is running)
+    degenerate: str | None = None  # the degenerate-features warning of the problem, if any
+
+    def convergence_warning(self) -> str | None:
+        """One line saying why this fit must not be trusted, or None.
+
+        A fit is flagged when its loss became non-finite (W is then the last finite
+        iterate), when it ends worse than W = 0 (penalised loss more than
+        :data:`DIVERGED_MARGIN` above log 3: diverged or stalled, e.g. badly scaled
+        features), or when the steps ran out before its stopping rule was met. A fit the
+        study's rule stopped early, as that rule intends, is not flagged.
+        """
+        loss = self.train_objective
+        advice = "rescale the features (e.g. divide by their largest norm)" + (
+            "" if self.theta.dtype == torch.float64 else " or use float64"
+        )
+        if self.stop_reason == "non_finite" or not math.isfinite(loss):
+            return (
+                f"the fit diverged: its loss became non-finite after {self.iterations} "
+                f"L-BFGS iterations (W is the last finite iterate); {advice}"
+            )
+        if loss > LOG3 + DIVERGED_MARGIN:
+            return (
+                f"the fit ended with training loss {loss:.4g}, above log 3 = {LOG3:.4f} "
+                f"(the loss of W = 0): it diverged or stalled; {advice}"
+            )
+        if not self.converged:
+            return (
+                f"the optimiser stopped ({self.stop_reason or 'interrupted'}, "
+                f"{self.iterations} L-BFGS iterations) without meeting its "
+                f"{self.stopping!r} stopping rule: W may be far from the optimum"
+            )
+        return None
 
     def matrix(self) -> torch.Tensor:
         """W in the original feature space."""
@@ -243,19 +319,112 @@ def triplet_probabilities(
         return torch.softmax(_triplet_logits(z, triplets, temperature), 1).cpu().numpy()
 
 
+def tie_credit(logits: torch.Tensor, odd: torch.Tensor) -> torch.Tensor:
+    """Per triplet (float64): 1 when the response ``odd`` holds the unique largest logit,
+    1/2 or 1/3 when it shares the largest logit with one or two other positions, 0
+    otherwise.
+
+    Tied positions are equally likely predictions, so a tie earns the expected accuracy
+    of a uniform choice among them (the softmax probability of the response in the
+    T -> 0 limit). Without exact ties this is ``logits.argmax(1) == odd``; a row holding
+    NaN gets NaN.
+    """
+    top = logits.max(dim=1, keepdim=True).values
+    tied = logits == top
+    hit = tied.gather(1, odd.reshape(-1, 1).to(torch.int64)).reshape(-1)
+    return hit.to(torch.float64) / tied.sum(dim=1).to(torch.float64)
+
+
+def tie_accuracy(logits: torch.Tensor, odd: torch.Tensor) -> float:
+    """Mean :func:`tie_credit`, exactly: the credits are counted in sixths (integers) and
+    divided once, so all-tied triplets give exactly 1/3 and, without ties, the result is
+    the plain argmax accuracy k / m bit for bit. NaN when a row holds NaN."""
+    m = logits.shape[0]
+    if m == 0:
+        return math.nan
+    top = logits.max(dim=1, keepdim=True).values
+    tied = logits == top
+    n_tied = tied.sum(dim=1)
+    if bool((n_tied == 0).any()):
+        return math.nan
+    hit = tied.gather(1, odd.reshape(-1, 1).to(torch.int64)).reshape(-1)
+    sixths = int((hit.to(torch.int64) * (6 // n_tied)).sum())
+    return sixths / (6 * m)  # Python's int division is correctly rounded
+
+
 def accuracy_and_nll(
     z: torch.Tensor, triplets: Triplets, temperature: float = 1.0
 ) -> dict[str, float]:
-    """Share of triplets whose most probable odd one is the response, and mean NLL."""
+    """Share of triplets whose most probable odd one is the response (ties share credit,
+    see :func:`tie_credit`), and mean NLL.
+
+    Raises ValueError when the similarities are not finite (features or W so large that
+    Z Z^T overflows ``z``'s dtype)."""
     if len(triplets) == 0:
         return {"accuracy": math.nan, "nll": math.nan}
     with torch.no_grad():
         logits = _triplet_logits(z, triplets, temperature)
+        if not all_finite(logits):
+            dtype = str(logits.dtype).removeprefix("torch.")
+            raise ValueError(
+                f"the similarities of the transformed features are not finite (they overflow "
+                f"{dtype}; largest |Z| = {float(z.abs().max()):.3g}): rescale the features "
+                "(e.g. divide by their largest norm)"
+            )
         odd = torch.as_tensor(triplets.odd.astype(np.int64), device=z.device)
         rows = torch.arange(len(triplets), device=z.device)
         nll = (torch.logsumexp(logits, 1) - logits[rows, odd]).mean()
-        accuracy = (logits.argmax(1) == odd).to(torch.float64).mean()
-    return {"accuracy": float(accuracy), "nll": float(nll)}
+        accuracy = tie_accuracy(logits, odd)
+    return {"accuracy": accuracy, "nll": float(nll)}
+
+
+def check_features(
+    features: torch.Tensor | np.ndarray,
+    dtype: torch.dtype = torch.float32,
+    name: str | None = None,
+    rows: torch.Tensor | np.ndarray | None = None,
+) -> str | None:
+    """Check features for a probe computed in ``dtype``; return a one-line warning when
+    they are degenerate, else None.
+
+    Raises ValueError (one line, starting with ``name`` when given) for NaN or infinite
+    values, and for values so large that their similarities overflow ``dtype`` (a
+    similarity is at most the largest squared row norm, by Cauchy-Schwarz). Degenerate:
+    every row in ``rows`` (default all) is the same vector, e.g. all zero: then every
+    triplet is a three-way tie whatever W, the accuracy is 1/3 and the loss log 3.
+    """
+    x = torch.as_tensor(features)
+    where = f"{name}: " if name else ""
+    if x.ndim != 2:
+        raise ValueError(f"{where}features must be 2-D (n_concepts, p), got shape {tuple(x.shape)}")
+    if not all_finite(x):
+        raise ValueError(f"{where}features contain NaN or infinite values; expected finite numbers")
+    if x.numel() == 0:
+        return None
+    with torch.no_grad():
+        largest = float(x.abs().max())
+        norm = float(torch.linalg.vector_norm(x, dim=1, dtype=torch.float64).max())
+        norm2 = norm * norm  # inf when even float64 overflows
+        limit = torch.finfo(dtype).max
+        if norm2 > limit:
+            dtype_name = str(dtype).removeprefix("torch.")
+            advice = "rescale the features (e.g. divide by their largest norm)" + (
+                " or use --dtype float64" if dtype != torch.float64 else ""
+            )
+            raise ValueError(
+                f"{where}features have max |x| = {largest:.3g}: their similarities "
+                f"(squared row norms up to {norm2:.3g}) overflow {dtype_name} "
+                f"(largest {limit:.3g}); {advice}"
+            )
+        used = x if rows is None else x[torch.as_tensor(rows, device=x.device)]
+        if used.shape[0] and bool((used == used[0]).all()):
+            what = "an all-zero" if not bool(used[0].any()) else "the same"
+            return (
+                f"{where}degenerate features: every concept the triplets use has {what} "
+                "feature vector (zero variance in every column), so every triplet is a "
+                "three-way tie: accuracy 1/3 and loss log 3 whatever the probe"
+            )
+    return None
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -277,6 +446,7 @@ class Minimised:
     iterations: int
     evaluations: int
     converged: bool
+    stop_reason: str = "max_steps"  # rule, max_steps or non_finite
 
 
 def lbfgs_minimise(
@@ -314,6 +484,7 @@ def lbfgs_minimise(
         stop = rule.update(start_loss, end_loss)
         current = end_loss if end_loss is not None else start_loss
         if not math.isfinite(current) or not np.isfinite(core.x).all():
+            rule.reason = "non_finite"
             break
         last_finite = core.x.copy()
         if stop:
@@ -324,6 +495,7 @@ def lbfgs_minimise(
         iterations=core.n_iter,
         evaluations=core.func_evals,
         converged=rule.converged,
+        stop_reason=rule.stop_reason(),
     )
 
 
@@ -349,6 +521,7 @@ def _torch_minimise(
         stop = rule.update(start_loss, end_loss)
         current = end_loss if end_loss is not None else start_loss
         if not math.isfinite(current) or not all_finite(param):
+            rule.reason = "non_finite"
             break
         last_finite = param.detach().clone()
         if stop:
@@ -360,6 +533,7 @@ def _torch_minimise(
         iterations=int(state.get("n_iter", 0)),
         evaluations=int(state.get("func_evals", 0)) + extra_evals,
         converged=rule.converged,
+        stop_reason=rule.stop_reason(),
     )
 
 
@@ -387,6 +561,7 @@ class ProbeProblem:
     temperature: float
     p: int
     space: RowSpace | None
+    degenerate: str | None = None  # the degenerate-features warning, if any
 
     def result(
         self,
@@ -397,6 +572,7 @@ class ProbeProblem:
         converged: bool,
         seconds: float,
         stopping: str = "converged",
+        stop_reason: str = "",
     ) -> FittedProbe:
         """A :class:`FittedProbe` from optimised parameters (with its NLL and objective)."""
         with torch.no_grad():
@@ -418,6 +594,8 @@ class ProbeProblem:
             stopping=stopping,
             train_nll=nll,
             train_objective=nll + self.lam * reg,
+            stop_reason=stop_reason,
+            degenerate=self.degenerate,
         )
 
 
@@ -445,8 +623,13 @@ def build_problem(
     space: RowSpace | None = None,
     init: torch.Tensor | None = None,
     compiled: bool = True,
+    name: str | None = None,
 ) -> ProbeProblem:
-    """Validate the inputs and set up one probe problem (see :func:`fit_probe`)."""
+    """Validate the inputs and set up one probe problem (see :func:`fit_probe`).
+
+    Degenerate features (see :func:`check_features`; for ``zero_shot`` also similarities
+    tied within every triplet) are logged once as a one-line warning and noted in the
+    problem (``degenerate``) and its fits."""
     fam = family if isinstance(family, Family) else Family(family, k)
     if regulariser not in REGULARISERS:
         raise ValueError(f"regulariser must be one of {REGULARISERS}, got {regulariser!r}")
@@ -456,11 +639,9 @@ def build_problem(
     ):
         raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
     dev = resolve_device(device)
-    x = torch.as_tensor(features).to(dtype=dtype, device=dev)
+    x = torch.as_tensor(features)
     if x.ndim != 2:
         raise ValueError(f"features must be 2-D (n_concepts, p), got shape {tuple(x.shape)}")
-    if not all_finite(x):
-        raise ValueError("features contain NaN or infinite values")
     prep = (
         triplets.to(dev)
         if isinstance(triplets, PreparedTriplets)
@@ -470,6 +651,9 @@ def build_problem(
         raise ValueError(
             f"triplets index concept {int(prep.concepts.max())} but features have {x.shape[0]} rows"
         )
+    # before the cast: values beyond the dtype's range are named, not turned into inf
+    degenerate = check_features(x, dtype, name, rows=prep.concepts)
+    x = x.to(dtype=dtype, device=dev)
     p = int(x.shape[1])
     x_active = x[prep.concepts]
     use_reduction = (
@@ -477,7 +661,8 @@ def build_problem(
     )
     if use_reduction and space is None:
         space = row_space(x_active)
-    if use_reduction and reduce == "auto" and space.rank >= p:
+    if use_reduction and (space.rank == 0 or (reduce == "auto" and space.rank >= p)):
+        # rank 0 (all-zero training features): no reduced problem; the p x p one is trivial
         use_reduction = False
     if use_reduction:
         x_fit = x_active @ space.basis.to(dtype=dtype, device=dev)
@@ -494,6 +679,17 @@ def build_problem(
         path=path,
         compiled=compiled,
     )
+    if degenerate is None and fam.name == "zero_shot":
+        logits = objective._zero_shot_sims()[prep.slot_pair]
+        if bool((logits == logits[:, :1]).all()):
+            where = f"{name}: " if name else ""
+            degenerate = (
+                f"{where}degenerate features for zero-shot: the three similarities are equal "
+                "within every triplet, so the scale (temperature) cannot be fitted and stays "
+                "at its start; accuracy 1/3 and loss log 3"
+            )
+    if degenerate is not None:
+        warn_once(degenerate)
     if init is None:
         theta0 = fam.init(p_fit, dtype=dtype, device=dev)
     else:
@@ -502,7 +698,7 @@ def build_problem(
         if tuple(theta0.shape) != expected:
             raise ValueError(f"init has shape {tuple(theta0.shape)}, expected {expected}")
     return ProbeProblem(
-        objective, theta0, fam, regulariser, float(lam), float(temperature), p, space
+        objective, theta0, fam, regulariser, float(lam), float(temperature), p, space, degenerate
     )
 
 
@@ -537,6 +733,10 @@ def fit_probe(
             default the identity.
         compiled : the numba kernel for the per-triplet work on CPU (``False``: array
             operations, the same numbers to rounding).
+        name : how error and warning messages name the features (a file, a model).
+
+    Raises ValueError for NaN / infinite features and for features whose similarities
+    overflow ``dtype`` (see :func:`check_features`).
     """
     lam = options.pop("lam", 0.0)
     init = options.pop("init", None)
@@ -583,6 +783,7 @@ def fit_path(
                 result.converged,
                 time.perf_counter() - start,
                 settings.stopping,
+                result.stop_reason,
             )
         )
         theta = result.theta

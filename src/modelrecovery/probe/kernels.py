@@ -14,6 +14,8 @@ hold r * n + c), and the gradient comes back in the same layout as ``values``.
 
 from __future__ import annotations
 
+import math
+
 import numba
 import numpy as np
 
@@ -71,8 +73,15 @@ def nll_slot_grad_cpu(
     """Mean NLL over triplets and its gradient with respect to ``values``.
 
     ``slots[t]`` are the positions in ``values`` of triplet t's logits (similarities of the
-    pairs bc, ac, ab); the gradient has the shape of ``values``.
+    pairs bc, ac, ab); the gradient has the shape of ``values``. Non-finite similarities
+    (an overflowing iterate) give a NaN loss and gradient, never an exception.
     """
-    if slots.shape[0] < PARALLEL_MIN_TRIPLETS:
-        return _nll_slot_grad_serial(values, slots, odd, 1.0 / temperature, 1)
-    return _nll_slot_grad(values, slots, odd, 1.0 / temperature, numba.get_num_threads())
+    try:
+        if slots.shape[0] < PARALLEL_MIN_TRIPLETS:
+            return _nll_slot_grad_serial(values, slots, odd, 1.0 / temperature, 1)
+        return _nll_slot_grad(values, slots, odd, 1.0 / temperature, numba.get_num_threads())
+    except ZeroDivisionError:
+        # numba's Python error model raises where a softmax normaliser is 0, which only
+        # non-finite similarities produce (the error model stays: changing it changes the
+        # compiled code and the last bits of every result)
+        return math.nan, np.full_like(values, np.nan)

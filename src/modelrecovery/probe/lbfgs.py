@@ -83,7 +83,20 @@ def _two_loop(grad, s_hist, y_hist, ro, order, h_diag):  # pragma: no cover - co
 
 
 def _cubic_interpolate(x1, f1, g1, x2, f2, g2, bounds=None) -> float:
-    """Minimiser of the cubic through two points with derivatives (torch's formula)."""
+    """Minimiser of the cubic through two points with derivatives (torch's formula).
+
+    torch computes it on tensors, where x / 0 is inf or nan (e.g. a loss that is linear
+    along the search direction: an l1 penalty on all-zero features); Python floats raise
+    instead, so that rare case is recomputed with NumPy's IEEE division."""
+    try:
+        return _cubic(x1, f1, g1, x2, f2, g2, bounds)
+    except ZeroDivisionError:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            values = (np.float64(v) for v in (x1, f1, g1, x2, f2, g2))
+            return float(_cubic(*values, bounds))
+
+
+def _cubic(x1, f1, g1, x2, f2, g2, bounds) -> float:
     if bounds is not None:
         xmin_bound, xmax_bound = bounds
     else:

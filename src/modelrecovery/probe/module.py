@@ -58,6 +58,7 @@ class ProbeModule(L.LightningModule):
         self.settings = settings or LBFGSSettings()
         self.problem = build_problem(features, triplets, **options)
         self.theta = torch.nn.Parameter(self.problem.theta0.clone())
+        self._last_finite = self.problem.theta0.clone()
         self._features = torch.as_tensor(features)
         self._validation = validation
         self.rule = StepRule(self.settings)
@@ -126,8 +127,13 @@ class ProbeModule(L.LightningModule):
         stop = self.rule.update(start_loss, end_loss)
         loss = end_loss if end_loss is not None else start_loss
         if not math.isfinite(loss) or not bool(torch.isfinite(self.theta).all()):
+            # as fit_probe: stop, and keep the last finite iterate
+            self.rule.reason = "non_finite"
+            with torch.no_grad():
+                self.theta.copy_(self._last_finite)
             self.trainer.should_stop = True
             return
+        self._last_finite = self.theta.detach().clone()
         self.log("train_loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=1)
         if self._validation is not None:
             scores = self.fitted().evaluate(self._features, self._validation)
@@ -150,4 +156,13 @@ class ProbeModule(L.LightningModule):
             self.converged,
             time.perf_counter() - self._start,
             self.settings.stopping,
+            self.stop_reason,
         )
+
+    @property
+    def stop_reason(self) -> str:
+        """``rule`` or ``non_finite`` once the rule stopped training, ``max_steps`` once
+        the steps ran out, ``""`` while training."""
+        if self.rule.reason is not None:
+            return self.rule.reason
+        return "max_steps" if self.rule.steps >= self.settings.max_repeats else ""

@@ -40,6 +40,7 @@ from modelrecovery.probe.fit import (
     LBFGSSettings,
     fit_path,
     resolve_device,
+    tie_accuracy,
     triplet_probabilities,
 )
 from modelrecovery.probe.objective import PreparedTriplets
@@ -116,7 +117,8 @@ class _Evaluator:
 
     Similarities are computed in float64 whatever the fitting dtype: a float32 Gram matrix
     can flip a near-tied test triplet between two fits equal to 1e-7, and one flipped
-    triplet moves a test accuracy by 1/len(test)."""
+    triplet moves a test accuracy by 1/len(test). Exact ties share credit
+    (:func:`~modelrecovery.probe.fit.tie_accuracy`)."""
 
     def __init__(self, x: torch.Tensor, sets: dict[str, Triplets], space: RowSpace | None):
         ids = np.concatenate([t.ids for t in sets.values()])
@@ -154,7 +156,7 @@ class _Evaluator:
             a, b, c = rows[:, 0], rows[:, 1], rows[:, 2]
             logits = torch.stack([s[b, c], s[a, c], s[a, b]], 1) / fitted.temperature
             nll = torch.logsumexp(logits, 1) - logits[torch.arange(len(odd), device=s.device), odd]
-            out[f"{name}_accuracy"] = float((logits.argmax(1) == odd).double().mean())
+            out[f"{name}_accuracy"] = tie_accuracy(logits, odd)
             out[f"{name}_nll"] = float(nll.double().mean())
         return out
 
@@ -288,8 +290,8 @@ def _fit_unit(
 ) -> list[dict]:
     """Every λ of one candidate on one fold: the fits table's rows."""
     space = row_space(x[prep.concepts]) if reducible else None
-    if space is not None and space.rank >= x.shape[1]:
-        space = None
+    if space is not None and (space.rank >= x.shape[1] or space.rank == 0):
+        space = None  # nothing to gain, or all-zero training features (no reduced problem)
     evaluator = _Evaluator(x, {"val": fd.validation, "test": fd.test}, space)
     fits = fit_path(
         x,
