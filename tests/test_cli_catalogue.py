@@ -53,6 +53,7 @@ def files(tmp_path_factory) -> Path:
     write_things2023(
         root / "human.tsv", planted_triplets(x, 300, seed=1), repeated_triplets(x, 20, 5, seed=2)
     )
+    (root / "few_ids.csv").write_text("i,j,k,odd\n0,1,9,0\n2,3,4,1\n")
     (root / "empty.tsv").write_text("")
     (root / "garbage.tsv").write_bytes(bytes(range(256)) * 4)
     (root / "header_only.csv").write_text("image1,image2,image3,choice\n")
@@ -206,6 +207,11 @@ INPUT_ERRORS = [
         "evaluate-missing-features",
         ["evaluate", "--features", "nope.npy", "--triplets", "human.tsv"],
         ["nope.npy"],
+    ),
+    (
+        "evaluate-more-rows",
+        ["evaluate", "--features", "x.npy", "--triplets", "few_ids.csv"],
+        ["few_ids.csv", "largest concept id is 9", "30 rows", "--n-concepts 30"],
     ),
     (
         "fit-short-features",

@@ -426,6 +426,14 @@ def cmd_evaluate(args: argparse.Namespace) -> dict:
     from modelrecovery.probe import accuracy_and_nll, fit_probe
 
     triplets = _load(args)
+    features = load_features(args.features)
+    if args.n_concepts is None and features.shape[0] > triplets.n_concepts:
+        raise ValueError(
+            f"{args.triplets}: the triplets' largest concept id is {int(triplets.ids.max())} "
+            f"(0-based), so the number of concepts was taken as {triplets.n_concepts}, but the "
+            f"features {args.features} have {features.shape[0]} rows (one per concept); give "
+            f"--n-concepts {features.shape[0]} if the triplets index those concepts"
+        )
     features = load_features(args.features, n_concepts=triplets.n_concepts)
     z = torch.as_tensor(features, dtype=torch.float64)
     raw = accuracy_and_nll(z, triplets, temperature=1.0)
