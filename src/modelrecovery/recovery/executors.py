@@ -176,7 +176,7 @@ def _run_dask(todo, config, inputs, finish, address, n_workers) -> None:
             threads_per_worker=1,
             processes=True,
             host="127.0.0.1",
-            dashboard_address=None,
+            dashboard_address=":0",  # a free port: no warning when 8787 is taken
             silence_logs=logging.ERROR,
         )
         address = cluster
