@@ -611,6 +611,8 @@ def _server_env(settings: StackSettings, keys: dict[str, str]) -> dict[str, str]
         "AWS_SECRET_ACCESS_KEY": keys["S3_SECRET_KEY"],
         "AWS_DEFAULT_REGION": "us-east-1",
         "MLFLOW_S3_ENDPOINT_URL": settings.s3_endpoint,
+        # no GenAI job runners (huey consumers polling on a small machine): not used here
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
     }
     return env
 

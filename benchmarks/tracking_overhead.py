@@ -1,0 +1,202 @@
+"""What tracking costs: the default study's recovery grid timed with tracking off, logging
+to the local store (SQLite ``tracking/mlflow.db`` layout, artifacts on disk) and logging to
+the team stack (MLflow server on PostgreSQL, artifacts proxied to S3). Goal: tracking adds
+under 10 %.
+
+The world, features and generators are built once (in a temporary local store); then the
+same jobs run three times from an empty results store, each on the study's executor (a
+2-worker Dask LocalCluster by default):
+
+  off    run_grid with no logging; the results tables written to a folder
+  local  inside a recover run in a SQLite store: one child run per job (params, metrics,
+         tags, as the recover stage logs them), then the results tables as artifacts
+  stack  the same against a stack started for the benchmark in a temporary folder
+         (python -m modelrecovery.stack's up / down, free ports)
+
+Each store is created before its timer (in practice it exists already); the variants run
+in rotating order, ``--repeats`` times, and the medians are compared.
+
+Usage: python benchmarks/tracking_overhead.py [--quick] [--repeats R] [--set key=value ...]
+  --quick   a smaller grid (2 levels, 4 generators and candidates, N in {40, 400}, 1 seed)
+Last line (medians): off_seconds=<s> local_seconds=<s> stack_seconds=<s> local_overhead=<%>
+stack_overhead=<%> jobs=<n>
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import random
+import shutil
+import socket
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import mlflow
+
+from modelrecovery import stack as stack_module
+from modelrecovery.config import load_config, split_overrides
+from modelrecovery.features.io import load_features
+from modelrecovery.recovery.executors import GridInputs, run_grid
+from modelrecovery.recovery.grid import jobs_of
+from modelrecovery.recovery.store import ResultsStore
+from modelrecovery.stages.common import human_exclusion_keys
+from modelrecovery.stages.generators import build_generators, settings_from_config
+from modelrecovery.stages.inputs import model_names, select_names, study_inputs
+from modelrecovery.stages.recover import _log_job, grid_config, grid_provenance
+from modelrecovery.tracking import ensure_experiment
+
+QUICK = [
+    "grid.levels=[{family: zero_shot},{family: full}]",
+    "grid.sizes=[40,400] grid.seeds=[0]",
+]
+
+
+def prepare(config: dict, folder: Path):
+    """Inputs and generators of the study (built in a temporary local store)."""
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{folder / 'prepare.db'}"
+    os.environ["OPTUNA_STORAGE"] = f"sqlite:///{folder / 'optuna.db'}"
+    mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
+    inputs = study_inputs(config, True)
+    models = list(inputs.feature_paths)
+    specs, tune = settings_from_config(config)
+    wanted = select_names(config.get("generators"), models, "generators")
+    generators = build_generators(
+        {m: inputs.feature_paths[m] for m in wanted},
+        inputs.human,
+        experiment_id=ensure_experiment("tracking-overhead-prepare"),
+        specs=specs,
+        tune=tune,
+        progress=True,
+        workers=config["probe"].get("workers", 1),
+    )
+    candidates = select_names(config.get("candidates"), models, "candidates")
+    grid = grid_config(config, models, grid_provenance(inputs, candidates, generators))
+    features = {
+        m: load_features(inputs.feature_paths[m], n_concepts=inputs.human.train.n_concepts)
+        for m in grid.candidates
+    }
+    grid_inputs = GridInputs(
+        {key: (g.z, g.temperature) for key, g in generators.items()},
+        features,
+        human_exclusion_keys(inputs.human),
+    )
+    return grid, grid_inputs
+
+
+def timed_grid(grid, grid_inputs, execution: dict, folder: Path, uri: str | None) -> float:
+    """Seconds for the whole grid from an empty store; logged to ``uri`` unless None."""
+    shutil.rmtree(folder / "store", ignore_errors=True)
+    store = ResultsStore(folder / "store")
+    experiment_id = None
+    if uri is not None:  # the store exists already in practice: its creation is not timed
+        mlflow.set_tracking_uri(uri)
+        experiment_id = ensure_experiment("tracking-overhead")
+    tic = time.perf_counter()
+    kwargs = dict(
+        executor=execution.get("kind", "dask"),
+        dask_address=execution.get("address"),
+        n_workers=int(execution.get("n_workers", 2)),
+        progress=False,
+    )
+
+    def tables_to(out: Path) -> Path:
+        tables = store.load({job.job_id for job in jobs_of(grid)})
+        out.mkdir(parents=True, exist_ok=True)
+        for name, frame in tables.items():
+            frame.to_parquet(out / f"{name}.parquet", index=False)
+        return out
+
+    if uri is None:
+        run_grid(grid, grid_inputs, store, **kwargs)
+        tables_to(folder / "results")
+    else:
+        with mlflow.start_run(run_name="recover/tracking-overhead", experiment_id=experiment_id):
+            run_grid(
+                grid,
+                grid_inputs,
+                store,
+                on_done=functools.partial(_log_job, device=grid.device),
+                **kwargs,
+            )
+            mlflow.log_artifacts(str(tables_to(folder / "results")), artifact_path="results")
+    return time.perf_counter() - tic
+
+
+def free_settings(root: Path) -> stack_module.StackSettings:
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(20000, 29000, 10)
+        settings = stack_module.StackSettings(
+            root=root,
+            postgres_port=base,
+            s3_port=base + 1,
+            mlflow_port=base + 2,
+            dashboard_port=base + 3,
+            weed_port=base + 4,
+        )
+        free = True
+        for port in settings.ports():
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    free = False
+                    break
+        if free:
+            return settings
+    raise RuntimeError("no free block of ports")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--set", nargs="*", default=[])
+    parser.add_argument("--repeats", type=int, default=1, help="median of this many runs")
+    args = parser.parse_args()
+    quick = []
+    if args.quick:  # the first four models of the default set
+        names = ",".join(model_names(load_config("default"))[:4])
+        quick = [*QUICK, f"generators=[{names}] candidates=[{names}]"]
+    config = load_config("default", split_overrides(quick + args.set))
+    folder = Path(tempfile.mkdtemp(prefix="tracking-overhead-"))
+    folder.chmod(0o755)
+    settings = free_settings(folder / "stack")
+    try:
+        grid, grid_inputs = prepare(config, folder)
+        n_jobs = len(jobs_of(grid))
+        execution = config.get("executor") or {}
+        local = folder / "local" / "tracking"
+        local.mkdir(parents=True)
+        stack_module.up(settings)
+        os.environ["PGPASSFILE"] = str(settings.pgpass)
+        uris = {
+            "off": None,
+            "local": f"sqlite:///{local / 'mlflow.db'}",
+            "stack": settings.mlflow_uri,
+        }
+        times: dict[str, list[float]] = {name: [] for name in uris}
+        for repeat in range(args.repeats):  # the order rotates: a busy spell hits all
+            order = list(uris)[repeat % 3 :] + list(uris)[: repeat % 3]
+            for name in order:
+                took = timed_grid(grid, grid_inputs, execution, folder / name, uris[name])
+                times[name].append(took)
+                print(f"{name:<6} {took:.1f} s ({n_jobs} jobs)", flush=True)
+        seconds = {name: statistics.median(values) for name, values in times.items()}
+    finally:
+        stack_module.down(settings, timeout=30)
+        shutil.rmtree(folder, ignore_errors=True)
+    off = seconds["off"]
+    print(
+        f"off_seconds={off:.1f} local_seconds={seconds['local']:.1f} "
+        f"stack_seconds={seconds['stack']:.1f} "
+        f"local_overhead={100 * (seconds['local'] / off - 1):.1f}% "
+        f"stack_overhead={100 * (seconds['stack'] / off - 1):.1f}% jobs={n_jobs}"
+    )
+
+
+if __name__ == "__main__":
+    main()
