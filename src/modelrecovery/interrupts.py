@@ -12,11 +12,14 @@ Lightning turns into ``sys.exit(1)``.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
+from collections.abc import Iterator
 
 _requested = threading.Event()
 _signum: list[int] = []
+_deferring = [0]  # depth of deferred() blocks on the main thread
 
 
 class Interrupted(BaseException):
@@ -78,3 +81,23 @@ def interrupted_in(err: BaseException) -> Interrupted | None:
             return Interrupted(signal.SIGINT)
         node = node.__cause__ or node.__context__
     return None
+
+
+def deferring() -> bool:
+    """Whether the main thread is inside a :func:`deferred` block."""
+    return _deferring[0] > 0
+
+
+@contextlib.contextmanager
+def deferred() -> Iterator[None]:
+    """A block that a signal does not cut short (writing a finished job and logging its
+    run): the command line only records the request, raised when the block ends."""
+    on_main = threading.current_thread() is threading.main_thread()
+    if on_main:
+        _deferring[0] += 1
+    try:
+        yield
+    finally:
+        if on_main:
+            _deferring[0] -= 1
+    check()

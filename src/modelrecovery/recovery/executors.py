@@ -13,19 +13,24 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from modelrecovery import interrupts
 from modelrecovery.devices import cuda_count, pool_size, worker_device
 from modelrecovery.recovery.grid import GridConfig, Job, jobs_of
 from modelrecovery.recovery.job import JobResult, run_job
 from modelrecovery.recovery.store import ResultsStore
 
 EXECUTORS = ("inprocess", "dask")
+
+POLL_SECONDS = 0.1  # how often the main process looks for finished jobs
 
 
 @dataclass(frozen=True)
@@ -147,15 +152,17 @@ def run_grid(
     bar.set_postfix_str(f"{len(finished)} already done")
 
     def finish(job: Job, result: JobResult) -> None:
-        store.write(job.job_id, result)
-        if on_done is not None:
-            on_done(job, result)
+        with interrupts.deferred():  # a signal never leaves a job half written or logged
+            store.write(job.job_id, result)
+            if on_done is not None:
+                on_done(job, result)
         bar.update(1)
 
     try:
         if executor == "inprocess":
             here = dataclasses.replace(config, device=worker_device(config.device, 0, n_gpus))
             for job in todo:
+                interrupts.check()
                 finish(job, _run(job, here, inputs))
         else:
             if not remote:
@@ -189,9 +196,35 @@ def _run_dask(todo, config, inputs, finish, address, n_workers) -> None:
             ): job
             for job in todo
         }
-        for future in as_completed(futures):
-            finish(futures[future], future.result())
-    finally:
-        client.close()
+        pending = as_completed(futures)
+        while not pending.is_empty():
+            interrupts.check()  # a SIGTERM / SIGINT lost in library code is seen here
+            batch = pending.next_batch(block=False)
+            if not batch:
+                time.sleep(POLL_SECONDS)
+            for future in batch:
+                finish(futures[future], future.result())
+    except BaseException:  # interrupted or failed: stop the local workers without waiting
+        client.close(timeout=2)
         if cluster is not None:
-            cluster.close()
+            _stop_local_cluster(cluster)
+        raise
+    client.close()
+    if cluster is not None:
+        cluster.close()
+
+
+def _stop_local_cluster(cluster) -> None:
+    """Kill a local cluster's worker processes (a job's fit does not stop on request),
+    then close the cluster."""
+    import signal as signals
+
+    for worker in list(getattr(cluster, "workers", {}).values()):
+        process = getattr(getattr(worker, "process", None), "process", None)
+        pid = getattr(process, "pid", None)
+        if pid:
+            try:
+                os.kill(pid, signals.SIGKILL)
+            except OSError:
+                pass
+    cluster.close(timeout=5)

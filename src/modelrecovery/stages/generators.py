@@ -313,10 +313,15 @@ def build_generators(
             previous = torch.get_num_threads()
             torch.set_num_threads(1)
             try:
-                with ThreadPoolExecutor(max_workers=workers) as pool:
+                pool = ThreadPoolExecutor(max_workers=workers)
+                try:
                     for generator in pool.map(build, todo):  # in todo order
                         built.append(generator)
                         bar.update(1)
+                except BaseException:  # interrupted: running fits stop, queued ones never start
+                    pool.shutdown(wait=True, cancel_futures=True)
+                    raise
+                pool.shutdown()
             finally:
                 torch.set_num_threads(previous)
         else:
