@@ -178,6 +178,7 @@ def test_every_subcommand_has_help(files):
         "recover",
         "analyze",
         "simulate",
+        "stack",
     ):
         assert command in out
         code, text, err = run_cli([command, "--help"], files)
@@ -314,6 +315,12 @@ STORE_FAULTS = [
         ["same SQLite file"],
     ),
     (
+        "dashboard-storage-option",
+        {},
+        ["dashboard", "--storage", "postgresql+psycopg2://u:secret@127.0.0.1:9/optuna"],
+        ["--storage=postgresql+psycopg2://u:***@127.0.0.1:9/optuna", "cannot connect"],
+    ),
+    (
         "dashboard-bad-storage",
         {"OPTUNA_STORAGE": "redis://127.0.0.1:9"},
         ["dashboard"],
@@ -409,3 +416,47 @@ def test_missing_driver_is_named():
         check_database_server("postgresql+pg8000://u@127.0.0.1/db", "X=...")
     with pytest.raises(StoreError, match="not a usable database URL"):
         check_database_server("postgresql+nosuchdriver_xyz://u@127.0.0.1/db", "X=...")
+
+
+@pytest.mark.parametrize(
+    "status,body,fragment",
+    [
+        (500, b'{"error_code": "INTERNAL_ERROR", "message": "connection refused"}', "HTTP 500"),
+        (404, b"not found", "not an MLflow tracking server"),
+        (200, b'{"experiments": []}', None),
+    ],
+)
+def test_mlflow_server_check_reads_the_rest_api(status, body, fragment):
+    """A server whose database is down answers 5xx on its REST API (its /health still
+    says OK); a web server that is not MLflow answers 404."""
+    import http.server
+    import threading
+
+    from modelrecovery.backends import StoreError, check_tracking_uri
+
+    seen = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - the http.server API
+            seen.append(self.path)
+            code = 200 if self.path == "/health" else status
+            self.send_response(code)
+            self.end_headers()
+            self.wfile.write(b"OK" if self.path == "/health" else body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        uri = f"http://127.0.0.1:{server.server_port}"
+        if fragment is None:
+            check_tracking_uri(uri)
+        else:
+            with pytest.raises(StoreError, match=fragment):
+                check_tracking_uri(uri)
+    finally:
+        server.shutdown()
+    assert seen == ["/api/2.0/mlflow/experiments/search?max_results=1"]

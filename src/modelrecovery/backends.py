@@ -24,7 +24,8 @@ class StoreError(ValueError):
     """A tracking store that cannot be used (one line: variable, value, what to do)."""
 
 
-def _hide_password(url: str) -> str:
+def hide_password(url: str) -> str:
+    """``url`` with its password (if any) shown as ``***``."""
     parts = urlsplit(url)
     if parts.password is None:
         return url
@@ -33,7 +34,7 @@ def _hide_password(url: str) -> str:
 
 
 def _describe(variable: str, value: str, default: bool) -> str:
-    shown = _hide_password(value)
+    shown = hide_password(value)
     return f"{shown} (the default store)" if default else f"{variable}={shown}"
 
 
@@ -111,14 +112,25 @@ def _first_line(err: BaseException) -> str:
 
 
 def check_mlflow_server(url: str, what: str, timeout: float = TIMEOUT_SECONDS) -> None:
-    """One request to an MLflow server's ``/health``; no retries."""
-    health = url.rstrip("/") + "/health"
+    """One request to an MLflow server's REST API (search one experiment), no retries:
+    it fails when nothing listens, and when the server answers but its database does not
+    (``/health`` would still say OK)."""
+    probe = url.rstrip("/") + "/api/2.0/mlflow/experiments/search?max_results=1"
     try:
-        with urllib.request.urlopen(health, timeout=timeout) as response:
-            response.read(64)
+        with urllib.request.urlopen(probe, timeout=timeout) as response:
+            response.read(256)
     except urllib.error.HTTPError as err:
+        if err.code == 404:
+            raise StoreError(
+                f"{what}: the server there is not an MLflow tracking server (HTTP 404 for "
+                "its REST API)"
+            ) from None
         if err.code >= 500:
-            raise StoreError(f"{what}: the server answered HTTP {err.code} at {health}") from None
+            detail = " ".join(err.read(300).decode(errors="replace").split())
+            raise StoreError(
+                f"{what}: the MLflow server answered HTTP {err.code} ({detail[:200]}); "
+                "is its database up?"
+            ) from None
     except (urllib.error.URLError, OSError) as err:
         reason = getattr(err, "reason", err)
         raise StoreError(
@@ -149,9 +161,12 @@ def check_tracking_uri(uri: str, default: bool = False, timeout: float = TIMEOUT
     # other schemes (databricks, ...): left to MLflow
 
 
-def check_optuna_url(url: str, default: bool = False, timeout: float = TIMEOUT_SECONDS) -> None:
-    """Check an Optuna storage URL (``OPTUNA_STORAGE`` unless ``default``)."""
-    what = _describe("OPTUNA_STORAGE", url, default)
+def check_optuna_url(
+    url: str, default: bool = False, timeout: float = TIMEOUT_SECONDS, what: str | None = None
+) -> None:
+    """Check an Optuna storage URL (``OPTUNA_STORAGE`` unless ``default``; ``what`` names
+    another source, e.g. an option)."""
+    what = f"{what}={hide_password(url)}" if what else _describe("OPTUNA_STORAGE", url, default)
     scheme = urlsplit(url).scheme.split("+", 1)[0]
     if scheme == "sqlite":
         check_sqlite(url, what, timeout)

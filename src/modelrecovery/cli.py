@@ -307,6 +307,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _command(
         sub,
+        "stack",
+        "modelrecovery.cli:cmd_stack",
+        "Start, stop or show the team tracking stack (PostgreSQL, S3, MLflow server, "
+        "optuna-dashboard) on this machine.",
+    )
+    p.add_argument("action", choices=["up", "down", "status", "env"])
+
+    p = _command(
+        sub,
         "calibrate",
         f"{stages}.calibrate:cmd_calibrate",
         "Calibrate T of a logged probe (an MLflow run with a probe model) on the repeated "
@@ -451,6 +460,16 @@ def cmd_evaluate(args: argparse.Namespace) -> dict:
         "best_temperature": temperature,
         "zero_shot_nll_at_best_temperature": scaled.evaluate(features, triplets)["nll"],
     }
+
+
+def cmd_stack(args: argparse.Namespace) -> dict:
+    """``modelrecovery stack up|down|status|env`` (see :mod:`modelrecovery.stack`)."""
+    from modelrecovery.stack import main as stack_main
+
+    code = stack_main([args.action])
+    if code:
+        raise SystemExit(code)
+    return {}
 
 
 # --- running a command ---

@@ -19,6 +19,7 @@ import optuna
 import pandas as pd
 import torch
 
+from modelrecovery.backends import check_optuna_url, hide_password
 from modelrecovery.data.triplets import Triplets
 from modelrecovery.devices import require_device
 from modelrecovery.probe.crossval import (
@@ -27,7 +28,7 @@ from modelrecovery.probe.crossval import (
     make_folds,
     select_lambda,
 )
-from modelrecovery.probe.fit import LBFGSSettings
+from modelrecovery.probe.fit import LBFGSSettings, check_features, warn_once
 from modelrecovery.stages.common import load_cli_inputs
 from modelrecovery.stages.fit import DTYPES, FitOutcome, fit_and_log
 from modelrecovery.tracking import (
@@ -66,6 +67,8 @@ class TuneOutcome:
     study_name: str
     run_id: str
     fit: FitOutcome | None = field(default=None)
+    # cross-validation fits that must not be trusted (one line), then the refit's warnings
+    warnings: list[str] = field(default_factory=list)
 
 
 def tune_lambda(
@@ -82,12 +85,18 @@ def tune_lambda(
     study_name: str | None = None,
     storage: str | None = None,
     nested: bool = True,
+    source: str | None = None,
+    cv_warnings: list[str] | None = None,
 ) -> tuple[float, pd.DataFrame, str]:
     """Cross-validated λ: mean validation accuracy over folds, best wins (ties: the
     smallest λ, see :func:`~modelrecovery.probe.crossval.select_lambda`).
 
     Each trial is an MLflow child run of the active run (``nested``) with the trial's λ,
-    per-fold and mean validation accuracy / NLL. Returns (best λ, trials table, study name).
+    per-fold and mean validation accuracy / NLL, and tag ``converged`` (``false`` when a
+    fold's fit must not be trusted, with ``unconverged_folds`` and ``warning``). Returns
+    (best λ, trials table, study name); a one-line summary of the untrusted fits is logged
+    as a warning and appended to ``cv_warnings`` when given. ``source`` names the features
+    in messages (default: the model name).
     """
     settings = settings or TuneSettings()
     folds = make_folds(train, settings.n_folds, settings.seed, settings.fold_kind)
@@ -101,6 +110,7 @@ def tune_lambda(
         dtype=DTYPES[dtype],
         device=device,
         settings=LBFGSSettings.of(settings.stopping),
+        name=source or model,
     )
     storage = storage or optuna_storage()
     study_name = study_name or f"tune/{model}/{family}"
@@ -147,8 +157,10 @@ def tune_lambda(
                 )
                 trial.report(float(np.mean(accs)), step=f)
                 if trial.should_prune():
+                    _tag_fold_health(cv, lam, f + 1)
                     mlflow.set_tag("pruned", "true")
                     raise optuna.TrialPruned()
+            _tag_fold_health(cv, lam, len(folds))
             mlflow.log_metrics(
                 {"val_accuracy": float(np.mean(accs)), "val_nll": float(np.mean(nlls))}
             )
@@ -164,7 +176,29 @@ def tune_lambda(
     trials = trials.rename(columns={"params_lam": "lam", "value": "val_accuracy"})
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     best_lam = select_lambda([t.params["lam"] for t in done], [t.value for t in done])
+    if cv.fit_warnings:
+        (fold, lam), first = next(iter(sorted(cv.fit_warnings.items())))
+        summary = (
+            f"{len(cv.fit_warnings)} of {cv.n_fitted} cross-validation fits must not be "
+            f"trusted (first: fold {fold}, λ = {lam:g}: {first})"
+        )
+        warn_once(f"tune/{model}/{family}: {summary}")
+        if cv_warnings is not None:
+            cv_warnings.append(summary)
     return best_lam, trials, study_name
+
+
+def _tag_fold_health(cv: CrossValidation, lam: float, n_folds: int) -> None:
+    """Tag the active trial run with the health of its first ``n_folds`` fold fits."""
+    bad = [
+        cv.fit_warnings[(f, float(lam))]
+        for f in range(n_folds)
+        if (f, float(lam)) in cv.fit_warnings
+    ]
+    tags = {"converged": "false" if bad else "true"}
+    if bad:
+        tags |= {"unconverged_folds": str(len(bad)), "warning": bad[0][:5000]}
+    mlflow.set_tags(tags)
 
 
 def tune_and_fit(
@@ -182,12 +216,20 @@ def tune_and_fit(
     data_hashes: dict[str, str] | None = None,
     nested: bool = False,
     log_model: bool = True,
+    source: str | None = None,
 ) -> TuneOutcome:
     """A run ``tune/<model>/<family>``: trials as child runs, then the refit on all training
     triplets with the best λ as another child run (zero-shot: no λ, only the fit). Every
-    fit runs on ``device``, which is logged but enters no reuse key."""
+    fit runs on ``device``, which is logged but enters no reuse key. Untrusted fits (see
+    :func:`tune_lambda` and :func:`~modelrecovery.stages.fit.fit_and_log`) are tagged
+    (``converged=false``, ``warning``) on this run too and listed in the outcome's
+    ``warnings``; ``source`` names the features in messages."""
     settings = settings or TuneSettings()
     device = require_device(device, "device")  # before the run starts
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+    check_features(features, DTYPES[dtype], source or model)  # before the run starts
+    cv_warnings: list[str] = []
     params = {
         "model": model,
         "family": family,
@@ -219,6 +261,8 @@ def tune_and_fit(
                 dtype=dtype,
                 device=device,
                 study_name=f"tune/{model}/{family}/{key[:12]}",
+                source=source,
+                cv_warnings=cv_warnings,
             )
             mlflow.log_param("optuna_study", study_name)
             mlflow.log_table(trials, "trials.json")
@@ -238,9 +282,15 @@ def tune_and_fit(
             nested=True,
             settings=LBFGSSettings.of(settings.stopping),
             log_model=log_model,
+            source=source,
         )
         mlflow.log_metrics({f"refit_{name}": v for name, v in fit.metrics.items()})
-    return TuneOutcome(best_lam, trials, study_name, run.info.run_id, fit)
+        warnings = cv_warnings + fit.warnings
+        tags = {"converged": "true" if fit.converged and not cv_warnings else "false"}
+        if warnings:
+            tags["warning"] = "; ".join(warnings)[:5000]
+        mlflow.set_tags(tags)
+    return TuneOutcome(best_lam, trials, study_name, run.info.run_id, fit, warnings)
 
 
 def cmd_tune(args: argparse.Namespace) -> dict:
@@ -269,21 +319,29 @@ def cmd_tune(args: argparse.Namespace) -> dict:
         dtype=args.dtype,
         device=args.device,
         data_hashes=hashes,
+        source=str(args.features),
     )
-    return {
+    result = {
         "run_id": outcome.run_id,
         "best_lam": outcome.best_lam,
         "optuna_study": outcome.study_name,
-        "optuna_storage": optuna_storage(),
+        "optuna_storage": hide_password(optuna_storage()),
         **{f"refit_{k}": v for k, v in outcome.fit.metrics.items()},
+        "refit_converged": outcome.fit.converged,
     }
+    if outcome.warnings:
+        result["warning"] = "; ".join(outcome.warnings)
+    return result
 
 
 def cmd_dashboard(args: argparse.Namespace) -> dict:
     """Start optuna-dashboard on the Optuna storage (127.0.0.1 by default); blocks."""
     from optuna_dashboard import run_server
 
+    if args.storage:
+        check_optuna_url(args.storage, what="--storage")
     storage = args.storage or optuna_storage()
-    print(f"optuna-dashboard on http://{args.host}:{args.port} (storage {storage})", flush=True)
+    shown = hide_password(storage)
+    print(f"optuna-dashboard on http://{args.host}:{args.port} (storage {shown})", flush=True)
     run_server(storage, host=args.host, port=args.port)
-    return {"storage": storage}
+    return {"storage": shown}
