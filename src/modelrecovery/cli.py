@@ -201,6 +201,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--features", required=True, help="feature file (.npy, .pt, text)")
     _add_triplet_args(p, flag="--triplets")
 
+    data = sub.add_parser(
+        "data",
+        help="Fetch public data sets (THINGS behavioural files).",
+        description="Fetch public data sets (THINGS behavioural files).",
+    )
+    data_sub = data.add_subparsers(dest="dataset", required=True, metavar="DATASET")
+    p = _command(
+        data_sub,
+        "things",
+        "modelrecovery.data.fetch:cmd_data_things",
+        "Fetch the THINGS behavioural files (the 2023 triplets with the noise-ceiling column, "
+        "concept ids, SPoSE embeddings, the 2020 repeated set, sortindex, image names): "
+        "checksums, resume, progress bar.",
+    )
+    p.add_argument(
+        "--dest",
+        default=None,
+        help="folder for the files (default: $MODELRECOVERY_THINGS_DIR or data/things)",
+    )
+    p.add_argument(
+        "--base-url",
+        default=None,
+        help="a mirror holding the files by name (default: $MODELRECOVERY_THINGS_URL, else "
+        "the published sources: GitHub mirrors and OSF f5rn6)",
+    )
+    p.add_argument(
+        "--skip-large",
+        action="store_true",
+        help="only the small files (not the 4.7M-triplet file)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
     p = _command(
         sub,
         "world",
