@@ -55,6 +55,18 @@ class GridInputs:
         ]
         if missing:
             raise ValueError(f"no generator (Z, T) for {missing}")
+        if set(config.triplet_selection) - {"random"}:
+            missing = [
+                f"{c} ({level.label})"
+                for level in config.levels
+                for c in config.candidates
+                if (level.label, c) not in self.generators
+            ]
+            if missing:
+                raise ValueError(
+                    "the designs of triplet_selection need every candidate's human-fitted "
+                    f"probe (Z, T); none for {missing}"
+                )
         sizes = {name: f.shape[0] for name, f in self.candidate_features.items()}
         sizes |= {name: z.shape[0] for name, (z, _) in self.generators.items()}
         if len(set(sizes.values())) != 1:
@@ -87,7 +99,18 @@ def check_sizes(config: GridConfig, n_concepts: int) -> None:
 
 def _run(job: Job, config: GridConfig, inputs: GridInputs) -> JobResult:
     z, temperature = inputs.generators[(job.level.label, job.generator)]
-    return run_job(job, config, z, temperature, inputs.candidate_features, inputs.exclude_keys)
+    design = None
+    if job.selection != "random":  # the candidates' human-fitted probes at the job's level
+        design = {c: inputs.generators[(job.level.label, c)] for c in config.candidates}
+    return run_job(
+        job,
+        config,
+        z,
+        temperature,
+        inputs.candidate_features,
+        inputs.exclude_keys,
+        design_models=design,
+    )
 
 
 def worker_index(name: object) -> int:

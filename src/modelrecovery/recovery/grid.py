@@ -14,6 +14,17 @@ FULL_LAMBDAS = tuple(10.0**e for e in range(-6, 5))  # 1e-6 ... 1e4
 CRITERIA = ("accuracy", "nll")
 TIE_RULES = ("random", "first")
 STOPPING_RULES = ("converged", "study")
+# how training triplets are chosen (recovery/selection.py) and how the winner is crowned
+TRIPLET_SELECTIONS = ("random", "discriminating", "sequential")
+SELECTION_CRITERIA = ("accuracy", "loglik", "paired")
+# settings that enter no key, job id or condition while at these values (stores written
+# before the settings existed keep their ids): name -> default
+SELECTION_DEFAULTS = {
+    "selection_criterion": "accuracy",
+    "selection_pool": 10,
+    "selection_batches": 4,
+    "undecided_z": 1.96,
+}
 
 
 @dataclass(frozen=True)
@@ -58,6 +69,13 @@ class GridConfig:
     # where jobs run: cpu, cuda (every visible GPU, shared by the workers), cuda:<n>, auto;
     # like threads_per_job it changes no result, so it enters no key or job id
     device: str = "cpu"
+    # the triplet-selection axis (a job axis like levels): random (uniform, the study),
+    # discriminating (one-shot design from a pool), sequential (batches, refitted probes)
+    triplet_selection: tuple[str, ...] = ("random",)
+    selection_criterion: str = "accuracy"  # crowning: accuracy (the study), loglik, paired
+    selection_pool: int = 10  # design pool per fold: selection_pool x N uniform triplets
+    selection_batches: int = 4  # sequential: batches of about N / selection_batches
+    undecided_z: float = 1.96  # paired: decided when the log-likelihood gap > z x its SE
     # provenance, hashed into job ids: "inputs" (hashes of every candidate's features, the
     # human data, the code) and "generators" ({level label: {model: generator key}})
     extra: dict = field(default_factory=dict)
@@ -90,26 +108,66 @@ class GridConfig:
         if self.n_folds < 2:
             raise ValueError(f"n_folds must be at least 2, got {self.n_folds}")
         object.__setattr__(self, "device", check_device(self.device, "grid.device"))
+        selections = tuple(self.triplet_selection)
+        object.__setattr__(self, "triplet_selection", selections)
+        bad = [s for s in selections if s not in TRIPLET_SELECTIONS]
+        if bad or not selections or len(set(selections)) != len(selections):
+            raise ValueError(
+                f"triplet_selection must be distinct values of {TRIPLET_SELECTIONS}, "
+                f"got {selections}"
+            )
+        if self.selection_criterion not in SELECTION_CRITERIA:
+            raise ValueError(
+                f"selection_criterion must be one of {SELECTION_CRITERIA}, "
+                f"got {self.selection_criterion!r}"
+            )
+        if int(self.selection_pool) < 1:
+            raise ValueError(f"selection_pool must be at least 1, got {self.selection_pool}")
+        if int(self.selection_batches) < 1:
+            raise ValueError(f"selection_batches must be at least 1, got {self.selection_batches}")
+        if not (np.isfinite(self.undecided_z) and self.undecided_z >= 0):
+            raise ValueError(f"undecided_z must be a finite number >= 0, got {self.undecided_z}")
 
-    def key(self) -> str:
+    def key(self, selection: str = "random") -> str:
         """Hash of everything that changes a job's result, except the job's own axes and
-        its generator (see :attr:`Job.job_id`)."""
+        its generator (see :attr:`Job.job_id`), for the jobs of one ``selection``.
+
+        The selection settings enter only where they act (pool and batches only for the
+        designs that use them) and away from their defaults, so the keys, and the job ids,
+        of grids written before the settings existed stay the same, and a random job's id
+        does not depend on which other selections share its grid."""
         payload = asdict(self)
-        for axis in ("generators", "candidates", "sizes", "seeds", "levels"):
+        for axis in ("generators", "candidates", "sizes", "seeds", "levels", "triplet_selection"):
             payload.pop(axis)
         payload.pop("threads_per_job")
         payload.pop("device")
+        for name in self._inert_selection_settings(selection):
+            payload.pop(name)
         payload["extra"] = {k: v for k, v in self.extra.items() if k != "generators"}
         payload["candidates"] = sorted(self.candidates)
         return _digest(payload)
+
+    def _inert_selection_settings(self, selection: str) -> list[str]:
+        """Selection settings that change no result of ``selection``'s jobs, or are at
+        their defaults."""
+        inert = {name for name, value in SELECTION_DEFAULTS.items() if getattr(self, name) == value}
+        if selection == "random":
+            inert |= {"selection_pool", "selection_batches"}
+        elif selection == "discriminating":
+            inert.add("selection_batches")
+        if self.selection_criterion != "paired":
+            inert.add("undecided_z")
+        return sorted(inert)
 
     def lam_grid(self, level: Level) -> tuple[float, ...]:
         """The λ values a level fits, ascending (zero-shot: λ = 0 only)."""
         return (0.0,) if level.family == "zero_shot" else tuple(sorted(self.lams))
 
-    def condition(self, level: Level) -> dict:
-        """The columns that define an experimental condition (what may be pooled)."""
-        return {
+    def condition(self, level: Level, selection: str = "random") -> dict:
+        """The columns that define an experimental condition (what may be pooled).
+        ``triplet_selection`` and ``selection_criterion`` appear only away from their
+        defaults (random, accuracy): the conditions of earlier stores stay as they were."""
+        out = {
             "level": level.label,
             "family": level.family,
             "k": level.k,
@@ -122,12 +180,22 @@ class GridConfig:
             "lams": ",".join(f"{v:g}" for v in self.lam_grid(level)),
             "candidate_set": ",".join(sorted(self.candidates)),
         }
+        if selection != "random":
+            out["triplet_selection"] = selection
+            out["selection_pool"] = int(self.selection_pool)
+            if selection == "sequential":
+                out["selection_batches"] = int(self.selection_batches)
+        if self.selection_criterion != "accuracy":
+            out["selection_criterion"] = self.selection_criterion
+            if self.selection_criterion == "paired":
+                out["undecided_z"] = float(self.undecided_z)
+        return out
 
-    def condition_key(self, level: Level) -> str:
+    def condition_key(self, level: Level, selection: str = "random") -> str:
         """Hash of the condition plus the settings that change results but are no axis of
         the analysis (folds, fractions, dtype)."""
         payload = {
-            **self.condition(level),
+            **self.condition(level, selection),
             "n_folds": self.n_folds,
             "train_fraction": self.train_fraction,
             "eval_fraction": self.eval_fraction,
@@ -156,6 +224,7 @@ class Job:
     level: Level
     grid_key: str
     generator_key: str = ""
+    selection: str = "random"  # how its training triplets are chosen (triplet_selection)
 
     @property
     def job_id(self) -> str:
@@ -163,18 +232,23 @@ class Job:
             f"{self.generator}|{self.n_train}|{self.seed}|{self.level.label}|{self.grid_key}"
             f"|{self.generator_key}"
         )
+        tag = ""
+        if self.selection != "random":  # random jobs keep the ids of before the axis
+            text += f"|{self.selection}"
+            tag = f"-{self.selection[:3]}"
         return (
-            f"{self.generator}-N{self.n_train}-s{self.seed}-{self.level.label}-"
+            f"{self.generator}-N{self.n_train}-s{self.seed}-{self.level.label}{tag}-"
             + (hashlib.sha256(text.encode()).hexdigest()[:10])
         )
 
 
 def jobs_of(config: GridConfig) -> list[Job]:
-    """Every job of the grid, in a fixed order (level, N, seed, generator)."""
-    key = config.key()
+    """Every job of the grid, in a fixed order (level, selection, N, seed, generator)."""
+    keys = {selection: config.key(selection) for selection in config.triplet_selection}
     return [
-        Job(g, int(n), int(s), level, key, config.generator_key(level, g))
+        Job(g, int(n), int(s), level, keys[selection], config.generator_key(level, g), selection)
         for level in config.levels
+        for selection in config.triplet_selection
         for n in config.sizes
         for s in config.seeds
         for g in config.generators

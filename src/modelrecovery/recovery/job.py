@@ -22,6 +22,7 @@ Q = X X^T - P P^T, because the cross term vanishes), never from the p x p W.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -46,6 +47,8 @@ from modelrecovery.probe.fit import (
 from modelrecovery.probe.objective import PreparedTriplets
 from modelrecovery.probe.reduced import REDUCIBLE_REGULARISERS, RowSpace, row_space
 from modelrecovery.recovery.grid import GridConfig, Job, derived_seed
+from modelrecovery.recovery.selection import odd_one_out_probabilities
+from modelrecovery.recovery.selection import sequential as selection_design
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -74,9 +77,19 @@ def simulate(
     generator_z: np.ndarray,
     temperature: float,
     exclude_keys: np.ndarray | None,
+    design_models: dict[str, tuple[np.ndarray, float]] | None = None,
+    candidate_features: dict[str, np.ndarray] | None = None,
+    costs: dict | None = None,
 ) -> list[FoldData]:
     """Synthetic data of a job. Folds and triplets depend on (seed, N) only, so every
-    generator is tested on the same stimuli; responses depend on the generator too."""
+    generator is tested on the same stimuli; responses depend on the generator too.
+
+    ``job.selection`` other than ``random`` chooses the training triplets from a pool of
+    ``config.selection_pool`` x N uniform triplets (:mod:`.selection`): ``discriminating``
+    by the candidates' human-fitted probes (``design_models``: candidate -> (Z, T) at the
+    job's level), ``sequential`` in batches refitted on the responses so far (needs
+    ``candidate_features``). Validation and test triplets stay uniform. ``costs``, when
+    given, receives the design's timings."""
     n_concepts = generator_z.shape[0]
     folds = concept_folds(
         n_concepts,
@@ -94,6 +107,8 @@ def simulate(
             ("validation", fold.validation, n_eval),
             ("test", fold.test, n_eval),
         ):
+            if role == "train" and job.selection != "random":
+                continue  # designed after the uniform sets (below)
             ids = sample_triplets(
                 concepts,
                 n,
@@ -108,8 +123,138 @@ def simulate(
                 probs, seed=derived_seed(job.seed, job.n_train, f, role, "responses", job.generator)
             )
             sets[role] = Triplets(ids, odd, n_concepts)
-        out.append(FoldData(**sets))
+        if job.selection != "random":
+            sets["train"] = _designed_train(
+                job,
+                config,
+                f,
+                fold.train,
+                z,
+                temperature,
+                exclude_keys,
+                sets["validation"],
+                design_models,
+                candidate_features,
+                costs,
+            )
+        out.append(FoldData(sets["train"], sets["validation"], sets["test"]))
     return out
+
+
+def _designed_train(
+    job,
+    config,
+    f,
+    concepts,
+    z,
+    temperature,
+    exclude_keys,
+    validation,
+    design_models,
+    candidate_features,
+    costs,
+) -> Triplets:
+    """One fold's training triplets chosen by the job's design (see :func:`simulate`)."""
+    from math import comb
+
+    from modelrecovery.data.sampling import excluded_keys
+
+    if design_models is None or any(c not in design_models for c in config.candidates):
+        raise ValueError(
+            f"triplet_selection {job.selection!r} needs every candidate's human-fitted probe "
+            f"(Z, T) at level {job.level.label}"
+        )
+    n_concepts = z.shape[0]
+    available = comb(len(concepts), 3) - len(
+        excluded_keys(exclude_keys, n_concepts, concepts=concepts)
+    )
+    pool_size = min(int(config.selection_pool) * job.n_train, available)
+    pool = sample_triplets(
+        concepts,
+        pool_size,
+        seed=derived_seed(job.seed, job.n_train, f, "pool"),
+        n_concepts=n_concepts,
+        exclude=exclude_keys,
+        paper_compatible_sampling=config.paper_compatible_sampling,
+    )
+    tic = time.perf_counter()
+    prior = np.stack(
+        [
+            odd_one_out_probabilities(design_models[c][0], pool, design_models[c][1])
+            for c in config.candidates
+        ]
+    )
+    prior_seconds = time.perf_counter() - tic
+
+    def collect(ids: np.ndarray, batch: int) -> np.ndarray:
+        probs = triplet_probabilities(
+            z, Triplets(ids, np.zeros(len(ids), np.int8), n_concepts), temperature
+        )
+        extra = ("batch", batch) if batch else ()
+        seed = derived_seed(job.seed, job.n_train, f, "train", "responses", job.generator, *extra)
+        return sample_responses(probs, seed=seed)
+
+    refit = None
+    n_batches = 1
+    if job.selection == "sequential":
+        n_batches = int(config.selection_batches)
+        if candidate_features is None:
+            raise ValueError("triplet_selection 'sequential' needs the candidates' features")
+
+        def refit(ids: np.ndarray, odd: np.ndarray, rest: np.ndarray) -> np.ndarray:
+            return _refit_predictions(
+                job, config, candidate_features, Triplets(ids, odd, n_concepts), validation, rest
+            )
+
+    design = selection_design(pool, job.n_train, n_batches, prior, collect, refit)
+    if costs is not None:
+        costs.setdefault("pool_size", []).append(pool_size)
+        costs.setdefault("prior_seconds", []).append(prior_seconds)
+        costs.setdefault("select_seconds", []).extend(design.select_seconds)
+        costs.setdefault("refit_seconds", []).extend(design.refit_seconds)
+    return Triplets(pool[design.chosen], design.responses.astype(np.int8), n_concepts)
+
+
+def _refit_predictions(
+    job: Job,
+    config: GridConfig,
+    candidate_features: dict[str, np.ndarray],
+    train: Triplets,
+    validation: Triplets,
+    rest: np.ndarray,
+) -> np.ndarray:
+    """Every candidate refitted on the responses so far (each λ of the grid, chosen by
+    validation NLL, ties to the smallest), predicting the triplets ``rest``: (C, M, 3)."""
+    dtype = DTYPES[config.dtype]
+    settings = LBFGSSettings.of(config.stopping)
+    prep = PreparedTriplets.from_triplets(train)
+    reducible = job.level.family == "full" and config.regulariser in REDUCIBLE_REGULARISERS
+    lams = config.lam_grid(job.level)
+    pool = Triplets(rest, np.zeros(len(rest), np.int8), train.n_concepts)
+    out = []
+    for c in config.candidates:
+        x = torch.as_tensor(candidate_features[c]).to(dtype=dtype)
+        space = row_space(x[prep.concepts]) if reducible else None
+        if space is not None and (space.rank >= x.shape[1] or space.rank == 0):
+            space = None
+        evaluator = _Evaluator(x, {"val": validation, "pool": pool}, space)
+        fits = fit_path(
+            x,
+            prep,
+            lams,
+            settings=settings,
+            family=job.level.family,
+            k=job.level.k,
+            regulariser=config.regulariser,
+            dtype=dtype,
+            space=space,
+            reduce=space is not None,
+        )
+        nll = np.array([evaluator.scores(fitted, ("val",))["val_nll"] for fitted in fits])
+        best = fits[int(np.flatnonzero(nll <= nll.min() + TIE_TOLERANCE)[0])]
+        logits = evaluator.logits(best, "pool")
+        out.append(torch.softmax(logits, 1).cpu().numpy())
+    return np.stack(out)
 
 
 class _Evaluator:
@@ -149,16 +294,34 @@ class _Evaluator:
             s = s + (c * c) * self.q
         return s
 
-    def scores(self, fitted: FittedProbe) -> dict[str, float]:
+    def scores(
+        self,
+        fitted: FittedProbe,
+        names: tuple[str, ...] | None = None,
+        per_triplet: dict[str, np.ndarray] | None = None,
+    ) -> dict[str, float]:
+        """Accuracy and mean NLL of each set (or of ``names``); ``per_triplet``, when
+        given, receives each set's per-triplet NLL."""
         s = self.gram(fitted)
         out = {}
         for name, (rows, odd) in self.sets.items():
+            if names is not None and name not in names:
+                continue
             a, b, c = rows[:, 0], rows[:, 1], rows[:, 2]
             logits = torch.stack([s[b, c], s[a, c], s[a, b]], 1) / fitted.temperature
             nll = torch.logsumexp(logits, 1) - logits[torch.arange(len(odd), device=s.device), odd]
             out[f"{name}_accuracy"] = tie_accuracy(logits, odd)
             out[f"{name}_nll"] = float(nll.double().mean())
+            if per_triplet is not None:
+                per_triplet[name] = nll.double().cpu().numpy()
         return out
+
+    def logits(self, fitted: FittedProbe, name: str) -> torch.Tensor:
+        """The (m, 3) logits of one set's triplets (float64)."""
+        s = self.gram(fitted)
+        rows, _ = self.sets[name]
+        a, b, c = rows[:, 0], rows[:, 1], rows[:, 2]
+        return torch.stack([s[b, c], s[a, c], s[a, b]], 1) / fitted.temperature
 
 
 def _job_columns(job: Job, config: GridConfig) -> dict:
@@ -167,8 +330,8 @@ def _job_columns(job: Job, config: GridConfig) -> dict:
         "generator": job.generator,
         "n_train": job.n_train,
         "seed": job.seed,
-        **config.condition(job.level),
-        "condition_key": config.condition_key(job.level),
+        **config.condition(job.level, job.selection),
+        "condition_key": config.condition_key(job.level, job.selection),
     }
 
 
@@ -189,7 +352,9 @@ def select_and_score(
     its mean test score, rank and whether it won.
 
     The score is mean test accuracy (criterion ``accuracy``, the study's) or minus mean
-    test NLL (criterion ``nll``). Ranks and the winner follow ``config.tie_rule`` (module
+    test NLL (criterion ``nll``); with ``selection_criterion`` ``loglik`` or ``paired`` it
+    is minus the mean test NLL (the held-out log-likelihood per triplet) whichever
+    criterion chose λ. Ranks and the winner follow ``config.tie_rule`` (module
     docstring); ``tie_seed`` seeds the ``random`` rule.
     """
     means = (
@@ -208,7 +373,10 @@ def select_and_score(
         part = means[means["candidate"] == candidate]
         best_lam = select_lambda(part["lam"].to_numpy(), part["selector"].to_numpy())
         best = part[part["lam"] == best_lam].iloc[0]
-        score = best["test_accuracy"] if config.criterion == "accuracy" else -best["test_nll"]
+        if config.selection_criterion in ("loglik", "paired"):
+            score = -best["test_nll"]  # held-out log-likelihood, whatever chose λ
+        else:
+            score = best["test_accuracy"] if config.criterion == "accuracy" else -best["test_nll"]
         rows.append(
             {
                 "candidate": candidate,
@@ -252,6 +420,30 @@ def rank_candidates(scores: pd.DataFrame, tie_rule: str, tie_seed: int = 0) -> p
     return out
 
 
+def paired_decision(
+    scores: pd.DataFrame,
+    test_nll: dict[tuple[str, float, int], np.ndarray],
+    z: float,
+) -> dict:
+    """The paired comparison of the two best-ranked candidates (``selection_criterion``
+    ``paired``): per held-out test triplet (every fold's, each at the candidate's selected
+    λ) the log-likelihood difference best minus runner-up; its mean, standard error
+    (sample SD / sqrt(m)) and whether the mean exceeds ``z`` standard errors (``decided``;
+    with a zero SE, whether the mean is positive). One candidate: decided."""
+    ranked = scores.sort_values("rank", kind="stable")
+    if len(ranked) < 2:
+        return {"decided": True, "loglik_gap": np.nan, "loglik_gap_se": np.nan}
+    (first, lam1), (second, lam2) = (
+        ranked[["candidate", "best_lam"]].iloc[:2].itertuples(index=False)
+    )
+    folds = sorted({f for (c, _, f) in test_nll if c == first})
+    diff = np.concatenate([test_nll[(second, lam2, f)] - test_nll[(first, lam1, f)] for f in folds])
+    gap = float(diff.mean())
+    se = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else np.inf
+    decided = gap > z * se if se > 0 else gap > 0
+    return {"decided": bool(decided), "loglik_gap": gap, "loglik_gap_se": se}
+
+
 def pick_winner(scores: pd.DataFrame) -> str:
     """The candidate :func:`rank_candidates` marked as the winner."""
     return str(scores.loc[scores["winner"], "candidate"].iloc[0])
@@ -287,8 +479,10 @@ def _fit_unit(
     warm: bool,
     reducible: bool,
     implementation: Implementation,
+    test_nll: dict | None = None,
 ) -> list[dict]:
-    """Every λ of one candidate on one fold: the fits table's rows."""
+    """Every λ of one candidate on one fold: the fits table's rows (``test_nll``, when
+    given, receives each fit's per-triplet test NLL under (candidate, λ, fold))."""
     space = row_space(x[prep.concepts]) if reducible else None
     if space is not None and (space.rank >= x.shape[1] or space.rank == 0):
         space = None  # nothing to gain, or all-zero training features (no reduced problem)
@@ -311,6 +505,10 @@ def _fit_unit(
     )
     rows = []
     for lam, fitted in zip(lams, fits, strict=True):
+        per_triplet = {} if test_nll is not None else None
+        scores = evaluator.scores(fitted, per_triplet=per_triplet)
+        if test_nll is not None:
+            test_nll[(candidate, lam, f)] = per_triplet["test"]
         rows.append(
             {
                 "candidate": candidate,
@@ -318,7 +516,7 @@ def _fit_unit(
                 "fold": f,
                 "train_nll": fitted.train_nll,
                 "train_objective": fitted.train_objective,
-                **evaluator.scores(fitted),
+                **scores,
                 "iterations": fitted.iterations,
                 "converged": bool(fitted.converged),
                 "seconds": fitted.seconds,
@@ -335,6 +533,7 @@ def run_job(
     candidate_features: dict[str, np.ndarray],
     exclude_keys: np.ndarray | None = None,
     implementation: Implementation = FAST,
+    design_models: dict[str, tuple[np.ndarray, float]] | None = None,
 ) -> JobResult:
     """Simulate from the job's generator (its level's Z and T), refit every candidate for
     every λ and fold, and score (see module doc).
@@ -344,7 +543,9 @@ def run_job(
     work): a busy core slows one fit, not every fit, as a thread team of two would. Each
     fit is computed the same way whatever the threads, so the tables are identical.
     ``config.device`` places the fits (``cuda``: features, triplets and evaluation on the
-    GPU; the per-triplet work in torch)."""
+    GPU; the per-triplet work in torch). ``design_models`` (candidate -> human-fitted
+    (Z, T) at the job's level) serve the designs of ``job.selection`` other than
+    ``random`` (:func:`simulate`)."""
     start = time.perf_counter()
     device = resolve_device(config.device)
     parallel = device.type == "cpu" and config.threads_per_job > 1
@@ -353,7 +554,17 @@ def run_job(
     numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
     dtype = DTYPES[implementation.dtype or config.dtype]
     settings = LBFGSSettings.of(config.stopping, engine=implementation.engine)
-    data = simulate(job, config, generator_z, temperature, exclude_keys)
+    costs: dict = {}
+    data = simulate(
+        job,
+        config,
+        generator_z,
+        temperature,
+        exclude_keys,
+        design_models,
+        candidate_features,
+        costs,
+    )
     preps = [PreparedTriplets.from_triplets(fd.train, device=device) for fd in data]
     reducible = job.level.family == "full" and config.regulariser in REDUCIBLE_REGULARISERS
     lams = config.lam_grid(job.level)
@@ -373,10 +584,21 @@ def run_job(
         reducible=reducible,
         implementation=implementation,
     )
+    paired = config.selection_criterion == "paired"
+    test_nll: dict = {}  # (candidate, λ, fold) -> per-triplet test NLL (paired only)
 
     def unit(item: tuple[str, int]) -> list[dict]:
         c, f = item
-        return _fit_unit(c, f, features[c], data[f], preps[f], lams, **options)
+        return _fit_unit(
+            c,
+            f,
+            features[c],
+            data[f],
+            preps[f],
+            lams,
+            test_nll=test_nll if paired else None,
+            **options,
+        )
 
     if parallel:
         with ThreadPoolExecutor(max_workers=config.threads_per_job) as pool:
@@ -390,19 +612,31 @@ def run_job(
     scores = select_and_score(fits, config, list(config.candidates), tie_seed)
     winner = pick_winner(scores)
     generator_rank = float(scores.loc[scores["candidate"] == job.generator, "rank"].iloc[0])
-    job_row = pd.DataFrame(
-        [
-            {
-                **columns,
-                "winner": winner,
-                "recovered": winner == job.generator,
-                "n_candidates": len(config.candidates),
-                "generator_rank": generator_rank,
-                "n_tied_top": int(scores["n_tied_top"].iloc[0]),
-                "seconds": time.perf_counter() - start,
-            }
-        ]
-    )
+    row = {
+        **columns,
+        "winner": winner,
+        "recovered": winner == job.generator,
+        "n_candidates": len(config.candidates),
+        "generator_rank": generator_rank,
+        "n_tied_top": int(scores["n_tied_top"].iloc[0]),
+    }
+    if config.selection_criterion != "accuracy":  # the study's crowning, for comparison
+        study = dataclasses.replace(config, selection_criterion="accuracy")
+        study_winner = pick_winner(select_and_score(fits, study, list(config.candidates), tie_seed))
+        row["accuracy_winner"] = study_winner
+        row["accuracy_recovered"] = study_winner == job.generator
+    if paired:  # undecided jobs recover nothing; analysis counts them apart
+        decision = paired_decision(scores, test_nll, config.undecided_z)
+        row.update(decision)
+        row["recovered"] = bool(row["recovered"] and decision["decided"])
+    if job.selection != "random":
+        row["pool_size"] = int(np.sum(costs["pool_size"]))
+        row["prior_seconds"] = float(np.sum(costs["prior_seconds"]))
+        row["select_seconds"] = float(np.sum(costs["select_seconds"]))
+        row["select_seconds_per_batch"] = float(np.mean(costs["select_seconds"]))
+        row["refit_seconds"] = float(np.sum(costs["refit_seconds"]))
+    row["seconds"] = time.perf_counter() - start
+    job_row = pd.DataFrame([row])
     scores = scores.drop(columns=["winner", "n_tied_top"])
     fit_columns = {
         name: columns[name]
