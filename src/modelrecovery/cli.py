@@ -276,9 +276,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--images",
         required=True,
-        help="image table (concept,image CSV or THINGS image_name list) or a world folder",
+        help="image table (concept,image CSV or THINGS image_name list), a world folder, or "
+        "a THINGS image folder (<folder>/<concept>/<image>; all 1854 concepts, THINGS order)",
     )
     p.add_argument("--out", required=True, help="feature cache folder")
+    p.add_argument(
+        "--things-dir",
+        default=None,
+        help="THINGS files for a THINGS image folder: unique_id.txt, sortindex.txt, "
+        "things1854_image_names.csv (default: $MODELRECOVERY_THINGS_DIR or data/things)",
+    )
+    p.add_argument(
+        "--exemplars",
+        default="reference",
+        choices=["reference", "all"],
+        help="THINGS image folder: the odd-one-out reference image per concept, or all of "
+        "a concept's images averaged",
+    )
     p.add_argument(
         "--pretrained",
         action="store_true",

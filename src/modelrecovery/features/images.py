@@ -30,10 +30,12 @@ if TYPE_CHECKING:
 __all__ = [
     "ImageList",
     "ImageListError",
+    "MissingConceptsError",
     "MissingImageError",
     "load_image_list",
     "open_image",
     "read_image_table",
+    "read_things_folder",
     "read_things_image_list",
     "things_concept_id",
 ]
@@ -322,3 +324,100 @@ def open_image(path: str | os.PathLike[str], concept: str | None = None) -> PILI
         raise MissingImageError(f"{who}image file {path} not found") from None
     except (UnidentifiedImageError, OSError) as exc:
         raise ImageListError(f"{who}cannot read image {path} ({exc})") from exc
+
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+MISSING_LIST = "missing_concepts.txt"
+
+
+class MissingConceptsError(MissingImageError):
+    """Concepts of THINGS without images; ``missing`` lists them all (THINGS order)."""
+
+    def __init__(self, message: str, missing: Sequence[str]) -> None:
+        super().__init__(message)
+        self.missing = tuple(missing)
+
+
+def read_things_folder(
+    root: str | os.PathLike[str],
+    concept_ids: Sequence[str],
+    *,
+    image_names: Sequence[str] | None = None,
+    sortindex: Sequence[int] | None = None,
+    exemplars: Literal["reference", "all"] = "reference",
+) -> ImageList:
+    """The images of a THINGS image folder, one entry per concept in THINGS order.
+
+    Parameters
+    ----------
+    root : the THINGS image folder: one subfolder per concept (``<root>/aardvark/...``), or
+        the reference images flat in ``root``.
+    concept_ids : the concepts in THINGS order (``unique_id.txt``: 1854 ids).
+    image_names : ``things1854_image_names.csv``'s names, in the ORIGINAL 2020 order.
+    sortindex : ``sortindex[things_index] = original_index`` (``sortindex.txt``): the
+        reference image of THINGS concept ``t`` is ``image_names[sortindex[t]]``.
+    exemplars : ``reference``: the odd-one-out task's image of each concept (needs
+        ``image_names`` and ``sortindex``); ``all``: every image in the concept's subfolder
+        (their features are averaged).
+
+    Raises
+    ------
+    MissingConceptsError
+        Concepts without images: how many, the first 20 by name, ``.missing`` holds all.
+    ImageListError
+        A mapping that does not match (an image name of another concept).
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise ImageListError(f"{root}: THINGS image folder not found")
+    ids = [str(c) for c in concept_ids]
+    files: list[tuple[Path, ...]] = []
+    missing: list[str] = []
+    if exemplars == "reference":
+        if image_names is None or sortindex is None:
+            raise ImageListError(
+                f"{root}: the reference images need things1854_image_names.csv and "
+                "sortindex.txt (or exemplars='all')"
+            )
+        if len(image_names) != len(ids) or len(sortindex) != len(ids):
+            raise ImageListError(
+                f"{root}: {len(ids)} concepts but {len(image_names)} image names and "
+                f"{len(sortindex)} sortindex entries"
+            )
+        for t, concept in enumerate(ids):
+            name = str(image_names[int(sortindex[t])])
+            if things_concept_id(name) != concept:
+                raise ImageListError(
+                    f"image name {name!r} (row {int(sortindex[t]) + 1} of the 2020-order list, "
+                    f"via sortindex[{t}]) is not of concept {concept!r}: the image names, "
+                    "sortindex and concept ids do not belong together"
+                )
+            found = next((p for p in (root / concept / name, root / name) if p.is_file()), None)
+            if found is None:
+                missing.append(concept)
+            else:
+                files.append((found,))
+    elif exemplars == "all":
+        for concept in ids:
+            folder = root / concept
+            images = (
+                sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+                if folder.is_dir()
+                else []
+            )
+            if images:
+                files.append(tuple(images))
+            else:
+                missing.append(concept)
+    else:
+        raise ValueError(f"exemplars must be 'reference' or 'all', not {exemplars!r}")
+    if missing:
+        shown = ", ".join(missing[:20])
+        more = f" (and {len(missing) - 20} more)" if len(missing) > 20 else ""
+        what = "its reference image" if exemplars == "reference" else "images in <root>/<concept>/"
+        raise MissingConceptsError(
+            f"{root}: {len(missing)} of {len(ids)} THINGS concepts have no image ({what}): "
+            f"{shown}{more}",
+            missing,
+        )
+    return ImageList(root, tuple(ids), tuple(files), source=str(root))

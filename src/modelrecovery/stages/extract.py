@@ -1,8 +1,14 @@
 """Stage ``extract``: network features (one row per concept) of images, cached.
 
-``modelrecovery extract --models NAME [NAME ...] | --default-set --images TABLE_OR_WORLD_DIR
+``modelrecovery extract --models NAME [NAME ...] | --default-set --images TABLE_OR_FOLDER
 --out DIR [--pretrained] [--batch-size N] [--seed S]`` prints the feature file of each model
 (a float32 ``.npy`` with a JSON sidecar); a repeated request reuses the cached files.
+
+``--images`` may be a THINGS image folder (``<folder>/<concept>/<image>``): every one of the
+1854 concepts must have its image (else one line naming the missing concepts, all of them
+written to ``<out>/missing_concepts.txt``), and rows come in THINGS order
+(``unique_id.txt``), the reference image of concept ``t`` being
+``things1854_image_names.csv[sortindex[t]]`` (that list is in the original 2020 order).
 """
 
 from __future__ import annotations
@@ -12,23 +18,76 @@ from pathlib import Path
 from typing import Any
 
 
-def image_source(path: str | Path) -> tuple[Any, Any]:
-    """(world or None, image list) of ``--images``: a world folder (with ``world.json``) or an
-    image table (``concept,image`` CSV or THINGS ``image_name`` list)."""
+def things_image_list(
+    folder: str | Path,
+    things_dir: str | Path | None = None,
+    exemplars: str = "reference",
+    missing_report: Path | None = None,
+) -> Any:
+    """The image list of a THINGS image folder in THINGS order (1854 concepts), read with
+    the THINGS files of ``things_dir`` (``unique_id.txt``, and for the reference images
+    ``things1854_image_names.csv`` through ``sortindex.txt``; default
+    ``$MODELRECOVERY_THINGS_DIR`` or ``data/things``, as ``modelrecovery data things``
+    writes them). Concepts without images stop it with one line; the whole list is written
+    to ``missing_report`` when given."""
+    import csv
+    import os
+
+    from modelrecovery.data.loaders import load_concept_ids, load_sortindex
+    from modelrecovery.features.images import MissingConceptsError, read_things_folder
+
+    things = Path(things_dir or os.environ.get("MODELRECOVERY_THINGS_DIR") or "data/things")
+    needed = ["unique_id.txt"]
+    if exemplars == "reference":
+        needed += ["things1854_image_names.csv", "sortindex.txt"]
+    absent = [name for name in needed if not (things / name).is_file()]
+    if absent:
+        raise FileNotFoundError(
+            f"{things}: {', '.join(absent)} not found (needed to map a THINGS image folder to "
+            "THINGS order): run `modelrecovery data things --skip-large --dest "
+            f"{things}` or pass --things-dir"
+        )
+    concept_ids = load_concept_ids(things / "unique_id.txt")
+    names = sortindex = None
+    if exemplars == "reference":
+        with open(things / "things1854_image_names.csv", encoding="utf-8-sig") as f:
+            rows = [r for r in csv.reader(f) if r]
+        if not rows or rows[0][0].strip().lower() != "image_name":
+            raise ValueError(f"{things / 'things1854_image_names.csv'}: expected header image_name")
+        names = [r[0].strip() for r in rows[1:]]
+        sortindex = load_sortindex(things / "sortindex.txt", n_concepts=len(concept_ids))
+    try:
+        return read_things_folder(
+            folder, concept_ids, image_names=names, sortindex=sortindex, exemplars=exemplars
+        )
+    except MissingConceptsError as err:
+        if missing_report is None:
+            raise
+        missing_report.parent.mkdir(parents=True, exist_ok=True)
+        missing_report.write_text("\n".join(err.missing) + "\n", encoding="utf-8")
+        raise MissingConceptsError(f"{err} (full list: {missing_report})", err.missing) from None
+
+
+def image_source(
+    path: str | Path,
+    things_dir: str | Path | None = None,
+    exemplars: str = "reference",
+    missing_report: Path | None = None,
+) -> tuple[Any, Any]:
+    """(world or None, image list) of ``--images``: a world folder (with ``world.json``), a
+    THINGS image folder (any other folder; see :func:`things_image_list`) or an image table
+    (``concept,image`` CSV or THINGS ``image_name`` list)."""
     from modelrecovery.features.images import load_image_list
     from modelrecovery.world.build import METADATA_FILE, load_world
 
     path = Path(path)
     if path.is_dir():
-        if not (path / METADATA_FILE).is_file():
-            raise FileNotFoundError(
-                f"{path}: a folder given as --images must be a world folder (with "
-                f"{METADATA_FILE}); otherwise pass an image table (concept,image CSV)"
-            )
-        world = load_world(path)
-        return world, world.image_list()
+        if (path / METADATA_FILE).is_file():
+            world = load_world(path)
+            return world, world.image_list()
+        return None, things_image_list(path, things_dir, exemplars, missing_report)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: image table or world folder not found")
+        raise FileNotFoundError(f"{path}: image table or folder not found")
     return None, load_image_list(path)
 
 
@@ -37,9 +96,14 @@ def cmd_extract(args: argparse.Namespace) -> dict[str, Any]:
     from modelrecovery.features.extract import extract_features
     from modelrecovery.world.models import extract_world_features, resolve_models
 
-    world, images = image_source(args.images)
-    specs = resolve_models(None if args.default_set else args.models, args.pretrained)
     out = Path(args.out)
+    world, images = image_source(
+        args.images,
+        getattr(args, "things_dir", None),
+        getattr(args, "exemplars", "reference"),
+        missing_report=out / "missing_concepts.txt",
+    )
+    specs = resolve_models(None if args.default_set else args.models, args.pretrained)
     progress = not args.no_progress
     if world is not None:
         paths = extract_world_features(
