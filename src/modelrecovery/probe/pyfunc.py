@@ -5,6 +5,7 @@ predictions need) and T, so it loads and serves without the original features.""
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import mlflow
@@ -51,11 +52,31 @@ def log_probe_model(z: np.ndarray, temperature: float, workdir: Path, name: str 
     meta_path.write_text(json.dumps({"temperature": float(temperature)}))
     example = pd.DataFrame({"i": [0], "j": [1], "k": [2]})
     package = Path(__file__).resolve().parents[1]
-    return mlflow.pyfunc.log_model(
-        name=name,
-        python_model=ProbeModel(),
-        artifacts={"z": str(z_path), "meta": str(meta_path)},
-        input_example=example,
-        code_paths=[str(package)],
-        pip_requirements=["numpy", "pandas", "torch", "mlflow"],
+    # the schema is declared (inferring it from the example warns about integer columns),
+    # and MLflow's notes on pickled models stay out of the console
+    pyfunc_log = logging.getLogger("mlflow.pyfunc")
+    level = pyfunc_log.level
+    pyfunc_log.setLevel(logging.ERROR)
+    try:
+        return mlflow.pyfunc.log_model(
+            name=name,
+            python_model=ProbeModel(),
+            artifacts={"z": str(z_path), "meta": str(meta_path)},
+            input_example=example,
+            signature=probe_signature(),
+            code_paths=[str(package)],
+            pip_requirements=["numpy", "pandas", "torch", "mlflow"],
+        )
+    finally:
+        pyfunc_log.setLevel(level)
+
+
+def probe_signature():
+    """Input: ``i, j, k`` (long); output: ``p_odd_0..2`` (double)."""
+    from mlflow.models.signature import ModelSignature
+    from mlflow.types.schema import ColSpec, Schema
+
+    return ModelSignature(
+        inputs=Schema([ColSpec("long", name) for name in INPUT_COLUMNS]),
+        outputs=Schema([ColSpec("double", name) for name in OUTPUT_COLUMNS]),
     )
