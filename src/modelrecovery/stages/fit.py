@@ -1,12 +1,19 @@
 """Stage ``fit``: one probe on human triplets through the Lightning module, logged to MLflow
-(parameters, metrics, W, the loss curve, and the probe as a pyfunc model)."""
+(parameters, metrics, W, the loss curve, and the probe as a pyfunc model).
+
+A fit that must not be trusted (:meth:`~modelrecovery.probe.fit.FittedProbe.convergence_warning`:
+steps ran out before its stopping rule, non-finite loss, or a loss above log 3) still
+finishes its run, but never silently: metric ``converged`` 0, tags ``converged=false``,
+``stop_reason`` and ``warning``, one warning line on stderr, and ``converged: False`` plus
+``warning`` in the command's result. Degenerate features (every used concept the same
+vector) are warned about in one line and tagged ``degenerate_features=true``."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import lightning as L
@@ -18,7 +25,7 @@ from lightning.pytorch.loggers import MLFlowLogger
 
 from modelrecovery.data.triplets import Triplets
 from modelrecovery.devices import require_device
-from modelrecovery.probe.fit import FittedProbe, LBFGSSettings
+from modelrecovery.probe.fit import FittedProbe, LBFGSSettings, check_features, warn_once
 from modelrecovery.probe.module import ProbeModule
 from modelrecovery.probe.pyfunc import log_probe_model
 from modelrecovery.stages.common import load_cli_inputs
@@ -38,6 +45,20 @@ class FitOutcome:
     fitted: FittedProbe
     metrics: dict[str, float]
     run_id: str
+    warnings: list[str] = field(default_factory=list)  # degenerate features, convergence
+
+    @property
+    def converged(self) -> bool:
+        """The stopping rule was met and the fit is not flagged (metric ``converged``)."""
+        return bool(self.metrics.get("converged", 0.0))
+
+    def result(self) -> dict:
+        """The command-line result: run id, metrics, ``converged`` as a bool and, when
+        something is wrong, ``warning`` (one line)."""
+        out = {"run_id": self.run_id, **self.metrics, "converged": self.converged}
+        if self.warnings:
+            out["warning"] = "; ".join(self.warnings)
+        return out
 
 
 def check_lambda(regulariser: str, family: str, lam: float) -> None:
@@ -91,12 +112,19 @@ def fit_and_log(
     nested: bool = False,
     settings: LBFGSSettings | None = None,
     log_model: bool = True,
+    source: str | None = None,
 ) -> FitOutcome:
     """Fit with ``lightning.Trainer`` on ``device`` and log everything to a run
     ``fit/<model>/<family>`` (``log_model``: also the probe as a pyfunc model; generators
-    store W and Z instead)."""
+    store W and Z instead). ``source`` names the features in messages (default: the
+    model name); features that are not finite or whose similarities overflow ``dtype``
+    are refused before the run starts."""
     check_lambda(regulariser, family, lam)
     device = require_device(device, "device")  # before the run starts
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+    name = source or model
+    check_features(features, DTYPES[dtype], name)  # before the run starts
     tags = standard_tags("fit", model, family)
     with mlflow.start_run(run_name=f"fit/{model}/{family}", nested=nested, tags=tags) as run:
         # family, k, regulariser, lam, temperature, n_train, p, dtype: logged by Lightning
@@ -123,6 +151,7 @@ def fit_and_log(
             lam=lam,
             dtype=DTYPES[dtype],
             device=device,
+            name=name,
         )
         trainer = L.Trainer(
             max_epochs=module.settings.max_repeats,
@@ -136,15 +165,17 @@ def fit_and_log(
         trainer.fit(module)
         fitted = module.fitted()
         metrics = score_sets(fitted, features, {"train": train, "val": validation, "test": test})
+        problem = fitted.convergence_warning()
         metrics.update(
             iterations=fitted.iterations,
             evaluations=fitted.evaluations,
-            converged=float(fitted.converged),
+            converged=float(fitted.converged and problem is None),
             seconds=fitted.seconds,
             train_objective=fitted.train_objective,
             final_loss=fitted.train_objective,
         )
         mlflow.log_metrics(metrics)
+        notes = _record_warnings(fitted, problem, f"fit/{model}/{family}")
         with tempfile.TemporaryDirectory() as tmp:
             tmp = Path(tmp)
             np.save(tmp / "W.npy", fitted.matrix().cpu().numpy())
@@ -153,7 +184,27 @@ def fit_and_log(
             if log_model:
                 z = fitted.transform(features).cpu().numpy()
                 log_probe_model(z, fitted.temperature, tmp / "probe")
-    return FitOutcome(fitted=fitted, metrics=metrics, run_id=run.info.run_id)
+    return FitOutcome(fitted=fitted, metrics=metrics, run_id=run.info.run_id, warnings=notes)
+
+
+def _record_warnings(fitted: FittedProbe, problem: str | None, what: str) -> list[str]:
+    """Tag the active run with the fit's health and warn (one line) about a fit that
+    must not be trusted; returns the warnings (degenerate features, convergence)."""
+    tags = {
+        "converged": "true" if fitted.converged and problem is None else "false",
+        "stop_reason": fitted.stop_reason or "unknown",
+    }
+    notes = []
+    if fitted.degenerate is not None:  # already warned about when the problem was set up
+        tags["degenerate_features"] = "true"
+        notes.append(fitted.degenerate)
+    if problem is not None:
+        warn_once(f"{what}: {problem}")
+        notes.append(problem)
+    if notes:
+        tags["warning"] = "; ".join(notes)[:5000]  # MLflow's limit on a tag value
+    mlflow.set_tags(tags)
+    return notes
 
 
 def _lightning_device(device: str) -> dict:
@@ -186,5 +237,6 @@ def cmd_fit(args: argparse.Namespace) -> dict:
         device=args.device,
         data_hashes=hashes,
         settings=LBFGSSettings.of(args.stopping),
+        source=str(args.features),
     )
-    return {"run_id": outcome.run_id, **outcome.metrics}
+    return outcome.result()
