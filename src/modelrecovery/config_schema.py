@@ -45,6 +45,8 @@ EXECUTORS = ("inprocess", "dask")
 TUNE_METHODS = ("grid", "tpe")
 FOLD_KINDS = ("triplets", "concepts")
 DATA_KINDS = ("world", "files")
+TRIPLET_SELECTIONS = ("random", "discriminating", "sequential")
+SELECTION_CRITERIA = ("accuracy", "loglik", "paired")
 
 Family = Literal["zero_shot", "diagonal", "rectangular", "full"]
 Regulariser = Literal["scalar_shrinkage", "l2", "l1"]
@@ -192,6 +194,27 @@ class GridSchema(_ClosedSection):
     dtype: Dtype = Field("float32", description=_one_of(DTYPES))
     threads_per_job: Annotated[Int, Field(ge=1)] = Field(1, description="an integer >= 1")
     device: Device = Field("cpu", description="one of cpu, cuda, auto or cuda:<n>")
+    triplet_selection: _list_of(Literal["random", "discriminating", "sequential"]) = Field(
+        ["random"],
+        description=_one_of(TRIPLET_SELECTIONS) + " or a non-empty list of them",
+    )
+    selection_criterion: Literal["accuracy", "loglik", "paired"] = Field(
+        "accuracy", description=_one_of(SELECTION_CRITERIA)
+    )
+    selection_pool: Annotated[Int, Field(ge=1)] = Field(
+        10, description="an integer >= 1 (the design pool: selection_pool x N triplets)"
+    )
+    selection_batches: Annotated[Int, Field(ge=1)] = Field(4, description="an integer >= 1")
+    undecided_z: Annotated[Number, Field(ge=0, allow_inf_nan=False)] = Field(
+        1.96, description="a finite number >= 0"
+    )
+
+    @field_validator("triplet_selection")
+    @classmethod
+    def _distinct_selections(cls, values: list[str]) -> list[str]:
+        if len(set(values)) != len(values):
+            raise ValueError("expected distinct triplet selections")
+        return values
 
     @field_validator("levels")
     @classmethod

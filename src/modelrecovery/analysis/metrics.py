@@ -58,6 +58,11 @@ CONDITION_COLUMNS: tuple[str, ...] = (
     "sampling",
     "lams",
     "candidate_set",
+    "triplet_selection",
+    "selection_pool",
+    "selection_batches",
+    "selection_criterion",
+    "undecided_z",
     "condition_key",
 )
 _ALWAYS = ("level", "family")
@@ -154,6 +159,16 @@ def _label_part(col: str, value: object) -> str | None:
         if len(names) <= 3:
             return "candidates " + ",".join(names)
         return f"{len(names)} candidates #{zlib.crc32(str(value).encode()):08x}"
+    if col == "triplet_selection":
+        return f"triplets: {value}"
+    if col == "selection_pool":
+        return f"pool {_key_text(value)}N"
+    if col == "selection_batches":
+        return f"{_key_text(value)} batches"
+    if col == "selection_criterion":
+        return f"crown by {value}"
+    if col == "undecided_z":
+        return f"undecided below z={_key_text(value)}"
     if col == "condition_key":
         return None  # added only where labels would otherwise coincide
     return str(value)

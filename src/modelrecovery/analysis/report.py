@@ -426,6 +426,30 @@ def build_report(
     w.heading("Rank of the generator on its own data, and mean reciprocal rank")
     w.table(rank_by_n, "ranks_by_n")
 
+    # --- triplet selection (grids with designs or another crowning rule) ---------------
+    design_cols = [c for c in ("triplet_selection", "selection_criterion") if c in jobs.columns]
+    if design_cols and jobs[design_cols].notna().any().any():
+        from modelrecovery.analysis.selection import (
+            budget_to_reach,
+            plot_selection,
+            selection_table,
+        )
+
+        w.section("Triplet selection and crowning")
+        sel = selection_table(jobs, scores, confidence=cfg.confidence)
+        w.figure(
+            plot_selection(sel),
+            "selection",
+            "Left: recovery accuracy per triplet selection (random: uniform, the study; "
+            "discriminating: one-shot design; sequential: batches under refitted probes) "
+            f"with exact {cfg.confidence:.0%} binomial CI bands; undecided jobs (crowning "
+            "rule paired) count as not recovered, their share dotted. Right: the generator's "
+            "own refit on held-out uniformly sampled test triplets (mean ± SEM over jobs).",
+        )
+        w.table(sel, "selection")
+        w.heading("Training triplets needed for 80% recovery")
+        w.table(budget_to_reach(sel, 0.8), "selection_budget")
+
     # --- confusion -------------------------------------------------------------------
     w.section("Confusion matrices")
     for cond in conditions:

@@ -53,6 +53,8 @@ def grid_config(
     grid = dict(config["grid"])
     levels = tuple(Level(lv["family"], lv.get("k")) for lv in grid.pop("levels"))
     grid.setdefault("stopping", config.get("probe", {}).get("stopping", "converged"))
+    if "triplet_selection" in grid:
+        grid["triplet_selection"] = tuple(grid["triplet_selection"])
     return GridConfig(
         generators=tuple(select_names(config.get("generators"), models, "generators")),
         candidates=tuple(select_names(config.get("candidates"), models, "candidates")),
@@ -85,15 +87,17 @@ def grid_provenance(
 
 
 def recovery_curve(jobs: pd.DataFrame) -> pd.DataFrame:
-    """Recovery accuracy per flexibility level and N (one condition per level in a run)."""
-    curve = (
-        jobs.groupby(["level", "n_train"])["recovered"]
-        .agg(recovery_accuracy="mean", n_jobs="size")
-        .reset_index()
-    )
+    """Recovery accuracy per flexibility level and N (one condition per level in a run),
+    and per triplet selection when the grid has designs (column ``triplet_selection``)."""
+    keys = ["level", "n_train"]
+    if "triplet_selection" in jobs.columns:
+        jobs = jobs.assign(triplet_selection=jobs["triplet_selection"].fillna("random"))
+        keys = ["level", "triplet_selection", "n_train"]
+    curve = jobs.groupby(keys)["recovered"].agg(recovery_accuracy="mean", n_jobs="size")
+    curve = curve.reset_index()
     order = sorted(curve["level"].unique(), key=level_sort_key)
     curve["level"] = pd.Categorical(curve["level"], categories=order, ordered=True)
-    return curve.sort_values(["level", "n_train"]).astype({"level": str}).reset_index(drop=True)
+    return curve.sort_values(keys).astype({"level": str}).reset_index(drop=True)
 
 
 def _log_job(job: Job, result: JobResult, device: str = "cpu") -> None:
@@ -197,6 +201,9 @@ def run_study(
         timings["inputs_seconds"] = time.perf_counter() - tic
         models = list(inputs.feature_paths)
         wanted = select_names(config.get("generators"), models, "generators")
+        if set(checked.triplet_selection) - {"random"}:  # designs need every candidate's probe
+            chosen = select_names(config.get("candidates"), models, "candidates")
+            wanted = wanted + [m for m in chosen if m not in wanted]
         tic = time.perf_counter()
         generators = build_generators(
             {m: inputs.feature_paths[m] for m in wanted},
@@ -217,6 +224,8 @@ def run_study(
                 "tie_rule": grid.tie_rule,
                 "warm_start": grid.warm_start,
                 "criterion": grid.criterion,
+                "triplet_selection": ",".join(grid.triplet_selection),
+                "selection_criterion": grid.selection_criterion,
             }
         )
         features = {
@@ -244,8 +253,10 @@ def run_study(
         tables = store.load({job.job_id for job in jobs_of(grid)})
         curve = recovery_curve(tables["jobs"])
         for _, row in curve.iterrows():
+            selection = row.get("triplet_selection", "random")
+            suffix = "" if selection == "random" else f"_{selection}"
             mlflow.log_metric(
-                f"recovery_accuracy_{row['level']}",
+                f"recovery_accuracy_{row['level']}{suffix}",
                 row["recovery_accuracy"],
                 step=int(row["n_train"]),
             )
