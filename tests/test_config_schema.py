@@ -70,7 +70,7 @@ BAD = [
     ),
     (
         "grid.levels=[{family: full, rank: 4}]",
-        "unknown key grid.levels[0].rank (known: ['family', 'k'])",
+        "unknown key grid.levels[0].rank (known: ['family', 'k', 'seeds', 'sizes'])",
     ),
     (
         "grid.levels=[{family: full}, {family: full}]",

@@ -273,6 +273,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="the default model set (10 backbones; on a world folder mixed with their human "
         "read-outs, on an image table their plain features)",
     )
+    which.add_argument(
+        "--config",
+        default=None,
+        help="a files study (e.g. things_paper): every model with a backbone, pretrained, "
+        "copied to data.features_dir/<file>; the others are listed as slots to fill",
+    )
     p.add_argument(
         "--images",
         required=True,
@@ -297,6 +303,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--pretrained",
         action="store_true",
         help="trained weights for --models (default: seeded random weights)",
+    )
+    p.add_argument(
+        "--features-dir",
+        default=None,
+        help="with --config: where the feature files go (default: the study's data.features_dir)",
+    )
+    p.add_argument(
+        "--random-weights",
+        action="store_true",
+        help="with --config: seeded random weights instead of pretrained ones (tests)",
     )
     p.add_argument("--batch-size", type=integer(1), default=32)
     p.add_argument("--seed", type=integer(0), default=0, help="seed of random weights")

@@ -106,6 +106,16 @@ class LevelSchema(_ClosedSection):
     k: Annotated[Int | None, Field(ge=1)] = Field(
         None, description="an integer >= 1 (the rank of a rectangular level)"
     )
+    sizes: _list_of(Annotated[Int, Field(ge=1)]) | None = Field(
+        None,
+        description="null or a positive integer or a non-empty list of them (this "
+        "level's sizes, instead of grid.sizes)",
+    )
+    seeds: _list_of(Annotated[Int, Field(ge=0)]) | None = Field(
+        None,
+        description="null or an integer >= 0 or a non-empty list of them (this "
+        "level's seeds, instead of grid.seeds)",
+    )
 
     @model_validator(mode="after")
     def _k_matches_family(self) -> LevelSchema:
@@ -130,6 +140,12 @@ class DataSchema(_Section):
         None, description="null or an integer >= 3"
     )
     features_dir: str | None = Field(None, description="null or a folder path (text)")
+    pca: Annotated[Int | None, Field(ge=1)] = Field(
+        None, description="null or an integer >= 1 (PCA dimensions of every feature file)"
+    )
+    human_embedding: str | None = Field(
+        None, description="null or a path to a human embedding (text; n_concepts rows)"
+    )
 
     @model_validator(mode="after")
     def _paths_of_kind(self) -> DataSchema:
@@ -234,6 +250,32 @@ class ExecutorSchema(_Section):
 
 
 NAMES = "all or a model name or a list of model names"
+OBJECTIVES = ("supervised", "self-supervised", "image-text")
+ARCHITECTURES = ("CNN", "transformer")
+MODEL_ENTRY_KEYS = ("file", "backbone", "objective", "architecture", "display", "source")
+
+
+def model_entry_problem(entry: Any) -> str | None:
+    """What is wrong with one ``models`` entry of a files study, or None. An entry is a
+    feature file name, or a mapping ``{file, backbone, objective, architecture, display,
+    source}`` (only ``file`` required; ``backbone`` a timm / open_clip name or null)."""
+    if isinstance(entry, str) and entry:
+        return None
+    if not isinstance(entry, Mapping):
+        return "expected a feature file name or a mapping with at least 'file'"
+    unknown = sorted(set(entry) - set(MODEL_ENTRY_KEYS))
+    if unknown:
+        return f"unknown key(s) {unknown} (known: {list(MODEL_ENTRY_KEYS)})"
+    if not isinstance(entry.get("file"), str) or not entry["file"]:
+        return "expected 'file': the feature file name in data.features_dir"
+    for key in ("backbone", "display", "source"):
+        if entry.get(key) is not None and not isinstance(entry[key], str):
+            return f"expected '{key}' to be text or null"
+    if entry.get("objective") not in (None, *OBJECTIVES):
+        return f"expected 'objective' {_one_of(OBJECTIVES)} (or null)"
+    if entry.get("architecture") not in (None, *ARCHITECTURES):
+        return f"expected 'architecture' {_one_of(ARCHITECTURES)} (or null)"
+    return None
 
 
 class StudyConfig(_Section):
@@ -245,6 +287,10 @@ class StudyConfig(_Section):
         None,
         description="null, a model name, a list of models or a mapping name -> model or file",
     )
+    extra_models: Any = Field(
+        None, description="null or a mapping model name -> feature file or model entry"
+    )
+    include_extra_models: bool = Field(False, description="true or false")
     generators: Any = Field("all", description=NAMES)
     candidates: Any = Field("all", description=NAMES)
     probe: ProbeSchema = Field(description="a mapping (the probe section)")
@@ -276,15 +322,29 @@ class StudyConfig(_Section):
     @model_validator(mode="after")
     def _files_need_models(self) -> StudyConfig:
         files = self.data.kind == "files"
-        if files and not (
-            isinstance(self.models, Mapping)
-            and self.models
-            and all(isinstance(v, str) for v in self.models.values())
-        ):
+        if files and not (isinstance(self.models, Mapping) and self.models):
             raise _Complete(
                 f"models = {_show(self.models)}: expected a mapping model name -> feature file "
                 "name (in data.features_dir), as data.kind is files"
             )
+        if files:
+            for section in ("models", "extra_models"):
+                entries = getattr(self, section)
+                if entries is None and section == "extra_models":
+                    continue
+                if not isinstance(entries, Mapping):
+                    raise _Complete(
+                        f"{section} = {_show(entries)}: expected a mapping model name -> "
+                        "feature file or model entry"
+                    )
+                for name, entry in entries.items():
+                    problem = model_entry_problem(entry)
+                    if problem:
+                        raise _Complete(f"{section}.{name} = {_show(entry)}: {problem}")
+            if self.include_extra_models and not self.extra_models:
+                raise _Complete(
+                    "include_extra_models = True: expected an extra_models mapping to include"
+                )
         return self
 
 

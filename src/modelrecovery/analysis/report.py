@@ -23,6 +23,12 @@ from modelrecovery.analysis.geometry import (
     model_rdms,
     rdm_similarity,
 )
+from modelrecovery.analysis.groups import (
+    group_confusion,
+    human_shift,
+    systematic_bias,
+    within_group_recovery,
+)
 from modelrecovery.analysis.metrics import (
     add_condition,
     condition_columns,
@@ -330,6 +336,53 @@ def _paper_points(levels: Sequence[str]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["label", "human_accuracy", "recovery", "upper_bound"])
 
 
+def _groups_section(
+    w: _Writer,
+    jobs: pd.DataFrame,
+    scores: pd.DataFrame,
+    groups: Mapping[str, Mapping[str, str]] | None,
+    conditions: Sequence[str],
+    slugs: Mapping[str, str],
+    cfg: ReportConfig,
+) -> None:
+    """Recovery within model groups, the confusion between groups, systematic bias."""
+    w.section("Model groups and systematic bias")
+    by = ["condition", "n_train"]
+    bias = systematic_bias(jobs, scores, by)
+    w.text(
+        "Systematic bias: per model, its mean rank on its own data, its mean rank on the "
+        "other generators' data and how often it wins their jobs against the fair share "
+        "(exact one-sided binomial test). Models with a small others_mean_rank and a "
+        "small p_excess win too often."
+    )
+    w.table(bias, "systematic_bias", show=False)
+    for cond in conditions:
+        part = bias[bias["condition"] == cond]
+        if len(part):
+            top = part[part["n_train"] == part["n_train"].max()]
+            w.heading(f"{cond}, N = {F.format_count(top['n_train'].iloc[0])}")
+            w.table(top.drop(columns=["condition"]), f"systematic_bias_{slugs[cond]}")
+    for name, mapping in (groups or {}).items():
+        if not mapping or len(set(mapping.values())) < 2:
+            w.note(f"Grouping {name!r}: fewer than two groups; skipped.")
+            continue
+        w.heading(f"Recovery within {name} groups")
+        within = within_group_recovery(scores, mapping, by, confidence=cfg.confidence)
+        w.text(
+            f"Each job's candidates restricted to the generator's {name} group; "
+            f"recovery with exact {cfg.confidence:.0%} binomial CIs, chance 1/group size."
+        )
+        w.table(within, f"within_{name}")
+        for cond in conditions:
+            cj = jobs[jobs["condition"] == cond]
+            n = int(cj["n_train"].max())
+            counts = group_confusion(cj[cj["n_train"] == n], mapping)
+            norm = group_confusion(cj[cj["n_train"] == n], mapping, normalize=True)
+            w.heading(f"{cond}, N = {F.format_count(n)}: generator {name} × winner {name}")
+            w.table(counts, f"group_confusion_{name}_{slugs[cond]}_counts", index=True, show=False)
+            w.table(norm, f"group_confusion_{name}_{slugs[cond]}", index=True)
+
+
 def build_report(
     jobs: pd.DataFrame,
     scores: pd.DataFrame,
@@ -341,6 +394,7 @@ def build_report(
     provenance: Mapping[str, Any],
     out_dir: str | Path,
     config: ReportConfig | None = None,
+    groups: Mapping[str, Mapping[str, str]] | None = None,
 ) -> Report:
     """Run every analysis and write figures, CSV tables and ``out_dir/report.html``.
 
@@ -359,6 +413,10 @@ def build_report(
     provenance : run ids, commits, data hashes, ... (rendered as given).
     out_dir : output folder (``figures/``, ``tables/`` and ``report.html`` inside).
     config : :class:`ReportConfig` (defaults when None).
+    groups : grouping name -> (model -> group), e.g. ``{"objective": {"ResNet50":
+        "supervised", ...}, "architecture": {...}}``: recovery within groups and the
+        confusion between groups (:mod:`modelrecovery.analysis.groups`); optional. The
+        systematic-bias table is written in any case.
 
     Returns
     -------
@@ -522,6 +580,9 @@ def build_report(
         )
         w.table(shares, f"wins_{slug}")
 
+    # --- groups and systematic bias --------------------------------------------------
+    _groups_section(w, jobs, scores, groups, conditions, slugs, cfg)
+
     # --- geometry --------------------------------------------------------------------
     w.section("Representational geometry")
     geometry = None
@@ -570,8 +631,16 @@ def build_report(
                 "human_distance",
                 "Distance of each model's RDM to the human RDM before and after probing.",
             )
-            cols = ["model", "human_distance_before", "human_distance_after"]
-            w.table(geometry[cols], "human_distance", show=False)
+            shift, shift_summary = human_shift(geometry)
+            w.text(
+                f"Shift towards the human reference (distance before − after probing): "
+                f"{int(shift_summary['n_moved_towards'])} of {int(shift_summary['n_models'])} "
+                f"models move towards it (mean shift {shift_summary['mean_shift']:.3f}); "
+                f"Spearman ρ between the distance before and the shift = "
+                f"{shift_summary['spearman_rho']:.2f} (p = {shift_summary['spearman_p']:.2g}; "
+                "> 0: models that start farther move more)."
+            )
+            w.table(shift, "human_distance")
         else:
             w.note("No human embedding given: distances to humans are not shown.")
 

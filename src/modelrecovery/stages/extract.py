@@ -91,6 +91,76 @@ def image_source(
     return None, load_image_list(path)
 
 
+def extract_study(
+    config: dict[str, Any],
+    images: Any,
+    cache_dir: Path,
+    *,
+    features_dir: str | Path | None = None,
+    pretrained: bool = True,
+    batch_size: int = 32,
+    seed: int = 0,
+    device: str = "cpu",
+    progress: bool = True,
+    recompute: bool = False,
+) -> dict[str, Any]:
+    """Extract every model of a files study that names a ``backbone`` and copy each
+    feature file to ``<data.features_dir>/<file>``; models without a backbone are listed
+    as slots to fill. A model whose weights are missing stops it with one line naming the
+    model, its backbone and what to do."""
+    import shutil
+
+    from modelrecovery.features.backbones import BackboneWeightsError
+    from modelrecovery.features.extract import extract_features
+    from modelrecovery.stages.inputs import study_models
+
+    if config["data"]["kind"] != "files":
+        raise ValueError("extract --config needs a files study (data.kind: files)")
+    entries = study_models(config)
+    target = Path(features_dir or config["data"].get("features_dir") or ".")
+    result: dict[str, Any] = {}
+    slots = []
+    for name, entry in entries.items():
+        backbone = entry.get("backbone")
+        if not backbone:
+            slots.append(name)
+            continue
+        try:
+            extracted = extract_features(
+                backbone,
+                images,
+                pretrained=pretrained,
+                cache_dir=cache_dir,
+                batch_size=batch_size,
+                seed=seed,
+                device=device,
+                progress=progress,
+                recompute=recompute,
+            )
+        except BackboneWeightsError as err:
+            reason = " ".join(str(err).split())
+            raise ValueError(
+                f"model {name} ({backbone}): no pretrained weights available here: {reason} "
+                f"Or fill {target / entry['file']} yourself (one row per concept)."
+            ) from None
+        target.mkdir(parents=True, exist_ok=True)
+        destination = target / entry["file"]
+        if Path(entry["file"]).suffix.lower() != ".npy":
+            raise ValueError(f"model {name}: extract writes .npy files, not {entry['file']!r}")
+        tmp = destination.with_suffix(".tmp.npy")
+        shutil.copyfile(extracted.path, tmp)
+        tmp.replace(destination)
+        result[name] = str(destination)
+    for name in slots:
+        entry = entries[name]
+        where = target / entry["file"]
+        state = "present" if where.exists() else "to fill"
+        result[name] = f"{state}: {where}" + (
+            f" (from {entry['source']})" if entry.get("source") else ""
+        )
+    return result
+
+
 def cmd_extract(args: argparse.Namespace) -> dict[str, Any]:
     """Extract features of backbones (or the default model set) from images, cached."""
     from modelrecovery.features.extract import extract_features
@@ -103,6 +173,28 @@ def cmd_extract(args: argparse.Namespace) -> dict[str, Any]:
         getattr(args, "exemplars", "reference"),
         missing_report=out / "missing_concepts.txt",
     )
+    if getattr(args, "config", None):
+        from modelrecovery.config import load_config
+
+        if world is not None:
+            raise ValueError("extract --config takes a THINGS image folder or an image table")
+        study = load_config(args.config)
+        result = {"images": str(args.images), "n_concepts": len(images)}
+        result.update(
+            extract_study(
+                study,
+                images,
+                out,
+                features_dir=args.features_dir,
+                pretrained=not args.random_weights,
+                batch_size=args.batch_size,
+                seed=args.seed,
+                device=args.device,
+                progress=not args.no_progress,
+                recompute=args.recompute,
+            )
+        )
+        return result
     specs = resolve_models(None if args.default_set else args.models, args.pretrained)
     progress = not args.no_progress
     if world is not None:

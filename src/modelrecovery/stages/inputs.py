@@ -48,22 +48,103 @@ def study_inputs(config: dict[str, Any], progress: bool = True) -> StudyInputs:
             model_metadata(config.get("models"), n_dims=world.human_embedding.shape[1]),
         )
     if data["kind"] == "files":
-        models = config.get("models") or {}
-        if not models:
+        entries = study_models(config)
+        if not entries:
             raise ValueError("data.kind=files needs a 'models' mapping: name -> feature file")
         folder = Path(data.get("features_dir") or ".")
-        feature_paths = {name: folder / file for name, file in models.items()}
-        missing = {n: str(p) for n, p in feature_paths.items() if not p.exists()}
+        feature_paths = {name: folder / entry["file"] for name, entry in entries.items()}
+        missing = [n for n, p in feature_paths.items() if not p.exists()]
         if missing:
-            raise FileNotFoundError(f"feature files not found: {missing}")
+            raise FileNotFoundError(missing_features_message(entries, feature_paths, missing))
         triplets = Path(data["triplets"])
         if not triplets.exists():
-            raise FileNotFoundError(f"human triplet file not found: {triplets}")
+            raise FileNotFoundError(
+                f"human triplet file not found: {triplets} (THINGS: `modelrecovery data things "
+                f"--dest {triplets.parent}` fetches it)"
+            )
         human = load_human_data(
             triplets, n_concepts=data.get("n_concepts"), n_concepts_option="data.n_concepts"
         )
-        return StudyInputs(human, feature_paths, None, {"triplets": str(triplets)})
+        provenance: dict[str, Any] = {"triplets": str(triplets)}
+        if data.get("pca"):
+            from modelrecovery.features.pca import pca_feature_file
+
+            k = int(data["pca"])
+            feature_paths = {
+                name: pca_feature_file(
+                    path, k, folder / f"pca{k}", name, n_concepts=human.train.n_concepts
+                )
+                for name, path in feature_paths.items()
+            }
+            provenance["pca"] = k
+        embedding = None
+        if data.get("human_embedding"):
+            embedding = load_human_embedding(data["human_embedding"], human.train.n_concepts)
+            provenance["human_embedding"] = str(data["human_embedding"])
+        metadata = {
+            name: {
+                key: entry[key]
+                for key in ("backbone", "objective", "architecture", "display")
+                if entry.get(key) is not None
+            }
+            for name, entry in entries.items()
+        }
+        return StudyInputs(human, feature_paths, embedding, provenance, metadata)
     raise ValueError(f"data.kind must be 'world' or 'files', got {data['kind']!r}")
+
+
+def study_models(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """A files study's models, each as ``{file, backbone, objective, architecture, display,
+    source}`` (a plain file name becomes ``{file: name}``), with ``extra_models`` appended
+    when ``include_extra_models`` is true."""
+    models = dict(config.get("models") or {})
+    if config.get("include_extra_models"):
+        extra = dict(config.get("extra_models") or {})
+        repeated = sorted(set(models) & set(extra))
+        if repeated:
+            raise ValueError(f"extra_models repeat models of 'models': {repeated}")
+        models.update(extra)
+    return {
+        str(name): ({"file": entry} if isinstance(entry, str) else dict(entry))
+        for name, entry in models.items()
+    }
+
+
+def missing_features_message(
+    entries: dict[str, dict[str, Any]], paths: dict[str, Path], missing: list[str]
+) -> str:
+    """One line: which feature files are missing and, per model, how to make them."""
+    parts = []
+    for name in missing:
+        entry = entries[name]
+        if entry.get("backbone"):
+            how = f"extract {entry['backbone']}"
+        elif entry.get("source"):
+            how = f"fill from {entry['source']}"
+        else:
+            how = "fill it (1 row per concept)"
+        parts.append(f"{name}: {paths[name]} ({how})")
+    extractable = any(entries[n].get("backbone") for n in missing)
+    hint = (
+        "; `modelrecovery extract --config <study> --images <THINGS image folder> --out "
+        "<cache>` extracts every model with a backbone"
+        if extractable
+        else ""
+    )
+    return f"{len(missing)} feature file(s) not found: {'; '.join(parts)}{hint}"
+
+
+def load_human_embedding(path: str | Path, n_concepts: int | None = None) -> np.ndarray:
+    """A human embedding (e.g. SPoSE ``spose_embedding_66d_sorted.txt``): one row per
+    concept, in the study's concept order."""
+    from modelrecovery.features.io import load_features
+
+    try:
+        return load_features(path, n_concepts=n_concepts).astype(np.float64)
+    except FileNotFoundError:
+        raise
+    except ValueError as err:
+        raise ValueError(f"data.human_embedding: {err}") from None
 
 
 def model_names(config: dict[str, Any]) -> list[str]:
@@ -72,7 +153,7 @@ def model_names(config: dict[str, Any]) -> list[str]:
         from modelrecovery.world.models import world_model_names
 
         return world_model_names(config.get("models"))
-    return list(config.get("models") or {})
+    return list(study_models(config))
 
 
 def select_names(selection: Any, available: list[str], what: str) -> list[str]:

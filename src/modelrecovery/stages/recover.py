@@ -10,6 +10,7 @@ the MLflow UI plots one curve per level) and the HTML report.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import tempfile
 import time
@@ -65,6 +66,22 @@ def grid_config(
         extra=provenance or {},
         **grid,
     )
+
+
+def level_grids(grid: GridConfig, config: dict[str, Any]) -> list[GridConfig]:
+    """``grid`` split by the levels' own ``sizes`` / ``seeds`` (``grid.levels[i].sizes``,
+    the study's: zero-shot, diagonal and rectangular at 4 sizes x 10 seeds, full W at 18 x
+    30): one grid per distinct (sizes, seeds), in level order. Job ids do not depend on
+    the sizes or seeds lists, so a level's jobs are the same whichever grid runs them."""
+    groups: dict[tuple, list[Level]] = {}
+    for level, entry in zip(grid.levels, config["grid"]["levels"], strict=True):
+        sizes = tuple(int(n) for n in (entry.get("sizes") or grid.sizes))
+        seeds = tuple(int(v) for v in (entry.get("seeds") or grid.seeds))
+        groups.setdefault((sizes, seeds), []).append(level)
+    return [
+        dataclasses.replace(grid, sizes=sizes, seeds=seeds, levels=tuple(levels))
+        for (sizes, seeds), levels in groups.items()
+    ]
 
 
 def grid_provenance(
@@ -238,19 +255,22 @@ def run_study(
         )
         store = ResultsStore(config.get("store") or TRACKING_DIR / "results" / study)
         tic = time.perf_counter()
-        ran = run_grid(
-            grid,
-            grid_inputs,
-            store,
-            executor=executor,
-            dask_address=execution.get("address"),
-            n_workers=int(execution.get("n_workers", 2)),
-            jobs_per_gpu=jobs_per_gpu,
-            progress=progress,
-            on_done=functools.partial(_log_job, device=grid.device),
-        )
+        ran = []
+        grids = level_grids(grid, config)
+        for part in grids:  # one grid per distinct (sizes, seeds) of the levels
+            ran += run_grid(
+                part,
+                grid_inputs,
+                store,
+                executor=executor,
+                dask_address=execution.get("address"),
+                n_workers=int(execution.get("n_workers", 2)),
+                jobs_per_gpu=jobs_per_gpu,
+                progress=progress,
+                on_done=functools.partial(_log_job, device=grid.device),
+            )
         timings["jobs_seconds"] = time.perf_counter() - tic
-        tables = store.load({job.job_id for job in jobs_of(grid)})
+        tables = store.load({job.job_id for part in grids for job in jobs_of(part)})
         curve = recovery_curve(tables["jobs"])
         for _, row in curve.iterrows():
             selection = row.get("triplet_selection", "random")
@@ -290,6 +310,15 @@ def run_study(
     return summary
 
 
+def model_groups(metadata: dict[str, dict]) -> dict[str, dict[str, str]]:
+    """The report's groupings from the models' metadata: training objective and
+    architecture, where the study's config gives them."""
+    from modelrecovery.analysis.groups import group_labels
+
+    out = {key: group_labels(metadata, key) for key in ("objective", "architecture")}
+    return {key: labels for key, labels in out.items() if labels}
+
+
 def _report(tables, models_df, generators, features, inputs, parent):
     """Build the analysis report; log it and its paper table; returns the ``Report``."""
     from modelrecovery.analysis import ReportConfig, build_report
@@ -321,6 +350,7 @@ def _report(tables, models_df, generators, features, inputs, parent):
         provenance=provenance,
         out_dir=out_dir,
         config=ReportConfig(geometry_level=top),
+        groups=model_groups(inputs.metadata),
     )
     mlflow.log_artifacts(str(out_dir), artifact_path="report")
     if report.paper_table is not None:
