@@ -361,3 +361,39 @@ def test_cli_evaluate_zero_features_one_third_and_one_warning_line(world, tmp_pa
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
     assert lines[0].startswith("degenerate features: every concept the triplets use")
+
+
+@pytest.mark.parametrize(
+    "stopping,history,flagged",
+    [
+        ("study", [1.5, 1.2], False),  # the study's early stop while descending: as designed
+        ("study", [1.2, 1.5], True),  # rose above the start: diverged
+        ("converged", [1.5, 1.2], True),  # an optimum worse than W = 0: stalled
+        ("converged", [1.5, 0.9], False),
+    ],
+)
+def test_loss_above_log3_is_flagged_unless_the_study_rule_stopped_a_descent(
+    stopping, history, flagged
+):
+    import torch
+
+    from modelrecovery.probe.families import Family
+    from modelrecovery.probe.fit import FittedProbe
+
+    probe = FittedProbe(
+        family=Family("full"),
+        regulariser="scalar_shrinkage",
+        lam=10.0,
+        temperature=1.0,
+        theta=torch.eye(3, dtype=torch.float64),
+        p=3,
+        loss_history=history,
+        converged=True,
+        stopping=stopping,
+        train_objective=history[-1],
+        stop_reason="rule",
+    )
+    warning = probe.convergence_warning()
+    assert (warning is not None) == flagged, warning
+    if flagged:
+        assert "above log 3" in warning

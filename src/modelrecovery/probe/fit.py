@@ -217,7 +217,8 @@ class FittedProbe:
         iterate), when it ends worse than W = 0 (penalised loss more than
         :data:`DIVERGED_MARGIN` above log 3: diverged or stalled, e.g. badly scaled
         features), or when the steps ran out before its stopping rule was met. A fit the
-        study's rule stopped early, as that rule intends, is not flagged.
+        study's rule stopped early, as that rule intends, is not flagged, even above log 3,
+        unless its loss rose above the start point's.
         """
         loss = self.train_objective
         advice = "rescale the features (e.g. divide by their largest norm)" + (
@@ -228,7 +229,11 @@ class FittedProbe:
                 f"the fit diverged: its loss became non-finite after {self.iterations} "
                 f"L-BFGS iterations (W is the last finite iterate); {advice}"
             )
-        if loss > LOG3 + DIVERGED_MARGIN:
+        start = self.loss_history[0] if self.loss_history else math.nan
+        rose = math.isfinite(start) and loss > start + DIVERGED_MARGIN
+        # the study's rule may stop above log 3 while still descending from the start (as
+        # the study's fits did): only a rise above the start point is flagged then
+        if loss > LOG3 + DIVERGED_MARGIN and (self.stopping != "study" or rose):
             return (
                 f"the fit ended with training loss {loss:.4g}, above log 3 = {LOG3:.4f} "
                 f"(the loss of W = 0): it diverged or stalled; {advice}"

@@ -242,6 +242,8 @@ def _stop_local_cluster(cluster) -> None:
     then close the cluster."""
     import signal as signals
 
+    # the scheduler logs each closed worker connection with a traceback: expected here
+    logging.getLogger("distributed").setLevel(logging.CRITICAL)
     for worker in list(getattr(cluster, "workers", {}).values()):
         process = getattr(getattr(worker, "process", None), "process", None)
         pid = getattr(process, "pid", None)
