@@ -510,9 +510,11 @@ def cmd_evaluate(args: argparse.Namespace) -> dict:
     features = load_features(args.features, n_concepts=triplets.n_concepts)
     z = torch.as_tensor(features, dtype=torch.float64)
     raw = accuracy_and_nll(z, triplets, temperature=1.0)
-    scaled = fit_probe(features, triplets, family="zero_shot", dtype=torch.float64)
+    scaled = fit_probe(
+        features, triplets, family="zero_shot", dtype=torch.float64, name=str(args.features)
+    )
     temperature = float(torch.exp(-scaled.theta[0]))
-    return {
+    result = {
         "features": str(args.features),
         "triplets": str(args.triplets),
         "n_triplets": len(triplets),
@@ -522,6 +524,9 @@ def cmd_evaluate(args: argparse.Namespace) -> dict:
         "best_temperature": temperature,
         "zero_shot_nll_at_best_temperature": scaled.evaluate(features, triplets)["nll"],
     }
+    if scaled.degenerate:
+        result["warning"] = scaled.degenerate
+    return result
 
 
 def cmd_stack(args: argparse.Namespace) -> dict:
