@@ -119,3 +119,23 @@ def test_command_line_creates_the_experiment(bare, capsys):
     assert experiment.artifact_location == (bare / "tracking" / "artifacts" / "made").as_uri()
     assert tracking.main(["uri"]) == 0
     assert capsys.readouterr().out.strip() == tracking.home_uri()
+
+
+def test_sqlite_stores_use_the_write_ahead_log(tmp_path, monkeypatch):
+    """MLflow's and Optuna's SQLite files are opened in WAL mode with normal sync."""
+    import sqlite3
+
+    import mlflow
+    import optuna
+
+    from modelrecovery.tracking import optuna_storage, setup_experiment
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    monkeypatch.setenv("OPTUNA_STORAGE", f"sqlite:///{tmp_path}/optuna.db")
+    setup_experiment("wal-check")
+    with mlflow.start_run():
+        mlflow.log_param("a", 1)
+    optuna.create_study(storage=optuna_storage(), study_name="wal-check")
+    for name in ("mlflow.db", "optuna.db"):
+        with sqlite3.connect(tmp_path / name) as con:
+            assert con.execute("PRAGMA journal_mode").fetchone() == ("wal",)
