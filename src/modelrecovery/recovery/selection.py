@@ -113,8 +113,17 @@ def odd_one_out_probabilities(z: np.ndarray, ids: np.ndarray, temperature: float
     concepts) on triplets ``ids`` (M, 3), in float64 (method.md §2)."""
     z = np.asarray(z, dtype=np.float64)
     ids = np.asarray(ids, dtype=np.int64)
-    a, b, c = z[ids[:, 0]], z[ids[:, 1]], z[ids[:, 2]]
-    logits = np.stack([(b * c).sum(1), (a * c).sum(1), (a * b).sum(1)], axis=1)
+    i, j, k = ids[:, 0], ids[:, 1], ids[:, 2]
+    used = np.unique(ids)
+    if len(used) ** 2 <= len(ids) * z.shape[1]:  # many triplets: one Gram matrix, gathered
+        local = np.searchsorted(used, ids)
+        zu = z[used]
+        s = zu @ zu.T
+        i, j, k = local[:, 0], local[:, 1], local[:, 2]
+        logits = np.stack([s[j, k], s[i, k], s[i, j]], axis=1)
+    else:  # few triplets: three dot products each
+        a, b, c = z[i], z[j], z[k]
+        logits = np.stack([(b * c).sum(1), (a * c).sum(1), (a * b).sum(1)], axis=1)
     logits = logits / float(temperature)
     logits -= logits.max(axis=1, keepdims=True)
     e = np.exp(logits)
