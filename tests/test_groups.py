@@ -114,3 +114,21 @@ def test_human_shift():
 def test_group_labels():
     meta = {"a": {"objective": "supervised"}, "b": {"objective": None}, "c": {}}
     assert group_labels(meta, "objective") == {"a": "supervised"}
+
+
+def test_recover_prints_the_group_summary(tmp_path, capsys):
+    from modelrecovery.stages.recover import print_group_summary
+
+    jobs, scores = _tables({g: ["c", *[m for m in MODELS if m != "c"]] for g in MODELS})
+    jobs["condition"] = scores["condition"] = "full"
+    bias = systematic_bias(jobs, scores, ["condition", "n_train"])
+    within = within_group_recovery(scores, GROUPS, ["condition", "n_train"])
+    bias.to_csv(tmp_path / "bias.csv", index=False)
+    within.to_csv(tmp_path / "within.csv", index=False)
+    print_group_summary(
+        {"systematic_bias": tmp_path / "bias.csv", "within_architecture": tmp_path / "within.csv"}
+    )
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("systematic bias [full, N=100]: 2 generator(s) with mean rank > 2")
+    assert out[0].endswith("more than the fair share: c")
+    assert out[1].startswith("recovery within architecture groups [full, N=100]: cnn 0.50")

@@ -355,7 +355,42 @@ def _report(tables, models_df, generators, features, inputs, parent):
     mlflow.log_artifacts(str(out_dir), artifact_path="report")
     if report.paper_table is not None:
         print(report.paper_table.to_string(index=False))
+    print_group_summary(report.tables)
     return report
+
+
+def print_group_summary(tables: dict[str, Path]) -> None:
+    """Print, at each condition's largest N, recovery within the model groups and the
+    systematic bias (models ranked above others on others' data; generators whose mean
+    rank on their own data is above 2), from the report's tables."""
+    if "systematic_bias" in tables:
+        bias = pd.read_csv(tables["systematic_bias"])
+        for condition, part in bias.groupby("condition", sort=False):
+            top = part[part["n_train"] == part["n_train"].max()]
+            above = top.loc[top["own_mean_rank"] > 2, "model"].tolist()
+            favoured = top[top["p_excess"] < 0.05].sort_values("others_mean_rank")
+            print(
+                f"systematic bias [{condition}, N={int(top['n_train'].iloc[0])}]: "
+                f"{len(above)} generator(s) with mean rank > 2 on their own data"
+                + (f" ({', '.join(above)})" if above else "")
+                + "; winning others' jobs more than the fair share: "
+                + (", ".join(favoured["model"]) or "none")
+            )
+    for name in ("within_objective", "within_architecture"):
+        if name not in tables:
+            continue
+        within = pd.read_csv(tables[name])
+        for condition, part in within.groupby("condition", sort=False):
+            top = part[part["n_train"] == part["n_train"].max()]
+            cells = ", ".join(
+                f"{row['group']} {row['recovery_accuracy']:.2f} "
+                f"[{row['ci_low']:.2f}, {row['ci_high']:.2f}]"
+                for _, row in top.iterrows()
+            )
+            print(
+                f"recovery {name.replace('_', ' ')} groups [{condition}, "
+                f"N={int(top['n_train'].iloc[0])}]: {cells}"
+            )
 
 
 def cmd_recover(args: argparse.Namespace) -> dict:
