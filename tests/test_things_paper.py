@@ -136,6 +136,7 @@ def _tiny_study(tmp_path: Path, models: dict) -> Path:
             "triplets": str(tmp_path / "triplets.csv"),
             "n_concepts": 5,
             "features_dir": str(tmp_path / "features"),
+            "pca": None,
         },
         "models": models,
         "probe": {"regulariser": "scalar_shrinkage"},
@@ -245,3 +246,30 @@ def test_pca_as_the_study(tmp_path):
     assert pca_feature_file(tmp_path / "m.npy", 10, tmp_path / "pca10", "m").stat().st_mtime_ns == (
         mtime
     )  # cached
+
+
+def test_recover_refuses_missing_files_before_any_run(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    monkeypatch.chdir(tmp_path)
+    code = main(["recover", "--config", "things_paper"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "20 feature file(s) not found" in err and "extract --config" in err
+    assert "Clip_RN50: data/things/features/Clip_RN50.npy (extract open_clip:RN50:openai)" in err
+
+
+def test_pca_study_inputs(tmp_path):
+    rng = np.random.default_rng(1)
+    study = _tiny_study(tmp_path, {"A": "A.npy", "B": {"file": "B.npy"}})
+    (tmp_path / "features").mkdir()
+    for name in "AB":
+        np.save(tmp_path / "features" / f"{name}.npy", rng.normal(size=(5, 12)).astype("f4"))
+    rows = ["image1\timage2\timage3\tchoice\tsubject_id\tnoise_ceiling"]
+    rows += [f"{i % 5 + 1}\t{(i + 1) % 5 + 1}\t{(i + 2) % 5 + 1}\t1\t0\t0" for i in range(20)]
+    rows += ["1\t2\t3\t1\t1\t2", "1\t2\t3\t2\t2\t2"]
+    (tmp_path / "triplets.csv").write_text("\n".join(rows) + "\n")
+    config = load_config(str(study), ["data.pca=3"])
+    inputs = study_inputs(config, progress=False)
+    assert inputs.feature_paths["A"] == tmp_path / "features" / "pca3" / "A.npy"
+    assert np.load(inputs.feature_paths["B"]).shape == (5, 3)
+    assert inputs.provenance["pca"] == 3

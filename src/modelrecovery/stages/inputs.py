@@ -93,6 +93,33 @@ def study_inputs(config: dict[str, Any], progress: bool = True) -> StudyInputs:
     raise ValueError(f"data.kind must be 'world' or 'files', got {data['kind']!r}")
 
 
+def check_study_files(config: dict[str, Any]) -> None:
+    """Before any run is created: a files study's feature files and human triplets exist
+    (one line naming what is missing and how to make it)."""
+    data = config["data"]
+    if data["kind"] != "files":
+        return
+    entries = study_models(config)
+    folder = Path(data.get("features_dir") or ".")
+    paths = {name: folder / entry["file"] for name, entry in entries.items()}
+    missing = [n for n, p in paths.items() if not p.exists()]
+    if missing:
+        raise FileNotFoundError(missing_features_message(entries, paths, missing))
+    triplets = Path(data["triplets"])
+    if not triplets.exists():
+        raise FileNotFoundError(
+            f"human triplet file not found: {triplets} (THINGS: `modelrecovery data things "
+            f"--dest {triplets.parent}` fetches it)"
+        )
+    embedding = data.get("human_embedding")
+    if embedding and not Path(embedding).exists():
+        raise FileNotFoundError(
+            f"data.human_embedding not found: {embedding} (THINGS: `modelrecovery data "
+            f"things --skip-large --dest {Path(embedding).parent}` fetches the SPoSE "
+            "embeddings; or set data.human_embedding=null)"
+        )
+
+
 def study_models(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """A files study's models, each as ``{file, backbone, objective, architecture, display,
     source}`` (a plain file name becomes ``{file: name}``), with ``extra_models`` appended

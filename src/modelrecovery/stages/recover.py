@@ -36,7 +36,13 @@ from modelrecovery.stages.generators import (
     probe_parameters,
     settings_from_config,
 )
-from modelrecovery.stages.inputs import StudyInputs, model_names, select_names, study_inputs
+from modelrecovery.stages.inputs import (
+    StudyInputs,
+    check_study_files,
+    model_names,
+    select_names,
+    study_inputs,
+)
 from modelrecovery.tracking import (
     TRACKING_DIR,
     file_hash,
@@ -192,6 +198,7 @@ def run_study(
     executor = executor or execution.get("kind", "inprocess")
     # bad names, sizes or devices fail before any work and before any run is created
     checked = grid_config(config, model_names(config))
+    check_study_files(config)
     specs, tune = settings_from_config(config)
     for spec in specs:
         require_device(spec.device, "probe.device")
