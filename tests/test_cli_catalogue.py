@@ -210,6 +210,11 @@ INPUT_ERRORS = [
         ["nope.npy"],
     ),
     (
+        "simulate-unknown-generator",
+        ["simulate", "--generator", "nobody", "--n-train", "10", "--out", "o"],
+        ["--generator 'nobody'", "not a model of the study"],
+    ),
+    (
         "evaluate-more-rows",
         ["evaluate", "--features", "x.npy", "--triplets", "few_ids.csv"],
         ["few_ids.csv", "largest concept id is 9", "30 rows", "--n-concepts 30"],

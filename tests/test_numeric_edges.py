@@ -360,7 +360,10 @@ def test_cli_evaluate_zero_features_one_third_and_one_warning_line(world, tmp_pa
     assert math.isfinite(result["zero_shot_nll_at_best_temperature"])
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
-    assert lines[0].startswith("degenerate features: every concept the triplets use")
+    assert (
+        lines[0].endswith("whatever the probe")
+        and "zero.npy: degenerate features: every concept the triplets use" in lines[0]
+    )
 
 
 @pytest.mark.parametrize(
@@ -397,3 +400,23 @@ def test_loss_above_log3_is_flagged_unless_the_study_rule_stopped_a_descent(
     assert (warning is not None) == flagged, warning
     if flagged:
         assert "above log 3" in warning
+
+
+def test_a_fit_that_collapses_to_w_zero_from_a_huge_start_is_flagged(tmp_path):
+    """Integer features on a 0-180 scale: the diagonal fit starts at a loss of ~3e4 and
+    falls to W = 0 (loss log 3, chance accuracy): flagged, with the advice to rescale;
+    the same features divided by their largest norm fit without a flag."""
+    import numpy as np
+
+    from helpers import planted_triplets
+    from modelrecovery.probe import fit_probe
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(30, 6))
+    triplets = planted_triplets(x, 300, seed=1)
+    big = np.arange(30 * 6, dtype=np.float64).reshape(30, 6)
+    fitted = fit_probe(big, triplets, family="diagonal", lam=1.0)
+    warning = fitted.convergence_warning()
+    assert warning is not None and "collapsed to W = 0" in warning and "rescale" in warning
+    scaled = big / np.linalg.norm(big, axis=1).max()
+    assert fit_probe(scaled, triplets, family="diagonal", lam=1.0).convergence_warning() is None

@@ -55,6 +55,8 @@ STOP_REASONS = ("rule", "max_steps", "non_finite")
 # W -> 0; the study's early stop leaves them about 1e-4 above it, far below the margin.)
 LOG3 = math.log(3.0)
 DIVERGED_MARGIN = 0.01
+COLLAPSE_START_MARGIN = 1.0  # a start this far above log 3 means badly scaled features
+COLLAPSE_TOLERANCE = 1e-3  # ... and an end this close to log 3 means W fell to 0
 
 logger = logging.getLogger("modelrecovery.probe")
 _warned: set[str] = set()
@@ -237,6 +239,16 @@ class FittedProbe:
             return (
                 f"the fit ended with training loss {loss:.4g}, above log 3 = {LOG3:.4f} "
                 f"(the loss of W = 0): it diverged or stalled; {advice}"
+            )
+        if (
+            math.isfinite(start)
+            and start > LOG3 + COLLAPSE_START_MARGIN
+            and abs(loss - LOG3) < COLLAPSE_TOLERANCE
+        ):
+            return (
+                f"the fit collapsed to W = 0 (loss log 3: no odd one preferred) from a start "
+                f"loss of {start:.4g}: the features' scale is too large for the probe to "
+                f"descend in it; {advice}"
             )
         if not self.converged:
             return (

@@ -15,7 +15,7 @@ from modelrecovery.recovery.grid import Job
 from modelrecovery.recovery.job import simulate
 from modelrecovery.stages.common import human_exclusion_keys
 from modelrecovery.stages.generators import build_generators, settings_from_config
-from modelrecovery.stages.inputs import study_inputs
+from modelrecovery.stages.inputs import model_names, study_inputs
 from modelrecovery.stages.recover import grid_config
 from modelrecovery.tracking import setup_experiment
 
@@ -32,6 +32,9 @@ def cmd_simulate(args: argparse.Namespace) -> dict:
         raise ValueError(f"--level {level_label!r} is not a level of the study: {labels}")
     spec = specs[labels.index(level_label)]
     require_device(spec.device, "probe.device")  # before the world or any run is built
+    known = model_names(config)
+    if args.generator not in known:
+        raise ValueError(f"--generator {args.generator!r} is not a model of the study: {known}")
     experiment_id = setup_experiment(config["study"])
     inputs = study_inputs(config, progress=False)
     if args.generator not in inputs.feature_paths:
