@@ -58,6 +58,11 @@ def files(tmp_path_factory) -> Path:
     (root / "garbage.tsv").write_bytes(bytes(range(256)) * 4)
     (root / "header_only.csv").write_text("image1,image2,image3,choice\n")
     (root / "a_folder").mkdir()
+    from PIL import Image
+
+    for name in ("cat", "dog"):
+        Image.new("RGB", (8, 8), (200, 10, 10)).save(root / f"{name}.png")
+    (root / "images.csv").write_text("concept,image\ncat,cat.png\ndog,dog.png\n")
     (root / "bad.yaml").write_text("grid: [unclosed\n")
     return root
 
@@ -208,6 +213,26 @@ INPUT_ERRORS = [
         "evaluate-missing-features",
         ["evaluate", "--features", "nope.npy", "--triplets", "human.tsv"],
         ["nope.npy"],
+    ),
+    (
+        "recover-dask-scheduler-down",
+        ["recover", "--set", "executor.address=tcp://127.0.0.1:9"],
+        ["executor.address=tcp://127.0.0.1:9", "no Dask scheduler answers"],
+    ),
+    ("analyze-unknown-run", ["analyze", "--run-ids", "abc"], ["Run with id=abc not found"]),
+    (
+        "extract-weights-missing",
+        [
+            "extract",
+            "--models",
+            "timm:resnet10t",
+            "--pretrained",
+            "--images",
+            "images.csv",
+            "--out",
+            "feats",
+        ],
+        ["timm:resnet10t"],
     ),
     (
         "simulate-unknown-generator",

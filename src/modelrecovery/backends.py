@@ -195,3 +195,22 @@ def check_stores(mlflow: bool = True, optuna: bool = False) -> None:
                 f"OPTUNA_STORAGE and MLFLOW_TRACKING_URI are the same SQLite file ({url}); "
                 "MLflow and Optuna need separate databases"
             )
+
+
+def check_dask_scheduler(address: str, timeout: float = TIMEOUT_SECONDS) -> None:
+    """One TCP connection to a Dask scheduler address (``tcp://host:port`` or
+    ``host:port``) before any work: Dask's own client waits and retries for long."""
+    import socket
+
+    what = f"executor.address={address}"
+    parts = urlsplit(address if "://" in address else f"tcp://{address}")
+    if parts.scheme not in ("tcp", "tls") or not parts.hostname or parts.port is None:
+        raise StoreError(f"{what}: expected a Dask scheduler address tcp://<host>:<port>")
+    try:
+        with socket.create_connection((parts.hostname, parts.port), timeout=timeout):
+            pass
+    except OSError as err:
+        raise StoreError(
+            f"{what}: no Dask scheduler answers ({err.strerror or err}); start one "
+            "(dask scheduler) or set executor.address=null for a local cluster"
+        ) from None

@@ -733,7 +733,9 @@ def _report(err: BaseException, command: str, args: argparse.Namespace) -> int:
         return 2
     if type(err).__name__ == "MlflowException":
         print(f"{command}: error: MLflow: {_error_line(err)}", file=sys.stderr)
-        return 1
+        # a run, experiment or model that is not there is bad input, not a failure
+        missing = getattr(err, "error_code", "") in ("RESOURCE_DOES_NOT_EXIST",)
+        return 2 if missing else 1
     if args.traceback:
         import traceback
 

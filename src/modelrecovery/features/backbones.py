@@ -58,8 +58,9 @@ class UnknownBackboneError(ValueError):
     """The backbone name is not registered or the library does not know the architecture."""
 
 
-class BackboneWeightsError(RuntimeError):
-    """Pretrained weights could not be loaded; the message says how to supply them."""
+class BackboneWeightsError(ValueError):
+    """Pretrained weights could not be loaded; the message says how to supply them (a
+    request the machine cannot serve: the command line reports it as bad input, exit 2)."""
 
 
 @dataclass(eq=False)

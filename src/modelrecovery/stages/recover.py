@@ -402,6 +402,11 @@ def print_group_summary(tables: dict[str, Path]) -> None:
 
 def cmd_recover(args: argparse.Namespace) -> dict:
     """Run the whole study (world, features, generators, recovery grid, report)."""
+    from modelrecovery.backends import check_dask_scheduler
+
     config = load_config(args.config, split_overrides(args.set))
+    address = (config.get("executor") or {}).get("address")
+    if address and (args.executor or (config.get("executor") or {}).get("kind")) == "dask":
+        check_dask_scheduler(str(address))  # before the world or any run is built
     summary = run_study(config, executor=args.executor, progress=not args.no_progress)
     return summary
