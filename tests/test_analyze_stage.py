@@ -5,6 +5,7 @@ runs with different seeds give the same analysis as one run holding both."""
 from __future__ import annotations
 
 import itertools
+import json
 import tempfile
 from pathlib import Path
 
@@ -156,12 +157,15 @@ def test_recovery_metrics_never_mix_levels_or_conditions():
     }
 
 
-def log_recover_run(tables: dict[str, pd.DataFrame]) -> str:
-    """A finished run shaped like the recover stage's (results/*.parquet artifacts)."""
+def log_recover_run(tables: dict[str, pd.DataFrame], groups: dict | None = None) -> str:
+    """A finished run shaped like the recover stage's (results/*.parquet artifacts, and
+    results/groups.json when ``groups`` is given)."""
     with mlflow.start_run(run_name="recover/test", tags=standard_tags("recover")) as run:
         with tempfile.TemporaryDirectory() as tmp:
             for name, frame in tables.items():
                 frame.to_parquet(Path(tmp) / f"{name}.parquet", index=False)
+            if groups is not None:
+                (Path(tmp) / "groups.json").write_text(json.dumps(groups))
             mlflow.log_artifacts(tmp, artifact_path="results")
     return run.info.run_id
 
@@ -239,3 +243,22 @@ def test_analyze_pools_like_with_like(tmp_path, monkeypatch):
     assert paper["human_mean"].tolist() == pytest.approx([0.35, 0.5, 0.5])
     side = pd.read_csv(tmp_path / "rep" / "tables" / "recovery_side_by_side.csv", index_col=0)
     assert side.shape[1] == 3 and side.columns[0].startswith("zero_shot")
+
+
+def test_analyze_reports_model_groups_of_the_runs(tmp_path, monkeypatch):
+    """The recover runs' model groups (results/groups.json) reach the pooled report:
+    recovery within groups and the confusion between them."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    setup_experiment("groups")
+    groups = {"objective": {"a": "supervised", "b": "supervised", "c": "self-supervised"}}
+    log_recover_run(synthetic_run("full", "1" * 16, (0, 1, 2), "c0ffee", win=0.5), groups)
+    out = analyze("groups", out_dir=tmp_path / "rep")
+    names = {p.stem for p in (tmp_path / "rep" / "tables").glob("*.csv")}
+    assert any(n.startswith("group_confusion_objective_") for n in names), names
+    confusion = next(
+        p for p in (tmp_path / "rep" / "tables").glob("group_confusion_objective_*_counts.csv")
+    )
+    counts = pd.read_csv(confusion, index_col=0)
+    assert set(counts.index) == {"supervised", "self-supervised"}
+    assert int(counts.to_numpy().sum()) == 3 * 3  # 3 generators x 3 seeds at the largest N
+    assert out["run_id"]

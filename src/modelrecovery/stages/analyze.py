@@ -12,6 +12,7 @@ different conditions stay apart and are reported side by side
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import mlflow
@@ -45,6 +46,19 @@ def find_recover_runs(
     if not runs:
         raise ValueError(f"no finished recover runs in experiment {experiment!r} ({query})")
     return [r.info.run_id for r in runs]
+
+
+def load_run_groups(run_ids: list[str]) -> dict[str, dict[str, str]]:
+    """The model groups (``results/groups.json``: grouping -> model -> group) of the runs,
+    merged (a later run's labels win); runs logged before groups were saved add none."""
+    merged: dict[str, dict[str, str]] = {}
+    for run_id in run_ids:
+        local = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="results"))
+        path = local / "groups.json"
+        if path.exists():
+            for grouping, labels in json.loads(path.read_text()).items():
+                merged.setdefault(grouping, {}).update(labels)
+    return merged
 
 
 def _start_time(run_id: str) -> int:
@@ -141,6 +155,7 @@ def analyze(
                 "duplicate job rows dropped": pooled.n_duplicates,
             },
             out_dir=out,
+            groups=load_run_groups(sources) or None,
         )
         mlflow.log_artifacts(str(out), artifact_path="report")
         for name, values in recovery_metrics(tables["jobs"]).items():

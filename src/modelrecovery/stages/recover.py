@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -296,6 +297,8 @@ def run_study(
             for name, frame in {**tables, "models": models_df}.items():
                 frame.to_parquet(folder / f"{name}.parquet", index=False)
             curve.to_csv(folder / "recovery_curve.csv", index=False)
+            # the model groups (training objective, architecture), for `analyze` to pool
+            (folder / "groups.json").write_text(json.dumps(model_groups(inputs.metadata)))
             mlflow.log_artifacts(str(folder), artifact_path="results")
         report_path = None
         if config.get("report", True):
