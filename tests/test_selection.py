@@ -254,6 +254,10 @@ def test_selection_grid_runs_counts_undecided_and_reproduces(tmp_path):
     assert (table["n_jobs"] == 3).all() and "undecided_share" in table
     assert (table["accuracy"] <= table["accuracy_decided"].fillna(1) + 1e-12).all()
     assert len(budget_to_reach(table)) == 3
+    from modelrecovery.analysis.selection import plot_selection
+
+    figure = plot_selection(table)
+    assert len(figure.axes) == 2 and len(figure.axes[0].get_lines()) >= 3
     second = ResultsStore(tmp_path / "b")
     run_grid(config, inputs, second, progress=False)
     for name, frame in _tables(second).items():
