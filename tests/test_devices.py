@@ -86,9 +86,10 @@ def test_the_device_enters_no_key_job_id_or_condition():
 
 
 def test_configs_carry_devices_and_check_them():
-    for name in ("default", "things_paper"):
+    # the default study stays on the CPU; the paper's study takes a GPU when there is one
+    for name, device in (("default", "cpu"), ("things_paper", "auto")):
         config = load_config(name)
-        assert config["probe"]["device"] == "cpu" and config["grid"]["device"] == "cpu"
+        assert config["probe"]["device"] == device and config["grid"]["device"] == device
         assert config["executor"]["jobs_per_gpu"] >= 1
     config = load_config("default", ["probe.device=auto", "grid.device=cuda:1"])
     specs, _ = settings_from_config(config)

@@ -88,10 +88,10 @@ def assert_interrupted(code: int, err: str, signum: int, command: str) -> None:
 def slow_fit_inputs(tmp_path) -> Path:
     """A full-W problem that takes tens of seconds (so the signal lands mid-fit)."""
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(150, 60))
+    x = rng.normal(size=(150, 90))
     write_things2023(
         tmp_path / "human.tsv",
-        planted_triplets(x, 20_000, seed=1),
+        planted_triplets(x, 40_000, seed=1),
         repeated_triplets(x, 50, 5, seed=2),
     )
     np.save(tmp_path / "x.npy", x)
@@ -99,7 +99,7 @@ def slow_fit_inputs(tmp_path) -> Path:
 
 
 FIT = ["--features", "x.npy", "--triplets", "human.tsv", "--n-concepts", "150"]
-FIT_SLOW = ["--dtype", "float64", "--stopping", "converged"]
+FIT_SLOW = ["--dtype", "float64", "--stopping", "converged"]  # a fit of tens of seconds
 
 
 def artifacts_of(root: Path, run_id: str) -> list[Path]:
@@ -224,3 +224,31 @@ def test_fit_console_holds_results_only(slow_fit_inputs):
     assert proc.returncode == 0, err
     assert err.strip() == "", err
     assert out.splitlines()[0].startswith("run_id") and "converged" in out
+
+
+def test_logged_failures_caused_by_an_interrupt_are_dropped():
+    """Optuna logs a trial that failed (here: numba's SystemError around our interrupt)
+    with its traceback; after an interrupt such records are dropped, others kept."""
+    import io
+    import logging
+
+    from modelrecovery import interrupts
+
+    stream = io.StringIO()
+    logger = logging.getLogger("modelrecovery-test-optuna-like")
+    logger.addHandler(logging.StreamHandler(stream))
+    logger.propagate = False
+    interrupts.mute_logged_interrupts()
+    try:
+        try:
+            raise interrupts.Interrupted(signal.SIGTERM)
+        except interrupts.Interrupted as cause:
+            raise SystemError("returned a result with an exception set") from cause
+    except SystemError:
+        logger.warning("Trial 0 failed", exc_info=True)
+    try:
+        raise ValueError("a real failure")
+    except ValueError:
+        logger.warning("Trial 1 failed", exc_info=True)
+    text = stream.getvalue()
+    assert "Trial 0" not in text and "Trial 1 failed" in text and "a real failure" in text

@@ -383,4 +383,5 @@ def test_extract_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     code = main(["extract", "--models", "timm:no_such_net", "--images", str(root), "--out", "x"])
     assert code == 2 and "no_such_net" in capsys.readouterr().err
     code = main(["extract", "--models", "timm:resnet10t", "--images", str(tmp_path), "--out", "x"])
-    assert code == 2 and "world folder" in capsys.readouterr().err
+    err = capsys.readouterr().err  # a plain folder is taken as a THINGS image folder
+    assert code == 2 and "--things-dir" in err and len(err.strip().splitlines()) == 1

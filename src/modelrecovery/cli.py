@@ -592,6 +592,7 @@ class _Signals:
             )
             os._exit(128 + signum)
         interrupts.request(signum)
+        interrupts.mute_logged_interrupts()
         threading.Thread(target=self._watchdog, args=(signum,), daemon=True).start()
         if interrupts.deferring():  # raised when the block ends
             return

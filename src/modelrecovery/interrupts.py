@@ -13,6 +13,7 @@ Lightning turns into ``sys.exit(1)``.
 from __future__ import annotations
 
 import contextlib
+import logging
 import signal
 import threading
 from collections.abc import Iterator
@@ -101,3 +102,28 @@ def deferred() -> Iterator[None]:
         if on_main:
             _deferring[0] -= 1
     check()
+
+
+class _DropInterrupted(logging.Filter):
+    """Drops log records about an exception caused by an interrupt (Optuna logs a failed
+    trial with its traceback before re-raising): the command's one line says it all."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return exc is None or interrupted_in(exc) is None
+
+
+_DROP = _DropInterrupted()
+
+
+def mute_logged_interrupts() -> None:
+    """Add the filter to every handler there is now (libraries log through their own)."""
+    loggers = [logging.getLogger()] + [
+        logger
+        for logger in logging.Logger.manager.loggerDict.values()
+        if isinstance(logger, logging.Logger)
+    ]
+    for logger in loggers:
+        for handler in logger.handlers:
+            if _DROP not in handler.filters:
+                handler.addFilter(_DROP)
