@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
@@ -52,6 +53,21 @@ EFFICIENTNET_LITE0_MEAN: tuple[float, float, float] = (127.0 / 255, 127.0 / 255,
 EFFICIENTNET_LITE0_STD: tuple[float, float, float] = (128.0 / 255, 128.0 / 255, 128.0 / 255)
 
 _OFFLINE_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+
+
+@contextlib.contextmanager
+def _quiet_root_warning(prefix: str):
+    """Drop root-logger records starting with ``prefix`` while the block runs."""
+
+    def keep(record: logging.LogRecord) -> bool:
+        return not str(record.getMessage()).startswith(prefix)
+
+    root = logging.getLogger()
+    root.addFilter(keep)
+    try:
+        yield
+    finally:
+        root.removeFilter(keep)
 
 
 class UnknownBackboneError(ValueError):
@@ -402,7 +418,11 @@ def _build_open_clip(
             kwargs[arg] = tag_cfg[key]
     weights_desc: dict[str, Any]
     if not pretrained:
-        clip, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=None, **kwargs)
+        # random weights are asked for: open_clip's warning that none were loaded is noise
+        with _quiet_root_warning("No pretrained weights loaded for model"):
+            clip, _, preprocess = open_clip.create_model_and_transforms(
+                arch, pretrained=None, **kwargs
+            )
         weights_desc = {"kind": "random", "seed": seed}
     else:
         if weights is not None:

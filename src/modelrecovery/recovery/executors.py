@@ -201,6 +201,9 @@ def _run_dask(todo, config, inputs, finish, address, n_workers) -> None:
 
     cluster = None
     if address is None:
+        # the scheduler runs in this process: its INFO lines (start, workers registering,
+        # the dashboard's jupyter-server-proxy note) are not for the study's console
+        logging.getLogger("distributed").setLevel(logging.WARNING)
         cluster = LocalCluster(
             n_workers=n_workers,
             threads_per_worker=1,
