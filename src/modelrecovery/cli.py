@@ -493,10 +493,8 @@ def cmd_noise_ceiling(args: argparse.Namespace) -> dict:
 
 def cmd_evaluate(args: argparse.Namespace) -> dict:
     """Zero-shot accuracy and NLL of a feature file on a triplet file."""
-    import torch
-
     from modelrecovery.features.io import load_features
-    from modelrecovery.probe import accuracy_and_nll, fit_probe
+    from modelrecovery.probe.zero_shot import zero_shot_scores
 
     triplets = _load(args)
     features = load_features(args.features)
@@ -508,35 +506,16 @@ def cmd_evaluate(args: argparse.Namespace) -> dict:
             f"--n-concepts {features.shape[0]} if the triplets index those concepts"
         )
     features = load_features(args.features, n_concepts=triplets.n_concepts)
-    z = torch.as_tensor(features, dtype=torch.float64)
-    raw = accuracy_and_nll(z, triplets, temperature=1.0)
-    scaled = fit_probe(
-        features, triplets, family="zero_shot", dtype=torch.float64, name=str(args.features)
-    )
-    temperature = float(torch.exp(-scaled.theta[0]))
-    result = {
+    scores = zero_shot_scores(features, triplets.ids, triplets.odd, name=str(args.features))
+    if "warning" in scores:
+        print(scores["warning"], file=sys.stderr)
+    return {
         "features": str(args.features),
         "triplets": str(args.triplets),
         "n_triplets": len(triplets),
         "feature_dim": int(features.shape[1]),
-        "zero_shot_accuracy": raw["accuracy"],
-        "zero_shot_nll": raw["nll"],
-        "best_temperature": temperature,
-        "zero_shot_nll_at_best_temperature": scaled.evaluate(features, triplets)["nll"],
+        **scores,
     }
-    if scaled.degenerate:
-        result["warning"] = scaled.degenerate
-    return result
-
-
-def cmd_stack(args: argparse.Namespace) -> dict:
-    """``modelrecovery stack up|down|status|env`` (see :mod:`modelrecovery.stack`)."""
-    from modelrecovery.stack import main as stack_main
-
-    code = stack_main([args.action])
-    if code:
-        raise SystemExit(code)
-    return {}
 
 
 # --- running a command ---

@@ -7,69 +7,58 @@
 - :mod:`.images`: image lists (THINGS names CSV or a ``concept,image`` table).
 - :mod:`.resized`: the ``resized:<px>:<backbone>`` wrapper (small inputs, no upsampling).
 - :mod:`.extract`: batched, cached extraction.
+
+The names are imported on first use (PEP 562): reading a feature file (:mod:`.io`) does
+not import torch, which the backbones need.
 """
 
-from .backbones import (
-    EFFICIENTNET_LITE0_MEAN,
-    EFFICIENTNET_LITE0_STD,
-    Backbone,
-    BackboneWeightsError,
-    UnknownBackboneError,
-    available_backbones,
-    build_backbone,
-    efficientnet_lite0_state_dict,
-    register_backbone,
-)
-from .extract import ExtractionResult, extract_features, feature_cache_key
-from .images import (
-    ImageList,
-    ImageListError,
-    MissingImageError,
-    load_image_list,
-    open_image,
-    read_image_table,
-    read_things_image_list,
-    things_concept_id,
-)
-from .io import (
-    FEATURE_SUFFIXES,
-    FeatureDataError,
-    load_features,
-    read_concept_ids,
-    read_sidecar,
-    save_features,
-    sidecar_path,
-)
-from .resized import RESIZED_PREFIX, resized_name
+from __future__ import annotations
 
-__all__ = [
-    "EFFICIENTNET_LITE0_MEAN",
-    "EFFICIENTNET_LITE0_STD",
-    "FEATURE_SUFFIXES",
-    "Backbone",
-    "BackboneWeightsError",
-    "ExtractionResult",
-    "FeatureDataError",
-    "RESIZED_PREFIX",
-    "ImageList",
-    "ImageListError",
-    "MissingImageError",
-    "UnknownBackboneError",
-    "available_backbones",
-    "build_backbone",
-    "efficientnet_lite0_state_dict",
-    "extract_features",
-    "feature_cache_key",
-    "load_features",
-    "load_image_list",
-    "open_image",
-    "read_concept_ids",
-    "read_image_table",
-    "read_sidecar",
-    "read_things_image_list",
-    "register_backbone",
-    "resized_name",
-    "save_features",
-    "sidecar_path",
-    "things_concept_id",
-]
+import importlib
+
+_SOURCES = {
+    "Backbone": "backbones",
+    "BackboneWeightsError": "backbones",
+    "EFFICIENTNET_LITE0_MEAN": "backbones",
+    "EFFICIENTNET_LITE0_STD": "backbones",
+    "ExtractionResult": "extract",
+    "FEATURE_SUFFIXES": "io",
+    "FeatureDataError": "io",
+    "ImageList": "images",
+    "ImageListError": "images",
+    "MissingImageError": "images",
+    "RESIZED_PREFIX": "resized",
+    "UnknownBackboneError": "backbones",
+    "available_backbones": "backbones",
+    "build_backbone": "backbones",
+    "efficientnet_lite0_state_dict": "backbones",
+    "extract_features": "extract",
+    "feature_cache_key": "extract",
+    "load_features": "io",
+    "load_image_list": "images",
+    "open_image": "images",
+    "read_concept_ids": "io",
+    "read_image_table": "images",
+    "read_sidecar": "io",
+    "read_things_image_list": "images",
+    "register_backbone": "backbones",
+    "resized_name": "resized",
+    "save_features": "io",
+    "sidecar_path": "io",
+    "things_concept_id": "images",
+}
+
+__all__ = sorted(_SOURCES)
+
+
+def __getattr__(name: str):
+    module = _SOURCES.get(name)
+    if module is None:
+        raise AttributeError(f"module 'modelrecovery.features' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"modelrecovery.features.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_SOURCES))

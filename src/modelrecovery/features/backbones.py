@@ -576,3 +576,7 @@ def _build_efficientnet_lite0(
 register_backbone("timm", _build_timm, prefix=True)
 register_backbone("open_clip", _build_open_clip, prefix=True)
 register_backbone("efficientnet_lite0_imagenet", _build_efficientnet_lite0)
+
+# the resized:<px>:<backbone> wrapper registers its prefix when imported (it builds on the
+# names above, so it is imported last)
+from modelrecovery.features import resized as _resized  # noqa: E402, F401

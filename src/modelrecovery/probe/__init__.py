@@ -1,40 +1,47 @@
-"""The probe: features -> W -> similarities -> odd-one-out probabilities."""
+"""The probe: features -> W -> similarities -> odd-one-out probabilities.
 
-from modelrecovery.probe.families import FAMILIES, REGULARISERS, Family, penalty
-from modelrecovery.probe.fit import (
-    FittedProbe,
-    LBFGSSettings,
-    ProbeProblem,
-    accuracy_and_nll,
-    build_problem,
-    check_features,
-    fit_probe,
-    tie_accuracy,
-    tie_credit,
-    triplet_probabilities,
-)
-from modelrecovery.probe.objective import PreparedTriplets, TripletObjective, choose_path
-from modelrecovery.probe.reduced import RowSpace, full_matrix, row_space
+The names below are imported on first use (PEP 562), so that a NumPy-only module such as
+:mod:`modelrecovery.probe.zero_shot` can be imported without torch.
+"""
 
-__all__ = [
-    "FAMILIES",
-    "REGULARISERS",
-    "Family",
-    "FittedProbe",
-    "LBFGSSettings",
-    "PreparedTriplets",
-    "RowSpace",
-    "TripletObjective",
-    "ProbeProblem",
-    "accuracy_and_nll",
-    "build_problem",
-    "check_features",
-    "choose_path",
-    "fit_probe",
-    "full_matrix",
-    "penalty",
-    "row_space",
-    "tie_accuracy",
-    "tie_credit",
-    "triplet_probabilities",
-]
+from __future__ import annotations
+
+import importlib
+
+_SOURCES = {
+    "FAMILIES": "families",
+    "REGULARISERS": "families",
+    "Family": "families",
+    "penalty": "families",
+    "FittedProbe": "fit",
+    "LBFGSSettings": "fit",
+    "ProbeProblem": "fit",
+    "accuracy_and_nll": "fit",
+    "build_problem": "fit",
+    "check_features": "fit",
+    "fit_probe": "fit",
+    "tie_accuracy": "fit",
+    "tie_credit": "fit",
+    "triplet_probabilities": "fit",
+    "PreparedTriplets": "objective",
+    "TripletObjective": "objective",
+    "choose_path": "objective",
+    "RowSpace": "reduced",
+    "full_matrix": "reduced",
+    "row_space": "reduced",
+}
+
+__all__ = sorted(_SOURCES)
+
+
+def __getattr__(name: str):
+    module = _SOURCES.get(name)
+    if module is None:
+        raise AttributeError(f"module 'modelrecovery.probe' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"modelrecovery.probe.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_SOURCES))

@@ -44,6 +44,7 @@ from modelrecovery.probe.families import REGULARISERS, Family
 from modelrecovery.probe.lbfgs import LBFGS, LBFGSCore
 from modelrecovery.probe.objective import PreparedTriplets, TripletObjective
 from modelrecovery.probe.reduced import REDUCIBLE_REGULARISERS, RowSpace, full_matrix, row_space
+from modelrecovery.probe.zero_shot import degenerate_message
 
 STOPPING_RULES = ("converged", "study")
 ENGINES = ("auto", "lean", "torch")  # L-BFGS: auto (lean on CPU, torch's elsewhere)
@@ -434,14 +435,7 @@ def check_features(
                 f"(largest {limit:.3g}); {advice}"
             )
         used = x if rows is None else x[torch.as_tensor(rows, device=x.device)]
-        if used.shape[0] and bool((used == used[0]).all()):
-            what = "an all-zero" if not bool(used[0].any()) else "the same"
-            return (
-                f"{where}degenerate features: every concept the triplets use has {what} "
-                "feature vector (zero variance in every column), so every triplet is a "
-                "three-way tie: accuracy 1/3 and loss log 3 whatever the probe"
-            )
-    return None
+        return degenerate_message(used.cpu().numpy(), name)
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
