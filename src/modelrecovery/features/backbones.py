@@ -56,7 +56,7 @@ _OFFLINE_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
 
 
 @contextlib.contextmanager
-def _quiet_root_warning(prefix: str):
+def quiet_root_warning(prefix: str):
     """Drop root-logger records starting with ``prefix`` while the block runs."""
 
     def keep(record: logging.LogRecord) -> bool:
@@ -419,7 +419,7 @@ def _build_open_clip(
     weights_desc: dict[str, Any]
     if not pretrained:
         # random weights are asked for: open_clip's warning that none were loaded is noise
-        with _quiet_root_warning("No pretrained weights loaded for model"):
+        with quiet_root_warning("No pretrained weights loaded for model"):
             clip, _, preprocess = open_clip.create_model_and_transforms(
                 arch, pretrained=None, **kwargs
             )

@@ -22,6 +22,7 @@ from .backbones import (
     BackboneWeightsError,
     UnknownBackboneError,
     build_backbone,
+    quiet_root_warning,
     register_backbone,
 )
 
@@ -119,9 +120,10 @@ def _open_clip_at(arch: str, px: int, *, pretrained: bool) -> tuple[torch.nn.Mod
         )
     if arch not in open_clip.list_models():
         raise UnknownBackboneError(f"open_clip has no architecture {arch!r}")
-    clip, _, preprocess = open_clip.create_model_and_transforms(
-        arch, pretrained=None, force_image_size=px, pretrained_image=False
-    )
+    with quiet_root_warning("No pretrained weights loaded for model"):  # random: asked for
+        clip, _, preprocess = open_clip.create_model_and_transforms(
+            arch, pretrained=None, force_image_size=px, pretrained_image=False
+        )
     return _EncodeImage(clip.eval()).eval(), preprocess
 
 
