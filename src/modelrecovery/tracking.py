@@ -283,6 +283,10 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("experiment", help="create (if missing) an experiment; print its id")
     p.add_argument("name")
     args = parser.parse_args(argv)
+    import logging
+
+    for name in ("mlflow.store.db.utils", "alembic"):  # a new store's creation notes
+        logging.getLogger(name).setLevel(logging.WARNING)
     uri = tracking_uri()
     if args.command == "uri":
         print(uri)
