@@ -35,6 +35,9 @@ TRACKING_DIR = Path("tracking")
 
 # quiet by default: one progress bar per stage instead of one per artifact download
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+# with a tracking server MLflow prints two links per ended run (480 lines for the default
+# grid): the recover run's summary says where the study is
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 
 @sqlalchemy.event.listens_for(sqlalchemy.engine.Engine, "connect")
