@@ -14,7 +14,7 @@ not import torch, which the backbones need.
 
 from __future__ import annotations
 
-import importlib
+from modelrecovery.lazy import lazy_exports
 
 _SOURCES = {
     "Backbone": "backbones",
@@ -51,14 +51,4 @@ _SOURCES = {
 __all__ = sorted(_SOURCES)
 
 
-def __getattr__(name: str):
-    module = _SOURCES.get(name)
-    if module is None:
-        raise AttributeError(f"module 'modelrecovery.features' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"modelrecovery.features.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_SOURCES))
+__getattr__, __dir__ = lazy_exports(__name__, _SOURCES, globals())

@@ -6,7 +6,7 @@ The names below are imported on first use (PEP 562), so that a NumPy-only module
 
 from __future__ import annotations
 
-import importlib
+from modelrecovery.lazy import lazy_exports
 
 _SOURCES = {
     "FAMILIES": "families",
@@ -34,14 +34,4 @@ _SOURCES = {
 __all__ = sorted(_SOURCES)
 
 
-def __getattr__(name: str):
-    module = _SOURCES.get(name)
-    if module is None:
-        raise AttributeError(f"module 'modelrecovery.probe' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"modelrecovery.probe.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_SOURCES))
+__getattr__, __dir__ = lazy_exports(__name__, _SOURCES, globals())
