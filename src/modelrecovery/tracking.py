@@ -30,6 +30,7 @@ import mlflow
 import sqlalchemy
 
 import modelrecovery
+from modelrecovery.files import sha256
 
 TRACKING_DIR = Path("tracking")
 
@@ -225,11 +226,7 @@ def source_hash() -> str:
 
 @functools.lru_cache(maxsize=256)
 def _hash_file(path: str, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return sha256(path)
 
 
 def file_hash(path: str | Path) -> str:

@@ -34,6 +34,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from modelrecovery.files import sha256 as file_sha256
+
 __all__ = [
     "DownloadError",
     "RemoteFile",
@@ -314,16 +316,6 @@ class ResumableDownloader:
 # ------------------------------------------------------------------------------------------
 
 
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def fetch_file(
     remote: RemoteFile,
     dest: Path,
@@ -351,7 +343,7 @@ def fetch_file(
     assert url is not None
     known = f"sha256:{sha256}" if sha256 else None
     present = final.exists()
-    if present and known and _sha256(final) != sha256:
+    if present and known and file_sha256(final) != sha256:
         final.unlink()  # a stale or damaged copy: fetch again
         log(f"{remote.name}: the copy in {dest} failed its checksum; downloading it again")
         present = False

@@ -11,12 +11,13 @@ across LAPACK builds).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
 
 import numpy as np
+
+from modelrecovery.files import sha256
 
 __all__ = ["pca_scores", "pca_feature_file"]
 
@@ -43,14 +44,6 @@ def pca_scores(features: np.ndarray, n_components: int) -> tuple[np.ndarray, np.
     return scores.astype(np.float32), ratio
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def pca_feature_file(
     source: str | os.PathLike[str],
     n_components: int,
@@ -68,7 +61,7 @@ def pca_feature_file(
     out_dir = Path(out_dir)
     target = out_dir / f"{name}.npy"
     sidecar = target.with_suffix(".json")
-    wanted = {"source": str(source), "source_sha256": _file_sha256(source), "pca": n_components}
+    wanted = {"source": str(source), "source_sha256": sha256(source), "pca": n_components}
     if target.is_file() and sidecar.is_file():
         try:
             known = json.loads(sidecar.read_text())

@@ -51,17 +51,10 @@ def study_inputs(config: dict[str, Any], progress: bool = True) -> StudyInputs:
         entries = study_models(config)
         if not entries:
             raise ValueError("data.kind=files needs a 'models' mapping: name -> feature file")
+        check_study_files(config)
         folder = Path(data.get("features_dir") or ".")
         feature_paths = {name: folder / entry["file"] for name, entry in entries.items()}
-        missing = [n for n, p in feature_paths.items() if not p.exists()]
-        if missing:
-            raise FileNotFoundError(missing_features_message(entries, feature_paths, missing))
         triplets = Path(data["triplets"])
-        if not triplets.exists():
-            raise FileNotFoundError(
-                f"human triplet file not found: {triplets} (THINGS: `modelrecovery data things "
-                f"--dest {triplets.parent}` fetches it)"
-            )
         human = load_human_data(
             triplets, n_concepts=data.get("n_concepts"), n_concepts_option="data.n_concepts"
         )
