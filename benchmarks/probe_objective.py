@@ -67,7 +67,8 @@ def current_rss_mb() -> float:
 
 
 def timed(fn, repeats: int) -> tuple[float, float]:
-    """Seconds per call and the peak resident memory (MB) a call adds above the level
+    """Seconds per call (median over ``repeats``: this machine's speed varies from one
+    second to the next) and the peak resident memory (MB) a call adds above the level
     before it (sampled every millisecond by a thread)."""
     fn()  # warm-up (compilation, caches)
     before = current_rss_mb()
@@ -81,10 +82,12 @@ def timed(fn, repeats: int) -> tuple[float, float]:
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
-    start = time.perf_counter()
+    times = []
     for _ in range(repeats):
+        start = time.perf_counter()
         fn()
-    seconds = (time.perf_counter() - start) / repeats
+        times.append(time.perf_counter() - start)
+    seconds = float(np.median(times))
     done.set()
     watcher.join()
     return seconds, peak[0] - before
@@ -175,7 +178,7 @@ def run_part(case_name: str, part: str, quick: bool, repeats: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="case 1 with 420k triplets")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--part", choices=PARTS, help=argparse.SUPPRESS)
     parser.add_argument("--case", choices=CASES, help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -210,9 +210,9 @@ def nll_and_grad_z(
         n = prep.n_active
         s = z @ z.T
         _, odd = prep.numpy_slots()
-        nll, g = nll_slot_grad_cpu(s.reshape(-1).numpy(), prep.flat_slots(), odd, temperature)
-        g = torch.from_numpy(g).view(n, n)
-        return torch.tensor(nll, dtype=z.dtype), (g + g.T) @ z
+        flat = s.reshape(-1).numpy()
+        nll, g = nll_slot_grad_cpu(flat, prep.flat_slots(), odd, temperature, symmetric_n=n)
+        return torch.tensor(nll, dtype=z.dtype), torch.from_numpy(g).view(n, n) @ z
     sims = pair_similarities(z, prep, path)
     nll, grad_pairs = nll_and_pair_grad(sims, prep, temperature, compiled)
     return nll, grad_z(z, grad_pairs, prep, path)
