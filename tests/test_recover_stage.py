@@ -48,6 +48,13 @@ def test_recover_runs_the_study_and_resumes(env, capsys):
     experiment = run.info.experiment_id
     jobs = mlflow.search_runs([experiment], "tags.stage = 'job'")
     assert len(jobs) == 8 and (jobs["tags.mlflow.parentRunId"] == summary["run_id"]).all()
+    # each job's run: name, parameters, metrics, MLflow's own tags, finished
+    assert (jobs["status"] == "FINISHED").all()
+    assert (jobs["tags.mlflow.runName"] == "job/" + jobs["tags.job_id"]).all()
+    assert set(jobs["params.level"]) == {"zero_shot", "full"}
+    assert set(jobs["params.n_train"]) == {"20", "80"} and jobs["params.device"].eq("cpu").all()
+    assert jobs["metrics.recovered"].isin([0.0, 1.0]).all()
+    assert jobs["metrics.score_resnet10t"].notna().all() and jobs["tags.mlflow.user"].notna().all()
     # a generator per (model, level), each tuned and calibrated on its own
     generators = mlflow.search_runs([experiment], "tags.stage = 'generator'")
     pairs = set(zip(generators["tags.model"], generators["tags.level"], strict=True))
