@@ -13,8 +13,9 @@ same jobs run three times from an empty results store, each on the study's execu
   stack  the same against a stack started for the benchmark in a temporary folder
          (python -m modelrecovery.stack's up / down, free ports)
 
-Each store is created before its timer (in practice it exists already); the variants run
-in rotating order, ``--repeats`` times, and the medians are compared.
+Each store is created before its timer (in practice it exists already); an untimed
+warm-up grid (one job per level) runs first; the variants run in rotating order,
+``--repeats`` times, and the medians are compared.
 
 Usage: python benchmarks/tracking_overhead.py [--quick] [--repeats R] [--set key=value ...]
   --quick   a smaller grid (2 levels, 4 generators and candidates, N in {40, 400}, 1 seed)
@@ -25,6 +26,7 @@ stack_overhead=<%> jobs=<n>
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import os
 import random
@@ -178,6 +180,12 @@ def main() -> None:
             "local": f"sqlite:///{local / 'mlflow.db'}",
             "stack": settings.mlflow_uri,
         }
+        # untimed warm-up, one job per level: fills numba's on-disk cache (a first run
+        # after a code change compiles the kernels in every worker) and the file caches
+        warm = dataclasses.replace(
+            grid, sizes=grid.sizes[:1], seeds=grid.seeds[:1], generators=grid.generators[:1]
+        )
+        timed_grid(warm, grid_inputs, execution, folder / "warm-up", None)
         times: dict[str, list[float]] = {name: [] for name in uris}
         for repeat in range(args.repeats):  # the order rotates: a busy spell hits all
             order = list(uris)[repeat % 3 :] + list(uris)[: repeat % 3]
