@@ -19,7 +19,8 @@ warm-up grid (one job per level) runs first; the variants run in rotating order,
 
 Usage: python benchmarks/tracking_overhead.py [--quick] [--repeats R] [--set key=value ...]
   --quick   a smaller grid (2 levels, 4 generators and candidates, N in {40, 400}, 1 seed)
-Last line (medians): off_seconds=<s> local_seconds=<s> stack_seconds=<s> local_overhead=<%>
+Per repeat, the overheads against that repeat's off run; then the last line (medians):
+off_seconds=<s> local_seconds=<s> stack_seconds=<s> local_overhead=<%>
 stack_overhead=<%> jobs=<n>
 """
 
@@ -198,6 +199,12 @@ def main() -> None:
         stack_module.down(settings, timeout=30)
         shutil.rmtree(folder, ignore_errors=True)
     off = seconds["off"]
+    # each repeat's variants ran minutes apart: their ratios are less exposed to the
+    # machine's drift than ratios of medians taken over the whole run
+    for name in ("local", "stack"):
+        paired = [100 * (t / o - 1) for t, o in zip(times[name], times["off"], strict=True)]
+        listed = ", ".join(f"{v:+.1f}%" for v in paired)
+        print(f"{name} vs off, per repeat: {listed}; median {statistics.median(paired):+.1f}%")
     print(
         f"off_seconds={off:.1f} local_seconds={seconds['local']:.1f} "
         f"stack_seconds={seconds['stack']:.1f} "
