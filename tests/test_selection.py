@@ -285,3 +285,138 @@ def test_selection_grid_identical_across_executors(tmp_path):
     a, b = _tables(local), _tables(dask)
     for name in ("jobs", "scores", "fits"):
         pd.testing.assert_frame_equal(a[name], b[name])
+
+
+HUMAN_COLUMNS = ("human_accuracy", "human_nll", "generator_human_accuracy", "winner_human_accuracy")
+
+
+def _aligned(store: ResultsStore) -> dict[str, pd.DataFrame]:
+    """The store's tables without job ids and timings, in a job-id-free order."""
+    out = {}
+    for name, frame in store.load().items():
+        drop = [c for c in frame.columns if "seconds" in c or c == "job_id"]
+        keys = ["generator", "condition_key", "candidate", "lam", "fold"]
+        keys = [c for c in keys if c in frame.columns]
+        out[name] = frame.drop(columns=drop).sort_values(keys).reset_index(drop=True)
+    return out
+
+
+def test_human_heldout_scores_every_fit_on_human_triplets_and_changes_no_winner(tmp_path):
+    from modelrecovery.analysis.selection import plot_selection, selection_table
+
+    features = planted_recovery_world()
+    rng = np.random.default_rng(6)
+    # wider than a fold's 42 training concepts: its fits take the reduced row-space path
+    features["wide"] = np.concatenate(
+        [features["model0"], 0.3 * rng.normal(size=(90, 48)).astype(np.float32)], 1
+    )
+    config = _design_config(
+        features,
+        generators=("model0", "model1"),
+        sizes=(60,),
+        triplet_selection=("random", "discriminating"),
+        selection_criterion="paired",
+        eval_fraction=0.5,  # 30 validation and test triplets per fold
+    )
+    on = dataclasses.replace(config, human_heldout=True)
+    # planted "human" test set: fold 0's test triplets with model0's responses, so model0's
+    # fold-0 fits must score on it exactly as on their test triplets
+    job = next(j for j in jobs_of(config) if j.generator == "model0")
+    human = simulate(job, config, features["model0"], 0.3, None)[0].test
+    assert len(human) == 30
+    inputs = planted_grid_inputs(features, config.levels, temperature=0.3)
+    stores = {"off": ResultsStore(tmp_path / "off"), "on": ResultsStore(tmp_path / "on")}
+    run_grid(config, dataclasses.replace(inputs, human_test=human), stores["off"], progress=False)
+    run_grid(on, dataclasses.replace(inputs, human_test=human), stores["on"], progress=False)
+    off, with_human = _aligned(stores["off"]), _aligned(stores["on"])
+    for name in ("jobs", "scores", "fits"):
+        assert not set(HUMAN_COLUMNS) & set(off[name].columns), name
+        pd.testing.assert_frame_equal(
+            with_human[name].drop(columns=[c for c in HUMAN_COLUMNS if c in with_human[name]]),
+            off[name],
+            check_exact=True,
+        )
+    fits, scores, jobs = with_human["fits"], with_human["scores"], with_human["jobs"]
+    assert fits["human_accuracy"].between(0, 1).all() and (fits["human_nll"] > 0).all()
+    planted = fits[(fits["generator"] == "model0") & (fits["fold"] == 0)]
+    assert set(planted["candidate"]) == set(features)
+    np.testing.assert_allclose(planted["human_accuracy"], planted["test_accuracy"], atol=1e-12)
+    np.testing.assert_allclose(planted["human_nll"], planted["test_nll"], rtol=1e-9)
+    other = fits[fits["fold"] > 0]  # other folds: the same triplets, not their test sets
+    assert not np.allclose(other["human_nll"], other["test_nll"])
+    # scores: the fits' human columns at each candidate's selected λ, mean over folds;
+    # a job is (generator, condition_key) here (one N, one seed)
+    job_keys = ["generator", "condition_key", "candidate"]
+    at_best = fits.merge(
+        scores[[*job_keys, "best_lam"]],
+        left_on=[*job_keys, "lam"],
+        right_on=[*job_keys, "best_lam"],
+    )
+    expected = at_best.groupby(job_keys)[["human_accuracy", "human_nll"]].mean()
+    got = scores.set_index(job_keys).loc[expected.index]
+    np.testing.assert_allclose(got["human_accuracy"], expected["human_accuracy"], rtol=1e-12)
+    np.testing.assert_allclose(got["human_nll"], expected["human_nll"], rtol=1e-12)
+    assert scores.groupby(job_keys[:2])["human_accuracy"].nunique().gt(1).all()
+    human_of = scores.set_index(job_keys)["human_accuracy"]
+    for _, row in jobs.iterrows():
+        key = (row["generator"], row["condition_key"])
+        assert row["generator_human_accuracy"] == human_of[(*key, row["generator"])]
+        assert row["winner_human_accuracy"] == human_of[(*key, row["winner"])]
+    # the report's table and panel; a store mixing jobs with and without the human set
+    raw_on, raw_off = stores["on"].load(), stores["off"].load()
+    table = selection_table(raw_on["jobs"], raw_on["scores"])
+    by = table.set_index("triplet_selection")
+    for selection in ("random", "discriminating"):
+        mine = raw_on["jobs"][raw_on["jobs"]["triplet_selection"].fillna("random") == selection]
+        assert by.loc[selection, "generator_human_accuracy"] == pytest.approx(
+            mine["generator_human_accuracy"].mean()
+        )
+        assert by.loc[selection, "winner_human_accuracy"] == pytest.approx(
+            mine["winner_human_accuracy"].mean()
+        )
+    assert {"generator_human_accuracy_sem", "winner_human_accuracy_sem"} <= set(table.columns)
+    mixed = selection_table(
+        pd.concat([raw_on["jobs"], raw_off["jobs"]]),
+        pd.concat([raw_on["scores"], raw_off["scores"]]),
+    )
+    assert (mixed["n_jobs"] == 4).all()
+    pd.testing.assert_series_equal(
+        mixed["generator_human_accuracy"], table["generator_human_accuracy"]
+    )
+    figure = plot_selection(table)
+    assert "human" in figure.axes[1].get_title() and "human" in figure.axes[1].get_ylabel()
+    assert len(figure.axes[1].get_lines()) >= 2
+    plain = plot_selection(selection_table(raw_off["jobs"], raw_off["scores"]))
+    assert "human" not in plain.axes[1].get_title() and "uniform" in plain.axes[1].get_title()
+    assert "generator_human_accuracy" not in selection_table(raw_off["jobs"], raw_off["scores"])
+
+
+def test_human_heldout_enters_job_ids_only_when_on_and_needs_human_data(tmp_path):
+    from modelrecovery.config import load_config
+    from modelrecovery.stages.recover import grid_config
+
+    features = {"a": None, "b": None}
+    extra = {"generators": {"full": {"a": "g1", "b": "g2"}}}
+    before = ["a-N60-s0-full-3bbc87364f", "b-N60-s0-full-9c9ecce713", "a-N60-s1-full-0854a64ca8"]
+    off = planted_grid_config(features, extra=extra, human_heldout=False)
+    on = planted_grid_config(features, extra=extra, human_heldout=True)
+    assert [j.job_id for j in jobs_of(off)][:3] == before and off.key() == "9ddc32b86760e1ae"
+    assert on.key() != off.key()
+    assert {j.job_id for j in jobs_of(on)}.isdisjoint(j.job_id for j in jobs_of(off))
+    # the same condition: the human set changes no result, only adds columns
+    assert on.condition(Level("full")) == off.condition(Level("full"))
+    assert on.condition_key(Level("full")) == off.condition_key(Level("full"))
+    with pytest.raises(ValueError, match="human_heldout"):
+        planted_grid_config(features, human_heldout="yes")
+    # on without human test triplets: a clear error before any work
+    world = planted_recovery_world()
+    config = planted_grid_config(world, sizes=(60,), seeds=(0,), human_heldout=True)
+    inputs = planted_grid_inputs(world, config.levels)
+    store = ResultsStore(tmp_path / "s")
+    with pytest.raises(ValueError, match="human_heldout needs the human held-out test"):
+        run_grid(config, inputs, store, progress=False)
+    assert not store.done()
+    # conf/selection.yaml turns it on, through the schema and grid_config
+    study = load_config("selection")
+    assert study["grid"]["human_heldout"] is True
+    assert grid_config(study, ["a", "b"]).human_heldout

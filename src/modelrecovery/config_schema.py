@@ -224,6 +224,10 @@ class GridSchema(_ClosedSection):
     undecided_z: Annotated[Number, Field(ge=0, allow_inf_nan=False)] = Field(
         1.96, description="a finite number >= 0"
     )
+    human_heldout: bool = Field(
+        False,
+        description="true or false (also score every fit on the human held-out test triplets)",
+    )
 
     @field_validator("triplet_selection")
     @classmethod

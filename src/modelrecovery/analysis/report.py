@@ -495,6 +495,12 @@ def build_report(
 
         w.section("Triplet selection and crowning")
         sel = selection_table(jobs, scores, confidence=cfg.confidence)
+        human = "generator_human_accuracy" in sel and sel["generator_human_accuracy"].notna().any()
+        held_out = (
+            "the human held-out test triplets (the noise-ceiling set; grid.human_heldout)"
+            if human
+            else "held-out uniformly sampled test triplets"
+        )
         w.figure(
             plot_selection(sel),
             "selection",
@@ -502,7 +508,7 @@ def build_report(
             "discriminating: one-shot design; sequential: batches under refitted probes) "
             f"with exact {cfg.confidence:.0%} binomial CI bands; undecided jobs (crowning "
             "rule paired) count as not recovered, their share dotted. Right: the generator's "
-            "own refit on held-out uniformly sampled test triplets (mean ± SEM over jobs).",
+            f"own refit on {held_out} (mean ± SEM over jobs).",
         )
         w.table(sel, "selection")
         w.heading("Training triplets needed for 80% recovery")

@@ -4,10 +4,13 @@
 :func:`selection_table` gives, per level, selection strategy, crowning rule and N: recovery
 accuracy with its exact binomial CI, the undecided jobs counted apart (``paired``), the
 recovery the study's crowning (test accuracy) gives on the same fits, and how well the
-refitted models predict held-out uniformly sampled triplets (the generator's refit and the
-winner), i.e. whether selection trades prediction for identifiability.
+refitted models (the generator's refit and the winner) predict held-out triplets, i.e.
+whether selection trades prediction for identifiability: the job's uniformly sampled
+synthetic test triplets always, and the human held-out test triplets (the noise-ceiling
+set) when the grid scored them (``grid.human_heldout``; jobs without them give NaN).
 :func:`budget_to_reach` reads off the N each strategy needs for a target recovery, and
-:func:`plot_selection` draws both panels.
+:func:`plot_selection` draws both panels (prediction of the human held-out triplets when
+present, else of the uniform test triplets).
 """
 
 from __future__ import annotations
@@ -47,16 +50,26 @@ def selection_table(
     decided jobs) when jobs carry ``decided``; ``accuracy_by_test_accuracy`` (the study's
     crowning on the same fits) when they carry ``accuracy_recovered``; with ``scores``,
     ``generator_test_accuracy`` (mean, and ``_sem``: the generator's own refit on
-    held-out uniform test triplets) and ``winner_test_accuracy``.
+    held-out uniform test triplets) and ``winner_test_accuracy``, and when the scores
+    carry ``human_accuracy`` (``grid.human_heldout``) ``generator_human_accuracy`` and
+    ``winner_human_accuracy`` (+ ``_sem``) on the human held-out test triplets, over the
+    jobs that have them (NaN where none has).
     """
     jobs = _with_defaults(jobs)
     per_job = None
     if scores is not None and len(scores):
-        s = scores[["job_id", "candidate", "test_accuracy"]]
+        sets = ["test"] + (["human"] if "human_accuracy" in scores.columns else [])
+        s = scores[["job_id", "candidate", *(f"{name}_accuracy" for name in sets)]]
         gen = jobs[["job_id", "generator", "winner"]].merge(s, on="job_id")
-        own = gen[gen["candidate"] == gen["generator"]].set_index("job_id")["test_accuracy"]
-        won = gen[gen["candidate"] == gen["winner"]].set_index("job_id")["test_accuracy"]
-        per_job = pd.DataFrame({"generator_test_accuracy": own, "winner_test_accuracy": won})
+        own = gen[gen["candidate"] == gen["generator"]].set_index("job_id")
+        won = gen[gen["candidate"] == gen["winner"]].set_index("job_id")
+        per_job = pd.DataFrame(
+            {
+                f"{who}_{name}_accuracy": part[f"{name}_accuracy"]
+                for name in sets
+                for who, part in (("generator", own), ("winner", won))
+            }
+        )
     rows = []
     keys = [k for k in KEYS if k in jobs.columns]
     for key, sub in jobs.groupby(keys, sort=False):
@@ -84,7 +97,7 @@ def selection_table(
             row["accuracy_by_test_accuracy"] = float(sub["accuracy_recovered"].astype(bool).mean())
         if per_job is not None:
             part = per_job.reindex(sub["job_id"])
-            for col in ("generator_test_accuracy", "winner_test_accuracy"):
+            for col in part.columns:
                 values = part[col].dropna().to_numpy(dtype=float)
                 row[col] = float(values.mean()) if len(values) else np.nan
                 row[f"{col}_sem"] = (
@@ -142,8 +155,14 @@ def budget_to_reach(table: pd.DataFrame, target: float = 0.8) -> pd.DataFrame:
 def plot_selection(table: pd.DataFrame, *, title: str | None = None, groups: Sequence[str] = ()):
     """Two panels against N (log axis), one line per strategy (and crowning rule):
     recovery accuracy with exact binomial CI bands, and the refitted generator's accuracy
-    on held-out uniform test triplets (± SEM)."""
+    (mean ± SEM over jobs) on the human held-out test triplets when the table has them
+    (``generator_human_accuracy``), else on the held-out uniform test triplets."""
     fig, axes = _new_figure(11.0, 4.4, ncols=2)
+    human = (
+        "generator_human_accuracy" in table.columns
+        and table["generator_human_accuracy"].notna().any()
+    )
+    pred = "generator_human_accuracy" if human else "generator_test_accuracy"
     ax_rec, ax_pred = axes[0], axes[1]
     label_cols = list(groups) or [
         c for c in ("level", "triplet_selection", "selection_criterion") if c in table.columns
@@ -160,11 +179,11 @@ def plot_selection(table: pd.DataFrame, *, title: str | None = None, groups: Seq
         ax_rec.plot(n, sub["accuracy"], label=lab, markersize=5, **style)
         if "undecided_share" in sub.columns and sub["undecided_share"].notna().any():
             ax_rec.plot(n, sub["undecided_share"], color=style["color"], linestyle=":", linewidth=1)
-        if "generator_test_accuracy" in sub.columns:
+        if pred in sub.columns:
             ax_pred.errorbar(
                 n,
-                sub["generator_test_accuracy"],
-                yerr=sub["generator_test_accuracy_sem"].fillna(0.0).to_numpy(),
+                sub[pred],
+                yerr=sub[f"{pred}_sem"].fillna(0.0).to_numpy(),
                 label=lab,
                 capsize=2,
                 markersize=5,
@@ -183,6 +202,10 @@ def plot_selection(table: pd.DataFrame, *, title: str | None = None, groups: Seq
     ax_rec.set_ylabel("Recovery accuracy (dotted: undecided share)")
     ax_rec.set_title(title or "Recovery by triplet selection (95% exact binomial CI)")
     ax_rec.legend(fontsize=8, loc="best")
-    ax_pred.set_ylabel("Generator refit: held-out test accuracy")
-    ax_pred.set_title("Prediction of held-out uniform triplets (± SEM)")
+    if human:
+        ax_pred.set_ylabel("Generator refit: accuracy on held-out human triplets")
+        ax_pred.set_title("Prediction of held-out human triplets (± SEM)")
+    else:
+        ax_pred.set_ylabel("Generator refit: held-out test accuracy")
+        ax_pred.set_title("Prediction of held-out uniform triplets (± SEM)")
     return fig

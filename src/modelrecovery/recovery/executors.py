@@ -23,6 +23,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from modelrecovery import interrupts
+from modelrecovery.data.triplets import Triplets
 from modelrecovery.devices import cuda_count, pool_size, worker_device
 from modelrecovery.recovery.grid import GridConfig, Job, jobs_of
 from modelrecovery.recovery.job import JobResult, run_job
@@ -36,11 +37,13 @@ POLL_SECONDS = 0.1  # how often the main process looks for finished jobs
 @dataclass(frozen=True)
 class GridInputs:
     """Everything the jobs read: generators (Z, T) per (level label, model), candidates'
-    features, and the keys of every human triplet (excluded from sampling)."""
+    features, the keys of every human triplet (excluded from sampling) and, for
+    ``grid.human_heldout``, the human held-out test triplets (the noise-ceiling set)."""
 
     generators: dict[tuple[str, str], tuple[np.ndarray, float]]
     candidate_features: dict[str, np.ndarray]
     exclude_keys: np.ndarray | None
+    human_test: Triplets | None = None
 
     def check(self, config: GridConfig) -> None:
         """Fail before any work when the inputs do not match the grid."""
@@ -67,8 +70,17 @@ class GridInputs:
                     "the designs of triplet_selection need every candidate's human-fitted "
                     f"probe (Z, T); none for {missing}"
                 )
+        if config.human_heldout:
+            if self.human_test is None or len(self.human_test) == 0:
+                raise ValueError(
+                    "grid.human_heldout needs the human held-out test triplets (the "
+                    "noise-ceiling set), and the inputs have none; give the human data a "
+                    "test set or set grid.human_heldout=false"
+                )
         sizes = {name: f.shape[0] for name, f in self.candidate_features.items()}
         sizes |= {name: z.shape[0] for name, (z, _) in self.generators.items()}
+        if config.human_heldout:
+            sizes["human test triplets"] = self.human_test.n_concepts
         if len(set(sizes.values())) != 1:
             raise ValueError(f"models disagree on the number of concepts: {sizes}")
         check_sizes(config, next(iter(sizes.values())))
@@ -110,6 +122,7 @@ def _run(job: Job, config: GridConfig, inputs: GridInputs) -> JobResult:
         inputs.candidate_features,
         inputs.exclude_keys,
         design_models=design,
+        human_test=inputs.human_test if config.human_heldout else None,
     )
 
 

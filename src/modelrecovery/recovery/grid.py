@@ -76,6 +76,9 @@ class GridConfig:
     selection_pool: int = 10  # design pool per fold: selection_pool x N uniform triplets
     selection_batches: int = 4  # sequential: batches of about N / selection_batches
     undecided_z: float = 1.96  # paired: decided when the log-likelihood gap > z x its SE
+    # also score every fit on the human held-out test triplets (the noise-ceiling set);
+    # changes no winner, adds columns (enters the key only when on: ids of before stay)
+    human_heldout: bool = False
     # provenance, hashed into job ids: "inputs" (hashes of every candidate's features, the
     # human data, the code) and "generators" ({level label: {model: generator key}})
     extra: dict = field(default_factory=dict)
@@ -127,6 +130,9 @@ class GridConfig:
             raise ValueError(f"selection_batches must be at least 1, got {self.selection_batches}")
         if not (np.isfinite(self.undecided_z) and self.undecided_z >= 0):
             raise ValueError(f"undecided_z must be a finite number >= 0, got {self.undecided_z}")
+        if not isinstance(self.human_heldout, (bool, np.bool_)):
+            raise ValueError(f"human_heldout must be true or false, got {self.human_heldout!r}")
+        object.__setattr__(self, "human_heldout", bool(self.human_heldout))
 
     def key(self, selection: str = "random") -> str:
         """Hash of everything that changes a job's result, except the job's own axes and
@@ -135,7 +141,8 @@ class GridConfig:
         The selection settings enter only where they act (pool and batches only for the
         designs that use them) and away from their defaults, so the keys, and the job ids,
         of grids written before the settings existed stay the same, and a random job's id
-        does not depend on which other selections share its grid."""
+        does not depend on which other selections share its grid. ``human_heldout``
+        enters only when on (it adds columns, changes no result of before)."""
         payload = asdict(self)
         for axis in ("generators", "candidates", "sizes", "seeds", "levels", "triplet_selection"):
             payload.pop(axis)
@@ -143,6 +150,8 @@ class GridConfig:
         payload.pop("device")
         for name in self._inert_selection_settings(selection):
             payload.pop(name)
+        if not self.human_heldout:
+            payload.pop("human_heldout")
         payload["extra"] = {k: v for k, v in self.extra.items() if k != "generators"}
         payload["candidates"] = sorted(self.candidates)
         return _digest(payload)

@@ -355,11 +355,14 @@ def select_and_score(
     test NLL (criterion ``nll``); with ``selection_criterion`` ``loglik`` or ``paired`` it
     is minus the mean test NLL (the held-out log-likelihood per triplet) whichever
     criterion chose λ. Ranks and the winner follow ``config.tie_rule`` (module
-    docstring); ``tie_seed`` seeds the ``random`` rule.
+    docstring); ``tie_seed`` seeds the ``random`` rule. Fits that carry
+    ``human_accuracy`` and ``human_nll`` (``human_heldout``) give them too, at the selected
+    λ (mean over folds); they choose nothing.
     """
+    human = [c for c in ("human_accuracy", "human_nll") if c in fits.columns]
     means = (
         fits.groupby(["candidate", "lam"], sort=False)[
-            ["val_accuracy", "val_nll", "test_accuracy", "test_nll"]
+            ["val_accuracy", "val_nll", "test_accuracy", "test_nll", *human]
         ]
         .mean()
         .reset_index()
@@ -385,6 +388,7 @@ def select_and_score(
                 "val_nll": float(best["val_nll"]),
                 "test_accuracy": float(best["test_accuracy"]),
                 "test_nll": float(best["test_nll"]),
+                **{c: float(best[c]) for c in human},
                 "score": float(score),
             }
         )
@@ -480,13 +484,18 @@ def _fit_unit(
     reducible: bool,
     implementation: Implementation,
     test_nll: dict | None = None,
+    human_test: Triplets | None = None,
 ) -> list[dict]:
     """Every λ of one candidate on one fold: the fits table's rows (``test_nll``, when
-    given, receives each fit's per-triplet test NLL under (candidate, λ, fold))."""
+    given, receives each fit's per-triplet test NLL under (candidate, λ, fold));
+    ``human_test`` adds each fit's ``human_accuracy`` and ``human_nll`` on those triplets."""
     space = row_space(x[prep.concepts]) if reducible else None
     if space is not None and (space.rank >= x.shape[1] or space.rank == 0):
         space = None  # nothing to gain, or all-zero training features (no reduced problem)
     evaluator = _Evaluator(x, {"val": fd.validation, "test": fd.test}, space)
+    # the human set in an evaluator of its own: the validation and test scores stay
+    # bit-identical to a job without it (their Gram pieces keep the same concepts)
+    human = _Evaluator(x, {"human": human_test}, space) if human_test is not None else None
     fits = fit_path(
         x,
         prep,
@@ -509,6 +518,8 @@ def _fit_unit(
         scores = evaluator.scores(fitted, per_triplet=per_triplet)
         if test_nll is not None:
             test_nll[(candidate, lam, f)] = per_triplet["test"]
+        if human is not None:
+            scores |= human.scores(fitted)
         rows.append(
             {
                 "candidate": candidate,
@@ -534,6 +545,7 @@ def run_job(
     exclude_keys: np.ndarray | None = None,
     implementation: Implementation = FAST,
     design_models: dict[str, tuple[np.ndarray, float]] | None = None,
+    human_test: Triplets | None = None,
 ) -> JobResult:
     """Simulate from the job's generator (its level's Z and T), refit every candidate for
     every λ and fold, and score (see module doc).
@@ -545,7 +557,9 @@ def run_job(
     ``config.device`` places the fits (``cuda``: features, triplets and evaluation on the
     GPU; the per-triplet work in torch). ``design_models`` (candidate -> human-fitted
     (Z, T) at the job's level) serve the designs of ``job.selection`` other than
-    ``random`` (:func:`simulate`)."""
+    ``random`` (:func:`simulate`). ``human_test`` (human held-out triplets) scores every
+    fit on them too: fits and scores gain ``human_accuracy`` and ``human_nll``, the job
+    ``generator_human_accuracy`` and ``winner_human_accuracy``; nothing else changes."""
     start = time.perf_counter()
     device = resolve_device(config.device)
     parallel = device.type == "cpu" and config.threads_per_job > 1
@@ -583,6 +597,7 @@ def run_job(
         warm=warm,
         reducible=reducible,
         implementation=implementation,
+        human_test=human_test,
     )
     paired = config.selection_criterion == "paired"
     test_nll: dict = {}  # (candidate, λ, fold) -> per-triplet test NLL (paired only)
@@ -620,6 +635,10 @@ def run_job(
         "generator_rank": generator_rank,
         "n_tied_top": int(scores["n_tied_top"].iloc[0]),
     }
+    if "human_accuracy" in scores.columns:  # human_heldout: the refits' human prediction
+        human = scores.set_index("candidate")["human_accuracy"]
+        row["generator_human_accuracy"] = float(human[job.generator])
+        row["winner_human_accuracy"] = float(human[winner])
     if config.selection_criterion != "accuracy":  # the study's crowning, for comparison
         study = dataclasses.replace(config, selection_criterion="accuracy")
         study_winner = pick_winner(select_and_score(fits, study, list(config.candidates), tie_seed))

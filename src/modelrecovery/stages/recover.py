@@ -295,7 +295,10 @@ def run_study(
         }
         exclude = human_exclusion_keys(inputs.human)
         grid_inputs = GridInputs(
-            {key: (g.z, g.temperature) for key, g in generators.items()}, features, exclude
+            {key: (g.z, g.temperature) for key, g in generators.items()},
+            features,
+            exclude,
+            human_test=inputs.human.test,
         )
         store = ResultsStore(config.get("store") or TRACKING_DIR / "results" / study)
         tic = time.perf_counter()
