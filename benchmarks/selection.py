@@ -12,7 +12,8 @@ crowning by test accuracy on the same fits) through the recover stage, then prin
   share shown), each with exact 95% binomial CIs;
 - the triplet budget each strategy needs to reach 80% recovery (measured N, and the
   crossing interpolated in log N);
-- the refitted generator's accuracy on held-out uniform test triplets per strategy;
+- the refitted generator's accuracy on held-out uniform test triplets per strategy, and
+  (``grid.human_heldout``, on in the config) on the human held-out test triplets;
 - the design's cost: selection time per batch in the jobs, and the scoring time of the
   criterion against pool size and number of candidates (vectorised; no loop over
   triplets);
@@ -146,6 +147,14 @@ def main(argv: list[str] | None = None) -> int:
     ]
     print("\nthe generator's refit on held-out uniform test triplets (mean, SEM over jobs):")
     print(pred.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    if "generator_human_accuracy" in by_rule["accuracy"]:  # grid.human_heldout
+        human = by_rule["accuracy"][
+            ["triplet_selection", "n_train", "generator_human_accuracy"]
+            + ["generator_human_accuracy_sem", "winner_human_accuracy"]
+        ]
+        print("\nthe refits on the human held-out test triplets (mean, SEM over jobs; winner:")
+        print("the job's own winner, under the config's selection_criterion):")
+        print(human.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     designed = jobs[jobs["triplet_selection"].notna()]
     if len(designed):
         cost = designed.groupby(["triplet_selection", "n_train"])[
