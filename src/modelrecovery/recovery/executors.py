@@ -183,9 +183,10 @@ def run_grid(
         worker_device(config.device, 0, n_gpus, "grid.device")
     inputs.check(config)
     finished = store.done()
-    todo = [job for job in jobs_of(config) if job.job_id not in finished]
+    jobs = jobs_of(config)
+    todo = [job for job in jobs if job.job_id not in finished]
     bar = tqdm(total=len(todo), desc="recovery jobs", unit="job", disable=not progress)
-    bar.set_postfix_str(f"{len(finished)} already done")
+    bar.set_postfix_str(f"{len(jobs) - len(todo)} of the grid's jobs already done")
 
     def finish(job: Job, result: JobResult) -> None:
         with interrupts.deferred():  # a signal never leaves a job half written or logged
