@@ -129,6 +129,31 @@ def timed_grid(grid, grid_inputs, execution: dict, folder: Path, uri: str | None
     return time.perf_counter() - tic
 
 
+def stack_cpu_seconds(settings: stack_module.StackSettings) -> dict[str, float]:
+    """CPU seconds (user + system) used so far by each service of the stack, its child
+    processes included (PostgreSQL's backends, the MLflow server's workers): what the
+    stack takes from the machine's cores while a grid runs, whether it serves or idles."""
+    import psutil
+
+    out = {}
+    for name in stack_module.SERVICES:
+        pid = stack_module._service_pid(settings, name)
+        total = 0.0
+        if pid:
+            try:
+                root = psutil.Process(pid)
+                for proc in [root, *root.children(recursive=True)]:
+                    try:
+                        cpu = proc.cpu_times()
+                        total += cpu.user + cpu.system + cpu.children_user + cpu.children_system
+                    except psutil.Error:
+                        pass
+            except psutil.Error:
+                pass
+        out[name] = total
+    return out
+
+
 def free_settings(root: Path) -> stack_module.StackSettings:
     rng = random.Random()
     for _ in range(200):
@@ -191,9 +216,12 @@ def main() -> None:
         for repeat in range(args.repeats):  # the order rotates: a busy spell hits all
             order = list(uris)[repeat % 3 :] + list(uris)[: repeat % 3]
             for name in order:
+                before = stack_cpu_seconds(settings)
                 took = timed_grid(grid, grid_inputs, execution, folder / name, uris[name])
+                after = stack_cpu_seconds(settings)
+                used = ", ".join(f"{k} {after[k] - before[k]:.1f}" for k in after)
                 times[name].append(took)
-                print(f"{name:<6} {took:.1f} s ({n_jobs} jobs)", flush=True)
+                print(f"{name:<6} {took:.1f} s ({n_jobs} jobs); stack CPU s: {used}", flush=True)
         seconds = {name: statistics.median(values) for name, values in times.items()}
     finally:
         stack_module.down(settings, timeout=30)
