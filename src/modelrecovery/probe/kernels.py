@@ -1,8 +1,8 @@
 """Compiled CPU kernel for the per-triplet work of the objective (numba).
 
 One pass over the triplets gathers each triplet's three similarities, forms the softmax,
-adds the NLL and scatters the gradient into per-thread buffers (no write conflicts),
-which are summed at the end. This replaces about eight full passes of separate array
+adds the NLL and scatters the gradient (one thread; large problems take the blocked path
+below). This replaces about eight full passes of separate array
 operations (gather, max, exp, sum, log, subtract, scatter) and is what keeps the
 per-triplet work from dominating at millions of triplets. Results equal the array version
 to rounding.
