@@ -43,44 +43,34 @@ PARALLEL_MIN_TRIPLETS = 100_000
 BLOCK_TRIPLETS = 32_768
 
 
-def _nll_slot_grad_impl(values, slots, odd, inv_temperature, n_chunks):  # pragma: no cover
+@numba.njit(fastmath=True, cache=True, nogil=True)
+def _nll_slot_grad_serial(values, slots, odd, inv_temperature):  # pragma: no cover
+    """The single-pass kernel: mean NLL and gradient over every triplet, on one thread."""
     m = slots.shape[0]
-    grads = np.zeros((n_chunks, values.shape[0]), dtype=values.dtype)
-    nll_parts = np.zeros(n_chunks, dtype=np.float64)
+    grad = np.zeros(values.shape[0], dtype=values.dtype)
     inv_t = values.dtype.type(inv_temperature)
     scale = values.dtype.type(inv_temperature / m)
-    for chunk in range(n_chunks):
-        start = chunk * m // n_chunks
-        stop = (chunk + 1) * m // n_chunks
-        grad = grads[chunk]
-        total = 0.0
-        for t in range(start, stop):
-            s0 = slots[t, 0]
-            s1 = slots[t, 1]
-            s2 = slots[t, 2]
-            l0 = values[s0] * inv_t
-            l1 = values[s1] * inv_t
-            l2 = values[s2] * inv_t
-            top = max(l0, max(l1, l2))
-            e0 = np.exp(l0 - top)
-            e1 = np.exp(l1 - top)
-            e2 = np.exp(l2 - top)
-            norm = e0 + e1 + e2
-            o = odd[t]
-            chosen = l0 if o == 0 else (l1 if o == 1 else l2)
-            total += np.log(norm) + top - chosen
-            w = scale / norm
-            grad[s0] += e0 * w - (scale if o == 0 else 0)
-            grad[s1] += e1 * w - (scale if o == 1 else 0)
-            grad[s2] += e2 * w - (scale if o == 2 else 0)
-        nll_parts[chunk] = total
-    out = grads[0]
-    for chunk in range(1, n_chunks):
-        out += grads[chunk]
-    return nll_parts.sum() / m, out
-
-
-_nll_slot_grad_serial = numba.njit(fastmath=True, cache=True, nogil=True)(_nll_slot_grad_impl)
+    total = 0.0
+    for t in range(m):
+        s0 = slots[t, 0]
+        s1 = slots[t, 1]
+        s2 = slots[t, 2]
+        l0 = values[s0] * inv_t
+        l1 = values[s1] * inv_t
+        l2 = values[s2] * inv_t
+        top = max(l0, max(l1, l2))
+        e0 = np.exp(l0 - top)
+        e1 = np.exp(l1 - top)
+        e2 = np.exp(l2 - top)
+        norm = e0 + e1 + e2
+        o = odd[t]
+        chosen = l0 if o == 0 else (l1 if o == 1 else l2)
+        total += np.log(norm) + top - chosen
+        w = scale / norm
+        grad[s0] += e0 * w - (scale if o == 0 else 0)
+        grad[s1] += e1 * w - (scale if o == 1 else 0)
+        grad[s2] += e2 * w - (scale if o == 2 else 0)
+    return total / m, grad
 
 
 @numba.njit(fastmath=True, cache=True, nogil=True, error_model="numpy")
@@ -240,7 +230,7 @@ def nll_slot_grad_cpu(
         with np.errstate(all="ignore"):
             return _nll_slot_grad_blocked(values, slots, odd, temperature, n_chunks, symmetric_n)
     try:
-        nll, grad = _nll_slot_grad_serial(values, slots, odd, 1.0 / temperature, 1)
+        nll, grad = _nll_slot_grad_serial(values, slots, odd, 1.0 / temperature)
     except ZeroDivisionError:
         # numba's Python error model raises where a softmax normaliser is 0, which only
         # non-finite similarities produce (the error model stays: changing it changes the
