@@ -129,27 +129,25 @@ def timed_grid(grid, grid_inputs, execution: dict, folder: Path, uri: str | None
     return time.perf_counter() - tic
 
 
-def stack_cpu_seconds(settings: stack_module.StackSettings) -> dict[str, float]:
-    """CPU seconds (user + system) used so far by each service of the stack, its child
-    processes included (PostgreSQL's backends, the MLflow server's workers): what the
-    stack takes from the machine's cores while a grid runs, whether it serves or idles."""
+def stack_cpu_seconds(pids: dict[str, int | None]) -> dict[str, float]:
+    """CPU seconds (user + system) used so far by each stack service (``pids`` from
+    ``stack.status``), its child processes included (PostgreSQL's backends, the MLflow
+    server's workers): what the stack takes from the cores while a grid runs."""
     import psutil
 
     out = {}
-    for name in stack_module.SERVICES:
-        pid = stack_module._service_pid(settings, name)
+    for name, pid in pids.items():
         total = 0.0
-        if pid:
-            try:
-                root = psutil.Process(pid)
-                for proc in [root, *root.children(recursive=True)]:
-                    try:
-                        cpu = proc.cpu_times()
-                        total += cpu.user + cpu.system + cpu.children_user + cpu.children_system
-                    except psutil.Error:
-                        pass
-            except psutil.Error:
-                pass
+        try:
+            root = psutil.Process(pid) if pid else None
+            for proc in [root, *root.children(recursive=True)] if root else []:
+                try:
+                    cpu = proc.cpu_times()
+                    total += cpu.user + cpu.system + cpu.children_user + cpu.children_system
+                except psutil.Error:
+                    pass
+        except psutil.Error:
+            pass
         out[name] = total
     return out
 
@@ -200,6 +198,7 @@ def main() -> None:
         local = folder / "local" / "tracking"
         local.mkdir(parents=True)
         stack_module.up(settings)
+        pids = {name: entry["pid"] for name, entry in stack_module.status(settings).items()}
         os.environ["PGPASSFILE"] = str(settings.pgpass)
         uris = {
             "off": None,
@@ -216,9 +215,9 @@ def main() -> None:
         for repeat in range(args.repeats):  # the order rotates: a busy spell hits all
             order = list(uris)[repeat % 3 :] + list(uris)[: repeat % 3]
             for name in order:
-                before = stack_cpu_seconds(settings)
+                before = stack_cpu_seconds(pids)
                 took = timed_grid(grid, grid_inputs, execution, folder / name, uris[name])
-                after = stack_cpu_seconds(settings)
+                after = stack_cpu_seconds(pids)
                 used = ", ".join(f"{k} {after[k] - before[k]:.1f}" for k in after)
                 times[name].append(took)
                 print(f"{name:<6} {took:.1f} s ({n_jobs} jobs); stack CPU s: {used}", flush=True)
