@@ -17,7 +17,13 @@ Each store is created before its timer (in practice it exists already); an untim
 warm-up grid (one job per level) runs first; the variants run in rotating order,
 ``--repeats`` times, and the medians are compared.
 
-Usage: python benchmarks/tracking_overhead.py [--quick] [--repeats R] [--set key=value ...]
+Before the grids it prints the MLflow server's median request latency (a job run's
+``log_batch`` and a ``get_experiment`` on one kept-alive client, and ``get_experiment`` on
+a fresh connection each time as the baseline); ``--mlflow-loop asyncio`` starts the server
+on asyncio's loop instead of uvloop, which shows the delayed-ACK stall that uvloop removes.
+
+Usage: python benchmarks/tracking_overhead.py [--quick] [--repeats R] [--mlflow-loop L]
+       [--set key=value ...]
   --quick   a smaller grid (2 levels, 4 generators and candidates, N in {40, 400}, 1 seed)
 Per repeat, the overheads against that repeat's off run; then the last line (medians):
 off_seconds=<s> local_seconds=<s> stack_seconds=<s> local_overhead=<%>
@@ -152,7 +158,46 @@ def stack_cpu_seconds(pids: dict[str, int | None]) -> dict[str, float]:
     return out
 
 
-def free_settings(root: Path) -> stack_module.StackSettings:
+def request_latency(uri: str, n: int = 40) -> dict[str, float]:
+    """Median wall milliseconds of tracking requests to the server at ``uri``: a job run's
+    ``log_batch`` (9 params, 14 metrics) and ``get_experiment`` on one kept-alive client,
+    and ``get_experiment`` on a fresh connection each time (no keep-alive: the baseline
+    that a delayed-ACK stall on kept-alive connections cannot reach)."""
+    import requests
+    from mlflow.entities import Metric, Param
+
+    client = mlflow.MlflowClient(uri)
+    experiment = client.create_experiment(f"latency-{random.randrange(1 << 30)}")
+    run = client.create_run(experiment).info.run_id
+    params = [Param(f"p{i}", str(i)) for i in range(9)]
+    url = f"{uri}/api/2.0/mlflow/experiments/get?experiment_id={experiment}"
+
+    def median_ms(call) -> float:
+        times = []
+        for i in range(n):
+            tic = time.perf_counter()
+            call(i)
+            times.append(1000 * (time.perf_counter() - tic))
+        return statistics.median(times)
+
+    out = {
+        "log_batch": median_ms(
+            lambda i: client.log_batch(
+                run,
+                metrics=[Metric(f"m{k}", float(i), 0, i) for k in range(14)],
+                params=params if i == 0 else [],
+            )
+        ),
+        "get_experiment": median_ms(lambda i: client.get_experiment(experiment)),
+        "get_experiment_fresh": median_ms(
+            lambda i: requests.get(url, headers={"Connection": "close"}, timeout=10)
+        ),
+    }
+    client.set_terminated(run)
+    return out
+
+
+def free_settings(root: Path, mlflow_loop: str) -> stack_module.StackSettings:
     rng = random.Random()
     for _ in range(200):
         base = rng.randrange(20000, 29000, 10)
@@ -163,6 +208,7 @@ def free_settings(root: Path) -> stack_module.StackSettings:
             mlflow_port=base + 2,
             dashboard_port=base + 3,
             weed_port=base + 4,
+            mlflow_loop=mlflow_loop,
         )
         free = True
         for port in settings.ports():
@@ -182,6 +228,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--set", nargs="*", default=[])
     parser.add_argument("--repeats", type=int, default=1, help="median of this many runs")
+    parser.add_argument(
+        "--mlflow-loop",
+        default=stack_module.DEFAULT_MLFLOW_LOOP,
+        choices=stack_module.MLFLOW_LOOPS,
+        help="the MLflow server's event loop (asyncio: the kept-alive stall, see stack.py)",
+    )
     args = parser.parse_args()
     quick = []
     if args.quick:  # the first four models of the default set
@@ -190,7 +242,7 @@ def main() -> None:
     config = load_config("default", split_overrides(quick + args.set))
     folder = Path(tempfile.mkdtemp(prefix="tracking-overhead-"))
     folder.chmod(0o755)
-    settings = free_settings(folder / "stack")
+    settings = free_settings(folder / "stack", args.mlflow_loop)
     try:
         grid, grid_inputs = prepare(config, folder)
         n_jobs = len(jobs_of(grid))
@@ -199,6 +251,12 @@ def main() -> None:
         local.mkdir(parents=True)
         stack_module.up(settings)
         pids = {name: entry["pid"] for name, entry in stack_module.status(settings).items()}
+        latency = request_latency(settings.mlflow_uri)
+        print(
+            f"MLflow server ({settings.mlflow_loop} loop, {settings.mlflow_workers} workers), "
+            "median ms per request: " + ", ".join(f"{k} {v:.1f}" for k, v in latency.items()),
+            flush=True,
+        )
         os.environ["PGPASSFILE"] = str(settings.pgpass)
         uris = {
             "off": None,

