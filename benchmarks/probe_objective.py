@@ -12,7 +12,13 @@ evaluation (each part runs in a fresh process so peaks do not mix), and their ra
 The baseline is how the published scripts do it: W as a linear layer, all n x n
 similarities, a gather per triplet, cross-entropy, backward by autograd.
 
-Usage: python benchmarks/probe_objective.py [--quick] [--repeats R]
+Each part's figure is the median of ``--repeats`` evaluations in its process. This
+machine's speed drifts by 20-40 % within minutes, and the parts run minutes apart, so
+``--rounds R`` (default 3) runs the parts R times in rotating order and the ratios are
+taken per round (each against the baseline and products of the same round) and their
+median reported; the seconds shown are medians over rounds.
+
+Usage: python benchmarks/probe_objective.py [--quick] [--repeats R] [--rounds R]
 """
 
 from __future__ import annotations
@@ -167,6 +173,20 @@ def part_fit(case: dict, repeats: int) -> dict:
 PARTS = {"ours": part_ours, "products": part_products, "baseline": part_baseline, "fit": part_fit}
 
 
+def _median_result(runs: list[dict]) -> dict:
+    """One part's rounds: the median seconds, the largest peak, the first run's details."""
+    out = dict(runs[0])
+    out["seconds"] = float(np.median([r["seconds"] for r in runs]))
+    if "peak_mb" in out:
+        out["peak_mb"] = max(r["peak_mb"] for r in runs)
+    return out
+
+
+def _listed(values: list[float], unit: str, digits: int = 2) -> str:
+    listed = ", ".join(f"{v:.{digits}f}{unit}" for v in values)
+    return f"{listed}; median {np.median(values):.{digits}f}{unit}"
+
+
 def run_part(case_name: str, part: str, quick: bool, repeats: int) -> dict:
     cmd = [sys.executable, __file__, "--part", part, "--case", case_name, "--repeats", str(repeats)]
     if quick:
@@ -179,6 +199,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="case 1 with 420k triplets")
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--rounds", type=int, default=3, help="rotating rounds of the parts")
     parser.add_argument("--part", choices=PARTS, help=argparse.SUPPRESS)
     parser.add_argument("--case", choices=CASES, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -191,9 +212,28 @@ def main() -> None:
     _ = Family, PreparedTriplets  # documented API used by the parts
     for name, case in cases.items():
         print(f"\ncase {name}: {case}")
-        parts = ["ours", "baseline"] + (["products"] if name == "human" else ["fit"])
-        results = {part: run_part(name, part, args.quick, args.repeats) for part in parts}
+        parts = ["ours", "baseline"] + (["products"] if name == "human" else [])
+        rounds: dict[str, list[dict]] = {part: [] for part in parts}
+        for r in range(max(args.rounds, 1)):
+            for part in parts[r % len(parts) :] + parts[: r % len(parts)]:
+                rounds[part].append(run_part(name, part, args.quick, args.repeats))
+        results = {part: _median_result(runs) for part, runs in rounds.items()}
+        if name != "human":
+            results["fit"] = run_part(name, "fit", args.quick, args.repeats)
         ours, base = results["ours"], results["baseline"]
+        speedups = [
+            b["seconds"] / o["seconds"]
+            for o, b in zip(rounds["ours"], rounds["baseline"], strict=True)
+        ]
+        for part, runs in rounds.items():
+            print(f"  per round: {part} {_listed([r['seconds'] for r in runs], ' s', 3)}")
+        print(f"  per round: ours / baseline speed-up {_listed(speedups, 'x')}")
+        if "products" in rounds:
+            over = [
+                o["seconds"] / q["seconds"]
+                for o, q in zip(rounds["ours"], rounds["products"], strict=True)
+            ]
+            print(f"  per round: ours / products {_listed(over, '')}")
         print(
             f"  ours     {ours['seconds']:.4f} s/eval  peak +{ours['peak_mb']:.0f} MB"
             f"  (path {ours['path']}, fit dim {ours['fit_dim']},"
@@ -201,14 +241,14 @@ def main() -> None:
         )
         print(f"  baseline {base['seconds']:.4f} s/eval  peak +{base['peak_mb']:.0f} MB")
         print(
-            f"  speed-up vs baseline {base['seconds'] / ours['seconds']:.1f}x, "
+            f"  speed-up vs baseline {np.median(speedups):.1f}x (median of per-round ratios), "
             f"memory ratio {base['peak_mb'] / max(ours['peak_mb'], 1):.1f}x"
         )
         if "products" in results:
             prod = results["products"]
             print(
                 f"  products alone {prod['seconds']:.4f} s  -> ours / products = "
-                f"{ours['seconds'] / prod['seconds']:.2f}"
+                f"{np.median(over):.2f} (median of per-round ratios)"
             )
         if "fit" in results:
             fit = results["fit"]
