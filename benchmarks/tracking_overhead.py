@@ -38,7 +38,6 @@ import functools
 import os
 import random
 import shutil
-import socket
 import statistics
 import tempfile
 import time
@@ -197,32 +196,6 @@ def request_latency(uri: str, n: int = 40) -> dict[str, float]:
     return out
 
 
-def free_settings(root: Path, mlflow_loop: str) -> stack_module.StackSettings:
-    rng = random.Random()
-    for _ in range(200):
-        base = rng.randrange(20000, 29000, 10)
-        settings = stack_module.StackSettings(
-            root=root,
-            postgres_port=base,
-            s3_port=base + 1,
-            mlflow_port=base + 2,
-            dashboard_port=base + 3,
-            weed_port=base + 4,
-            mlflow_loop=mlflow_loop,
-        )
-        free = True
-        for port in settings.ports():
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", port))
-                except OSError:
-                    free = False
-                    break
-        if free:
-            return settings
-    raise RuntimeError("no free block of ports")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true")
@@ -242,7 +215,7 @@ def main() -> None:
     config = load_config("default", split_overrides(quick + args.set))
     folder = Path(tempfile.mkdtemp(prefix="tracking-overhead-"))
     folder.chmod(0o755)
-    settings = free_settings(folder / "stack", args.mlflow_loop)
+    settings = stack_module.settings_on_free_ports(folder / "stack", mlflow_loop=args.mlflow_loop)
     try:
         grid, grid_inputs = prepare(config, folder)
         n_jobs = len(jobs_of(grid))

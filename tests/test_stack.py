@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -45,33 +43,6 @@ TINY = split_overrides(
 )
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def _free_settings(root: Path) -> StackSettings:
-    """Settings whose every port (and weed's gRPC ports, 10000 above) is free now."""
-    rng = random.Random()
-    for _ in range(200):
-        base = rng.randrange(20000, 29000, 10)
-        settings = StackSettings(
-            root=root,
-            postgres_port=base,
-            s3_port=base + 1,
-            mlflow_port=base + 2,
-            dashboard_port=base + 3,
-            weed_port=base + 4,
-        )
-        if all(_port_free(p) for p in settings.ports()):
-            return settings
-    raise RuntimeError("no free block of ports")
-
-
 def _requirements() -> None:
     if not (stack_module.POSTGRES_BIN / "initdb").exists():
         pytest.skip(f"PostgreSQL 15 not found in {stack_module.POSTGRES_BIN}")
@@ -89,7 +60,7 @@ def stack():
     _requirements()
     folder = Path(tempfile.mkdtemp(prefix="modelrecovery-stack-"))
     folder.chmod(0o755)
-    settings = _free_settings(folder / "stack")
+    settings = stack_module.settings_on_free_ports(folder / "stack")
     try:
         stack_module.up(settings)
         yield settings
@@ -372,7 +343,7 @@ def test_optuna_dashboard_renders_the_lambda_study(stack, study, tmp_path):
 
 
 def test_unreachable_database_fails_within_seconds_before_work(stack, client_env, monkeypatch):
-    closed = next(p for p in range(29990, 29000, -1) if _port_free(p))
+    closed = next(p for p in range(29990, 29000, -1) if stack_module.port_free(p))
     monkeypatch.setenv(
         "OPTUNA_STORAGE", f"postgresql+psycopg2://modelrecovery@127.0.0.1:{closed}/optuna"
     )

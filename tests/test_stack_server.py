@@ -16,8 +16,7 @@ import socket
 
 import pytest
 
-uvloop = pytest.importorskip("uvloop", reason="uvloop does not exist on Windows")
-uvicorn = pytest.importorskip("uvicorn")
+from modelrecovery import stack
 
 
 async def _accepted_nodelay(listener: socket.socket) -> int:
@@ -43,17 +42,18 @@ async def _accepted_nodelay(listener: socket.socket) -> int:
 
 def _uvicorn_listener() -> socket.socket:
     """The listening socket exactly as uvicorn's multi-worker supervisor binds it."""
+    import uvicorn
+
     config = uvicorn.Config("nothing:app", host="127.0.0.1", port=0, log_level="error")
     return config.bind_socket()
 
 
 def test_uvloop_sets_nodelay_on_connections_from_uvicorns_listener():
+    uvloop = pytest.importorskip("uvloop", reason="uvloop does not exist on Windows")
     assert uvloop.run(_accepted_nodelay(_uvicorn_listener())) == 1
 
 
 def test_stack_settings_name_the_variable_of_a_bad_value(monkeypatch, capsys):
-    from modelrecovery import stack
-
     monkeypatch.setenv("MODELRECOVERY_STACK_MLFLOW_LOOP", "tokio")
     with pytest.raises(stack.StackError, match="MODELRECOVERY_STACK_MLFLOW_LOOP .*'tokio'"):
         stack.StackSettings.from_env()
@@ -66,3 +66,14 @@ def test_stack_settings_name_the_variable_of_a_bad_value(monkeypatch, capsys):
     monkeypatch.setenv("MODELRECOVERY_STACK_MLFLOW_PORT", "5OOO")
     with pytest.raises(stack.StackError, match="MODELRECOVERY_STACK_MLFLOW_PORT must be an int"):
         stack.StackSettings.from_env()
+
+
+def test_settings_on_free_ports_are_free_and_keep_other_fields(tmp_path):
+    settings = stack.settings_on_free_ports(tmp_path / "stack", mlflow_loop="asyncio")
+    ports = settings.ports()
+    assert len(set(ports)) == len(ports) == 3 + 2 * len(settings.weed_ports())
+    assert all(stack.port_free(p) for p in ports)
+    assert settings.mlflow_loop == "asyncio" and settings.root == tmp_path / "stack"
+    with socket.socket() as taken:  # a port in use is never handed out
+        taken.bind(("127.0.0.1", settings.mlflow_port))
+        assert not stack.port_free(settings.mlflow_port)

@@ -46,9 +46,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import random
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -188,6 +190,37 @@ class StackSettings:
             *weed,
             *(p + 10000 for p in weed),
         ]
+
+
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether ``port`` can be bound on ``host`` now."""
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def settings_on_free_ports(root: Path, **fields) -> StackSettings:
+    """Settings for a stack in ``root`` whose every port (weed's gRPC ports included) is free
+    now: a block of ten ports drawn at random from 20000-28990 (tests and benchmarks start
+    stacks beside a running one). ``fields`` set the other settings."""
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(20000, 29000, 10)
+        settings = StackSettings(
+            root=root,
+            postgres_port=base,
+            s3_port=base + 1,
+            mlflow_port=base + 2,
+            dashboard_port=base + 3,
+            weed_port=base + 4,
+            **fields,
+        )
+        if all(port_free(p) for p in settings.ports()):
+            return settings
+    raise StackError("no free block of ten ports between 20000 and 29000")
 
 
 # ---------------------------------------------------------------- secrets and profile
