@@ -31,6 +31,7 @@ from modelrecovery.devices import DEVICE_HELP, check_device
 FAMILIES = ("zero_shot", "diagonal", "rectangular", "full")
 REGULARISERS = ("scalar_shrinkage", "l2", "l1")
 STOPPING_RULES = ("converged", "study")
+REDUCTIONS = ("auto", "always", "never")
 TRIPLET_FORMATS = ("auto", "things2023", "things2020", "csv", "npz")
 
 PROG = "modelrecovery"
@@ -147,6 +148,19 @@ def _add_probe_args(parser: argparse.ArgumentParser) -> None:
         default="converged",
         choices=STOPPING_RULES,
         help="L-BFGS stopping rule: converged (the optimum) or study (the paper's early stop)",
+    )
+    parser.add_argument(
+        "--reduction",
+        default="auto",
+        choices=REDUCTIONS,
+        help="full W in the training row space: auto (under the converged rule only; exact "
+        "at the optimum), always (under the study's rule too: a different path, not the "
+        "study's fit) or never",
+    )
+    parser.add_argument(
+        "--reshuffle",
+        action="store_true",
+        help="sum the loss in the study's per-step reshuffled order (torch.manual_seed(step))",
     )
 
 

@@ -38,8 +38,12 @@ __all__ = ["FAMILIES", "REGULARISERS", "StudyConfig", "validate_config"]
 FAMILIES = ("zero_shot", "diagonal", "rectangular", "full")
 REGULARISERS = ("scalar_shrinkage", "l2", "l1")
 CRITERIA = ("accuracy", "nll")
-TIE_RULES = ("random", "first")
+TIE_RULES = ("random", "first", "study")
 STOPPING_RULES = ("converged", "study")
+REDUCTIONS = ("auto", "always", "never")
+EVALUATIONS = ("exact", "study")
+MATMUL_PRECISIONS = ("highest", "high")
+RULES = ("platform", "study_scripts")
 DTYPES = ("float32", "float64")
 EXECUTORS = ("inprocess", "dask")
 TUNE_METHODS = ("grid", "tpe")
@@ -51,6 +55,7 @@ SELECTION_CRITERIA = ("accuracy", "loglik", "paired")
 Family = Literal["zero_shot", "diagonal", "rectangular", "full"]
 Regulariser = Literal["scalar_shrinkage", "l2", "l1"]
 Stopping = Literal["converged", "study"]
+Reduction = Literal["auto", "always", "never"]
 Dtype = Literal["float32", "float64"]
 
 
@@ -166,6 +171,8 @@ class ProbeSchema(_Section):
     dtype: Dtype = Field("float32", description=_one_of(DTYPES))
     workers: Annotated[Int, Field(ge=1)] = Field(1, description="an integer >= 1")
     stopping: Stopping = Field("converged", description=_one_of(STOPPING_RULES))
+    reduction: Reduction = Field("auto", description=_one_of(REDUCTIONS))
+    reshuffle: bool = Field(False, description="true or false")
     device: Device = Field("cpu", description="one of cpu, cuda, auto or cuda:<n>")
 
 
@@ -184,6 +191,8 @@ class TuneSchema(_ClosedSection):
     n_trials: Annotated[Int, Field(ge=1)] = Field(20, description="an integer >= 1")
     seed: Annotated[Int, Field(ge=0)] = Field(0, description="an integer >= 0")
     stopping: Stopping = Field("converged", description=_one_of(STOPPING_RULES))
+    reduction: Reduction = Field("auto", description=_one_of(REDUCTIONS))
+    reshuffle: bool = Field(False, description="true or false")
 
 
 class GridSchema(_ClosedSection):
@@ -196,7 +205,7 @@ class GridSchema(_ClosedSection):
     regulariser: Regulariser = Field("scalar_shrinkage", description=_one_of(REGULARISERS))
     lams: PositiveNumbers = Field(description=LAMS)
     criterion: Literal["accuracy", "nll"] = Field("accuracy", description=_one_of(CRITERIA))
-    tie_rule: Literal["random", "first"] = Field("random", description=_one_of(TIE_RULES))
+    tie_rule: Literal["random", "first", "study"] = Field("random", description=_one_of(TIE_RULES))
     stopping: Stopping = Field("converged", description=_one_of(STOPPING_RULES))
     n_folds: Annotated[Int, Field(ge=2)] = Field(3, description="an integer >= 2")
     train_fraction: Annotated[Number, Field(gt=0, lt=1)] = Field(
@@ -227,6 +236,12 @@ class GridSchema(_ClosedSection):
     human_heldout: bool = Field(
         False,
         description="true or false (also score every fit on the human held-out test triplets)",
+    )
+    reduction: Reduction = Field("auto", description=_one_of(REDUCTIONS))
+    evaluation: Literal["exact", "study"] = Field("exact", description=_one_of(EVALUATIONS))
+    reshuffle: bool = Field(False, description="true or false")
+    matmul_precision: Literal["highest", "high"] = Field(
+        "highest", description=_one_of(MATMUL_PRECISIONS)
     )
 
     @field_validator("triplet_selection")
@@ -286,6 +301,11 @@ class StudyConfig(_Section):
     """A study configuration (see conf/default.yaml)."""
 
     study: Annotated[str, Field(min_length=1)] = Field(description="a non-empty name (text)")
+    rules: Literal["platform", "study_scripts"] = Field(
+        "platform",
+        description=_one_of(RULES) + " (study_scripts: every documented difference to the "
+        "published scripts set to the scripts' behaviour)",
+    )
     data: DataSchema = Field(description="a mapping (the data section)")
     models: Any = Field(
         None,
@@ -475,4 +495,56 @@ def validate_config(
         else:
             line = "; ".join(text + origin for text, origin in problems.items())
         raise ValueError(f"config {source}: {line}") from None
-    return checked.model_dump(exclude_unset=True)
+    out = checked.model_dump(exclude_unset=True)
+    if out.get("rules") == "study_scripts":
+        apply_study_scripts(out, source)
+    return out
+
+
+#: What ``rules: study_scripts`` sets (section -> key -> value): the published scripts'
+#: behaviour wherever the platform differs (README, "The study's rules"): their stopping
+#: rule and p x p fits (no row-space reduction), their per-step reshuffle, their sampler
+#: with one seed for every set, their float32 argmax evaluation and float32 crowning with
+#: max(), the fixed 0.678 calibration target, TF32 products in the recovery fits on a GPU.
+STUDY_SCRIPTS: dict[str, dict[str, Any]] = {
+    "probe": {
+        "stopping": "study",
+        "reduction": "never",
+        "reshuffle": True,
+        "ceiling": 0.678,
+        "dtype": "float32",
+    },
+    "tune": {"stopping": "study", "reduction": "never", "reshuffle": True},
+    "grid": {
+        "stopping": "study",
+        "reduction": "never",
+        "reshuffle": True,
+        "paper_compatible_sampling": True,
+        "tie_rule": "study",
+        "evaluation": "study",
+        "matmul_precision": "high",
+        "criterion": "accuracy",
+        "selection_criterion": "accuracy",
+        "warm_start": False,
+        "dtype": "float32",
+    },
+}
+
+
+def apply_study_scripts(config: dict[str, Any], source: str = "config") -> None:
+    """Set every key of :data:`STUDY_SCRIPTS` in ``config`` (in place). A key the
+    configuration gives with another value is an error (one line): each piece is an option
+    of its own under ``rules: platform``."""
+    conflicts = []
+    for section, values in STUDY_SCRIPTS.items():
+        given = config.setdefault(section, {})
+        for key, value in values.items():
+            if key in given and given[key] != value:
+                conflicts.append(f"{section}.{key} = {_show(given[key])}")
+            given[key] = value
+    if conflicts:
+        raise ValueError(
+            f"config {source}: {', '.join(conflicts)} conflict with rules: study_scripts, "
+            "which sets the published scripts' values (remove the keys, or set rules: "
+            "platform and choose each piece)"
+        )

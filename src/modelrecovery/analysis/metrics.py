@@ -63,6 +63,10 @@ CONDITION_COLUMNS: tuple[str, ...] = (
     "selection_batches",
     "selection_criterion",
     "undecided_z",
+    "reduction",
+    "evaluation",
+    "reshuffle",
+    "matmul_precision",
     "condition_key",
 )
 _ALWAYS = ("level", "family")
@@ -169,6 +173,14 @@ def _label_part(col: str, value: object) -> str | None:
         return f"crown by {value}"
     if col == "undecided_z":
         return f"undecided below z={_key_text(value)}"
+    if col == "reduction":
+        return f"row-space reduction: {value}"
+    if col == "evaluation":
+        return f"evaluation: {value}"
+    if col == "reshuffle":
+        return "reshuffled steps" if bool(value) else "fixed order"
+    if col == "matmul_precision":
+        return f"matmul: {value}"
     if col == "condition_key":
         return None  # added only where labels would otherwise coincide
     return str(value)

@@ -112,7 +112,7 @@ class CrossValidation:
 
         from modelrecovery.probe.fit import check_features
         from modelrecovery.probe.objective import PreparedTriplets
-        from modelrecovery.probe.reduced import REDUCIBLE_REGULARISERS, row_space
+        from modelrecovery.probe.reduced import reduction_applies, row_space
 
         dtype = options.get("dtype", torch.float32)
         check_features(features, dtype, options.get("name"))  # a clear error before the cast
@@ -121,9 +121,15 @@ class CrossValidation:
         self.folds = folds
         self.options = options
         self.preps = [PreparedTriplets.from_triplets(train.subset(f.train)) for f in folds]
-        reducible = (
-            options.get("family", "full") == "full"
-            and options.get("regulariser", "scalar_shrinkage") in REDUCIBLE_REGULARISERS
+        settings = options.get("settings")
+        reduction = {True: "always", False: "never"}.get(
+            options.get("reduce", "auto"), options.get("reduce", "auto")
+        )
+        reducible = reduction_applies(
+            options.get("family", "full"),
+            options.get("regulariser", "scalar_shrinkage"),
+            settings.stopping if settings is not None else "converged",
+            reduction,
         )
         self.spaces = [
             row_space(self.features[prep.concepts]) if reducible else None for prep in self.preps

@@ -43,7 +43,7 @@ from modelrecovery.data.triplets import Triplets
 from modelrecovery.probe.families import REGULARISERS, Family
 from modelrecovery.probe.lbfgs import LBFGS, LBFGSCore
 from modelrecovery.probe.objective import PreparedTriplets, TripletObjective
-from modelrecovery.probe.reduced import REDUCIBLE_REGULARISERS, RowSpace, full_matrix, row_space
+from modelrecovery.probe.reduced import RowSpace, full_matrix, reduction_applies, row_space
 from modelrecovery.probe.zero_shot import degenerate_message
 
 STOPPING_RULES = ("converged", "study")
@@ -92,6 +92,9 @@ class LBFGSSettings:
     tolerance_grad: float = 1e-7
     tolerance_change: float = 1e-9
     engine: str = "auto"  # L-BFGS implementation: auto (lean on CPU), lean or torch
+    # the study's per-step reshuffle: before step e the loss is summed in the order of
+    # torch.manual_seed(e); randperm(m), in the fit dtype (TripletObjective.reshuffle)
+    reshuffle: bool = False
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
@@ -102,11 +105,17 @@ class LBFGSSettings:
             raise ValueError("max_repeats, max_iter and min_steps must be at least 1")
 
     @classmethod
-    def of(cls, stopping: str, engine: str = "auto") -> LBFGSSettings:
+    def of(cls, stopping: str, engine: str = "auto", reshuffle: bool = False) -> LBFGSSettings:
         """The settings of a named stopping rule: ``converged`` or ``study``."""
         if stopping == "study":
-            return cls(stopping="study", tolerance_change=1e-4, max_eval=450, engine=engine)
-        return cls(stopping=stopping, engine=engine)
+            return cls(
+                stopping="study",
+                tolerance_change=1e-4,
+                max_eval=450,
+                engine=engine,
+                reshuffle=reshuffle,
+            )
+        return cls(stopping=stopping, engine=engine, reshuffle=reshuffle)
 
     def lbfgs_options(self) -> dict:
         """The L-BFGS arguments (torch's names) of these settings."""
@@ -489,7 +498,9 @@ def lbfgs_minimise(
     core = LBFGSCore(theta0.detach().numpy(), **settings.lbfgs_options())
     rule = StepRule(settings)
     last_finite = core.x.copy()
-    for _ in range(settings.max_repeats):
+    for step in range(settings.max_repeats):
+        if settings.reshuffle:
+            objective.reshuffle(step)
         start_loss = core.step(fun)
         end_loss = core.loss if rule.needs_end_loss else None
         stop = rule.update(start_loss, end_loss)
@@ -522,7 +533,9 @@ def _torch_minimise(
     rule = StepRule(settings)
     extra_evals = 0
     last_finite = param.detach().clone()
-    for _ in range(settings.max_repeats):
+    for step in range(settings.max_repeats):
+        if settings.reshuffle:
+            objective.reshuffle(step)
         start_loss = float(optimiser.step(closure))
         end_loss = None
         if rule.needs_end_loss:
@@ -635,6 +648,7 @@ def build_problem(
     init: torch.Tensor | None = None,
     compiled: bool = True,
     name: str | None = None,
+    stopping: str = "converged",
 ) -> ProbeProblem:
     """Validate the inputs and set up one probe problem (see :func:`fit_probe`).
 
@@ -667,12 +681,11 @@ def build_problem(
     x = x.to(dtype=dtype, device=dev)
     p = int(x.shape[1])
     x_active = x[prep.concepts]
-    use_reduction = (
-        fam.name == "full" and regulariser in REDUCIBLE_REGULARISERS and reduce in (True, "auto")
-    )
+    reduction = {True: "always", False: "never"}.get(reduce, reduce)
+    use_reduction = reduction_applies(fam.name, regulariser, stopping, reduction)
     if use_reduction and space is None:
         space = row_space(x_active)
-    if use_reduction and (space.rank == 0 or (reduce == "auto" and space.rank >= p)):
+    if use_reduction and (space.rank == 0 or (reduction == "auto" and space.rank >= p)):
         # rank 0 (all-zero training features): no reduced problem; the p x p one is trivial
         use_reduction = False
     if use_reduction:
@@ -737,9 +750,13 @@ def fit_probe(
         temperature : T of the softmax (kept fixed; default 1).
         dtype, device : float32 on CPU by default; ``device='cuda'`` or ``'auto'``.
         path : objective path (``auto``, ``dense``, ``sparse``).
-        reduce : the exact row-space reduction for ``full`` W with ``scalar_shrinkage`` or
-            ``l2`` when the training features' rank is below p (``auto``), always
-            (``True``) or never (``False``); ``space`` reuses a precomputed row space.
+        reduce : the row-space reduction of ``full`` W with ``scalar_shrinkage`` or
+            ``l2`` (:func:`~modelrecovery.probe.reduced.reduction_applies`): ``auto``
+            (the default) under the converged rule when the training features' rank is
+            below p, never under the study's rule (it is exact only at the optimum: the
+            study's early-stopped fit is the p x p path); ``always`` / ``True`` (under the
+            study's rule too: faster, a different path, not the study's fit);
+            ``never`` / ``False``. ``space`` reuses a precomputed row space.
         init : starting parameters (warm start, r x r in the reduced parametrisation);
             default the identity.
         compiled : the numba kernel for the per-triplet work on CPU (``False``: array
@@ -776,6 +793,7 @@ def fit_path(
     for lam in lams:
         check_lam(lam)
     start = time.perf_counter()
+    options.setdefault("stopping", settings.stopping)
     problem = build_problem(features, triplets, lam=float(lams[0]), **options)
     out: list[FittedProbe] = []
     theta = problem.theta0

@@ -56,6 +56,7 @@ class ProbeModule(L.LightningModule):
         super().__init__()
         self.automatic_optimization = False
         self.settings = settings or LBFGSSettings()
+        options.setdefault("stopping", self.settings.stopping)
         self.problem = build_problem(features, triplets, **options)
         self.theta = torch.nn.Parameter(self.problem.theta0.clone())
         self._last_finite = self.problem.theta0.clone()
@@ -110,6 +111,8 @@ class ProbeModule(L.LightningModule):
     def training_step(self, batch, batch_idx: int) -> None:
         optimiser = self.optimizers()
         objective = self.problem.objective
+        if self.settings.reshuffle:
+            objective.reshuffle(self.rule.steps)
 
         def closure() -> torch.Tensor:
             loss, grad = objective.loss_and_grad(self.theta.detach())

@@ -45,6 +45,8 @@ class PreparedTriplets:
     slot_pair : (m, 3) index of the unique pair behind each logit (pairs bc, ac, ab).
     pair_rows, pair_cols : (n_pairs,) local concept indices of each unique pair (row < col).
     odd : (m,) odd-one-out positions.
+    source_rows : (m,) the row of the input triplets behind each compiled row (the compiled
+        order is canonical; :func:`step_order` maps the study's per-step order onto it).
     """
 
     concepts: torch.Tensor
@@ -52,6 +54,7 @@ class PreparedTriplets:
     pair_rows: torch.Tensor
     pair_cols: torch.Tensor
     odd: torch.Tensor
+    source_rows: torch.Tensor | None = None
     _csr: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
     _numpy_slots: tuple[np.ndarray, np.ndarray] | None = None
     _flat_slots: np.ndarray | None = None
@@ -101,6 +104,7 @@ class PreparedTriplets:
             pair_rows=as_t(keys // n),
             pair_cols=as_t(keys % n),
             odd=as_t(odd_sorted),
+            source_rows=as_t(rows),
         )
 
     def to(self, device: torch.device | str) -> PreparedTriplets:
@@ -113,6 +117,7 @@ class PreparedTriplets:
             pair_rows=self.pair_rows.to(device),
             pair_cols=self.pair_cols.to(device),
             odd=self.odd.to(device),
+            source_rows=None if self.source_rows is None else self.source_rows.to(device),
         )
 
     def numpy_slots(self) -> tuple[np.ndarray, np.ndarray]:
@@ -144,6 +149,23 @@ class PreparedTriplets:
             crow[1:] = torch.cumsum(counts, 0)
             self._csr = (crow, cols[order].contiguous(), order)
         return self._csr
+
+
+def step_order(prep: PreparedTriplets, step: int) -> torch.Tensor:
+    """The compiled rows in the order the study's loop sums them at step ``step`` (0-based).
+
+    The published scripts reshuffle the training triplets before every L-BFGS step with
+    ``torch.manual_seed(step)`` and ``torch.randperm(m)``; the permutation here comes from
+    a CPU generator seeded the same way (the global RNG is left alone), i.e. the scripts'
+    order on CPU (their GPU runs drew it from the CUDA generator: another permutation of
+    the same kind)."""
+    m = prep.n_triplets
+    if prep.source_rows is None:
+        raise ValueError("these prepared triplets do not know their input order")
+    perm = torch.randperm(m, generator=torch.Generator().manual_seed(int(step)))
+    compiled_of_input = torch.empty(m, dtype=torch.int64)
+    compiled_of_input[prep.source_rows.cpu()] = torch.arange(m)
+    return compiled_of_input[perm].to(prep.odd.device)
 
 
 def choose_path(n_active: int, n_triplets: int) -> str:
@@ -290,6 +312,9 @@ class TripletObjective:
         )
         self._sims0: torch.Tensor | None = None  # zero-shot: X X^T at the pairs
         self._products: torch.Tensor | None = None  # diagonal pair form: X_r * X_c
+        # the study's reshuffle (:meth:`reshuffle`): compiled rows in the order its loss is
+        # summed at the current step; None: the exact loss (float64 accumulation)
+        self.loss_order: torch.Tensor | None = None
 
     def to(self, device: torch.device | str) -> TripletObjective:
         """The same objective with its tensors on ``device``."""
@@ -334,16 +359,37 @@ class TripletObjective:
         nll, grad_pairs = nll_and_pair_grad(sims, self.prep, self.temperature, self.compiled)
         return nll, 2.0 * theta * (grad_pairs @ q)
 
+    def reshuffle(self, step: int) -> None:
+        """Sum the loss of the following evaluations as the study's loop does at step
+        ``step``: per-triplet NLLs in the fit dtype, in the order of :func:`step_order`,
+        averaged by torch (its float32 mean rounds differently for every order: the
+        scripts' loss moves by an ulp from step to step, which moves the steps their
+        1e-7 relative rule takes). The gradient is unchanged (an order-free sum)."""
+        self.loss_order = step_order(self.prep, step)
+
+    def _ordered_nll(self, theta: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
+        """The mean NLL summed in ``loss_order`` (see :meth:`reshuffle`)."""
+        if self.diagonal_pairs:
+            sims = self._pair_products() @ (theta * theta)
+        else:
+            sims = pair_similarities(z, self.prep, self.path)
+        order = self.loss_order
+        logits = logits_of(sims, self.prep, self.temperature)[order]
+        return torch.nn.functional.cross_entropy(logits, self.prep.odd[order])
+
     def loss_and_grad(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Total loss (NLL + lambda R) and its gradient with respect to ``theta``."""
         if self.family.name == "zero_shot":
             return self._zero_shot(theta)
+        z = None
         if self.diagonal_pairs:
             nll, grad = self._diagonal_nll(theta)
         else:
             z = self.family.transform(self.x, theta)
             nll, dz = nll_and_grad_z(z, self.prep, self.path, self.temperature, self.compiled)
             grad = self.family.backward(self.x, dz, theta)
+        if self.loss_order is not None:
+            nll = self._ordered_nll(theta, z)
         if self.lam > 0 and self.family.name != "zero_shot":
             value, reg_grad = penalty(self.family, self.regulariser, theta)
             return nll + self.lam * value, grad + self.lam * reg_grad

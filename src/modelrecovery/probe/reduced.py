@@ -4,6 +4,9 @@ When the training features X (n x p) have rank r < p, the optimum of the p x p p
 under ``scalar_shrinkage`` or ``l2`` is W = V_r A V_r^T + c (I - V_r V_r^T), where A is the
 optimum of the same problem in r dimensions on the rotated features X V_r, and
 c = tr(A) / r (scalar shrinkage) or 0 (l2).
+
+Exact only at the optimum: under the study's early-stopping rule the fit is the
+optimiser's path, which the rotation changes (:func:`reduction_applies`).
 """
 
 from __future__ import annotations
@@ -13,6 +16,31 @@ from dataclasses import dataclass
 import torch
 
 REDUCIBLE_REGULARISERS = ("scalar_shrinkage", "l2")
+# when full W is fitted in the training row space: ``auto`` under the converged rule only
+# (exact at the optimum), ``always`` (under the study's rule too: a different path, not the
+# study's fit), ``never`` (the p x p problem, as the study fitted it)
+REDUCTIONS = ("auto", "always", "never")
+
+
+def reduction_applies(
+    family: str, regulariser: str, stopping: str = "converged", reduction: str = "auto"
+) -> bool:
+    """Whether a fit of ``family`` / ``regulariser`` under the stopping rule ``stopping``
+    runs in the training row space (when that space is smaller than p).
+
+    The reduction is exact at the optimum (module docstring), so ``auto`` uses it under
+    the ``converged`` rule. Under the study's rule the fit is defined by the optimiser's
+    path, and L-BFGS's path is not rotation-invariant (its first step min(1, 1/|g|_1) and
+    its max-abs stopping tests depend on the coordinates): the reduced fit stops at
+    another point than the p x p fit the study ran, so ``auto`` fits p x p there;
+    ``always`` takes the reduction anyway (faster, a different estimator), ``never``
+    never takes it.
+    """
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    if family != "full" or regulariser not in REDUCIBLE_REGULARISERS or reduction == "never":
+        return False
+    return reduction == "always" or stopping == "converged"
 
 
 @dataclass(frozen=True)

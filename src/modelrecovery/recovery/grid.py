@@ -12,8 +12,11 @@ from modelrecovery.devices import check_device
 
 FULL_LAMBDAS = tuple(10.0**e for e in range(-6, 5))  # 1e-6 ... 1e4
 CRITERIA = ("accuracy", "nll")
-TIE_RULES = ("random", "first")
+TIE_RULES = ("random", "first", "study")
 STOPPING_RULES = ("converged", "study")
+REDUCTIONS = ("auto", "always", "never")
+EVALUATIONS = ("exact", "study")
+MATMUL_PRECISIONS = ("highest", "high")
 # how training triplets are chosen (recovery/selection.py) and how the winner is crowned
 TRIPLET_SELECTIONS = ("random", "discriminating", "sequential")
 SELECTION_CRITERIA = ("accuracy", "loglik", "paired")
@@ -24,6 +27,14 @@ SELECTION_DEFAULTS = {
     "selection_pool": 10,
     "selection_batches": 4,
     "undecided_z": 1.96,
+}
+# the study-script settings (grid.reduction ... matmul_precision): like the selection
+# settings, they enter no key, job id or condition at their defaults
+STUDY_SCRIPT_DEFAULTS = {
+    "reduction": "auto",
+    "evaluation": "exact",
+    "reshuffle": False,
+    "matmul_precision": "highest",
 }
 
 
@@ -57,13 +68,29 @@ class GridConfig:
     regulariser: str = "scalar_shrinkage"
     lams: tuple[float, ...] = FULL_LAMBDAS
     criterion: str = "accuracy"
-    tie_rule: str = "random"  # winner among tied candidates: random (seeded) or first
+    # winner among tied candidates: random (seeded), first, or study (the published
+    # scripts: per-fold accuracies in float32, λ by their float64 mean and the winner by
+    # their float32 mean, each the first maximum: rounding decides equal counts)
+    tie_rule: str = "random"
     stopping: str = "converged"  # the optimiser's stopping rule: converged or study
     n_folds: int = 3
     train_fraction: float = 0.7
     eval_fraction: float = 1 / 8  # validation and test triplets: round(N * eval_fraction)
+    # the published scripts' sampler (first N of 5N sorted draws), seeded by the job's
+    # seed alone for train, validation and test in every fold, as the scripts did
     paper_compatible_sampling: bool = False
     warm_start: bool = False  # each λ starts from the family's start point (the study)
+    # full W in the training row space: auto (under the converged rule only), always, never
+    reduction: str = "auto"
+    # accuracy: exact (float64 similarities, tied predictions share credit) or study
+    # (similarities in the fit dtype, argmax taking the first position on ties)
+    evaluation: str = "exact"
+    # the study's per-step reshuffle of the training triplets (its float32 loss summed in
+    # the order of torch.manual_seed(step); randperm)
+    reshuffle: bool = False
+    # float32 matrix products of the recovery fits on a GPU: highest (IEEE) or high (TF32
+    # on Ampere and later, as the study's recovery runs); no effect on CPU
+    matmul_precision: str = "highest"
     dtype: str = "float32"
     threads_per_job: int = 1
     # where jobs run: cpu, cuda (every visible GPU, shared by the workers), cuda:<n>, auto;
@@ -103,6 +130,16 @@ class GridConfig:
             raise ValueError(f"tie_rule must be one of {TIE_RULES}, got {self.tie_rule!r}")
         if self.stopping not in STOPPING_RULES:
             raise ValueError(f"stopping must be one of {STOPPING_RULES}, got {self.stopping!r}")
+        for name, allowed in (
+            ("reduction", REDUCTIONS),
+            ("evaluation", EVALUATIONS),
+            ("matmul_precision", MATMUL_PRECISIONS),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if not isinstance(self.reshuffle, (bool, np.bool_)):
+            raise ValueError(f"reshuffle must be true or false, got {self.reshuffle!r}")
+        object.__setattr__(self, "reshuffle", bool(self.reshuffle))
         labels = [level.label for level in self.levels]
         if len(set(labels)) != len(labels):
             raise ValueError(f"grid levels repeat: {labels}")
@@ -148,6 +185,9 @@ class GridConfig:
             payload.pop(axis)
         payload.pop("threads_per_job")
         payload.pop("device")
+        for name, value in STUDY_SCRIPT_DEFAULTS.items():
+            if payload[name] == value:
+                payload.pop(name)
         for name in self._inert_selection_settings(selection):
             payload.pop(name)
         if not self.human_heldout:
@@ -189,6 +229,9 @@ class GridConfig:
             "lams": ",".join(f"{v:g}" for v in self.lam_grid(level)),
             "candidate_set": ",".join(sorted(self.candidates)),
         }
+        for name, value in STUDY_SCRIPT_DEFAULTS.items():
+            if getattr(self, name) != value:
+                out[name] = getattr(self, name)
         if selection != "random":
             out["triplet_selection"] = selection
             out["selection_pool"] = int(self.selection_pool)

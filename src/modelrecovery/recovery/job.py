@@ -45,7 +45,7 @@ from modelrecovery.probe.fit import (
     triplet_probabilities,
 )
 from modelrecovery.probe.objective import PreparedTriplets
-from modelrecovery.probe.reduced import REDUCIBLE_REGULARISERS, RowSpace, row_space
+from modelrecovery.probe.reduced import RowSpace, reduction_applies, row_space
 from modelrecovery.recovery.grid import GridConfig, Job, derived_seed
 from modelrecovery.recovery.selection import odd_one_out_probabilities
 from modelrecovery.recovery.selection import sequential as selection_design
@@ -109,10 +109,17 @@ def simulate(
         ):
             if role == "train" and job.selection != "random":
                 continue  # designed after the uniform sets (below)
+            # the published scripts seed their sampler with the job's seed alone, the same
+            # for train, validation and test in every fold (and every N)
+            sampling_seed = (
+                derived_seed(job.seed, "paper_sampler")
+                if config.paper_compatible_sampling
+                else derived_seed(job.seed, job.n_train, f, role)
+            )
             ids = sample_triplets(
                 concepts,
                 n,
-                seed=derived_seed(job.seed, job.n_train, f, role),
+                seed=sampling_seed,
                 n_concepts=n_concepts,
                 exclude=exclude_keys,
                 paper_compatible_sampling=config.paper_compatible_sampling,
@@ -226,9 +233,11 @@ def _refit_predictions(
     """Every candidate refitted on the responses so far (each λ of the grid, chosen by
     validation NLL, ties to the smallest), predicting the triplets ``rest``: (C, M, 3)."""
     dtype = DTYPES[config.dtype]
-    settings = LBFGSSettings.of(config.stopping)
+    settings = LBFGSSettings.of(config.stopping, reshuffle=config.reshuffle)
     prep = PreparedTriplets.from_triplets(train)
-    reducible = job.level.family == "full" and config.regulariser in REDUCIBLE_REGULARISERS
+    reducible = reduction_applies(
+        job.level.family, config.regulariser, config.stopping, config.reduction
+    )
     lams = config.lam_grid(job.level)
     pool = Triplets(rest, np.zeros(len(rest), np.int8), train.n_concepts)
     out = []
@@ -237,7 +246,7 @@ def _refit_predictions(
         space = row_space(x[prep.concepts]) if reducible else None
         if space is not None and (space.rank >= x.shape[1] or space.rank == 0):
             space = None
-        evaluator = _Evaluator(x, {"val": validation, "pool": pool}, space)
+        evaluator = _Evaluator(x, {"val": validation, "pool": pool}, space, config.evaluation)
         fits = fit_path(
             x,
             prep,
@@ -260,12 +269,21 @@ def _refit_predictions(
 class _Evaluator:
     """Validation / test accuracy and NLL of a candidate's fits on one fold.
 
-    Similarities are computed in float64 whatever the fitting dtype: a float32 Gram matrix
-    can flip a near-tied test triplet between two fits equal to 1e-7, and one flipped
-    triplet moves a test accuracy by 1/len(test). Exact ties share credit
-    (:func:`~modelrecovery.probe.fit.tie_accuracy`)."""
+    ``evaluation="exact"`` (the default): similarities are computed in float64 whatever
+    the fitting dtype (a float32 Gram matrix can flip a near-tied test triplet between two
+    fits equal to 1e-7, and one flipped triplet moves a test accuracy by 1/len(test)), and
+    exact ties share credit (:func:`~modelrecovery.probe.fit.tie_accuracy`).
+    ``evaluation="study"``: as the published scripts, similarities in the fitting dtype,
+    the prediction the argmax (the first position on ties) and the accuracy the dtype's
+    mean of the hits."""
 
-    def __init__(self, x: torch.Tensor, sets: dict[str, Triplets], space: RowSpace | None):
+    def __init__(
+        self,
+        x: torch.Tensor,
+        sets: dict[str, Triplets],
+        space: RowSpace | None,
+        evaluation: str = "exact",
+    ):
         ids = np.concatenate([t.ids for t in sets.values()])
         concepts, local = np.unique(ids, return_inverse=True)
         local = local.reshape(-1, 3)
@@ -276,14 +294,16 @@ class _Evaluator:
             rows = torch.from_numpy(local[start : start + len(t)].astype(np.int64)).to(dev)
             self.sets[name] = (rows, torch.from_numpy(t.odd.astype(np.int64)).to(dev))
             start += len(t)
-        self.x = x[torch.from_numpy(concepts).to(dev)].to(torch.float64)
+        self.study = evaluation == "study"
+        self.dtype = x.dtype if self.study else torch.float64
+        self.x = x[torch.from_numpy(concepts).to(dev)].to(self.dtype)
         self.space = space
         if space is not None:
-            self.p = self.x @ space.basis.to(torch.float64)
+            self.p = self.x @ space.basis.to(self.dtype)
             self.q = self.x @ self.x.T - self.p @ self.p.T
 
     def gram(self, fitted: FittedProbe) -> torch.Tensor:
-        theta = fitted.theta.to(torch.float64)
+        theta = fitted.theta.to(self.dtype)
         if self.space is None:
             z = fitted.family.transform(self.x, theta)
             return z @ z.T
@@ -310,8 +330,12 @@ class _Evaluator:
             a, b, c = rows[:, 0], rows[:, 1], rows[:, 2]
             logits = torch.stack([s[b, c], s[a, c], s[a, b]], 1) / fitted.temperature
             nll = torch.logsumexp(logits, 1) - logits[torch.arange(len(odd), device=s.device), odd]
-            out[f"{name}_accuracy"] = tie_accuracy(logits, odd)
-            out[f"{name}_nll"] = float(nll.double().mean())
+            if self.study:  # the scripts: argmax (first on ties), the dtype's mean
+                out[f"{name}_accuracy"] = float((logits.argmax(1) == odd).to(s.dtype).mean())
+                out[f"{name}_nll"] = float(nll.mean())
+            else:
+                out[f"{name}_accuracy"] = tie_accuracy(logits, odd)
+                out[f"{name}_nll"] = float(nll.double().mean())
             if per_triplet is not None:
                 per_triplet[name] = nll.double().cpu().numpy()
         return out
@@ -359,6 +383,8 @@ def select_and_score(
     ``human_accuracy`` and ``human_nll`` (``human_heldout``) give them too, at the selected
     λ (mean over folds); they choose nothing.
     """
+    if config.tie_rule == "study":
+        return study_scores(fits, config, candidates)
     human = [c for c in ("human_accuracy", "human_nll") if c in fits.columns]
     means = (
         fits.groupby(["candidate", "lam"], sort=False)[
@@ -394,6 +420,64 @@ def select_and_score(
         )
     scores = pd.DataFrame(rows)
     return rank_candidates(scores, config.tie_rule, tie_seed)
+
+
+def study_scores(fits: pd.DataFrame, config: GridConfig, candidates: list[str]) -> pd.DataFrame:
+    """:func:`select_and_score` as the published scripts crown (``tie_rule`` ``study``).
+
+    Each fold's score is a float32 value (the scripts' accuracies are float32 means; the
+    selector is the validation accuracy, or minus the NLL with criterion ``nll``); λ is the
+    first maximum, over the ascending grid, of the float64 mean of those fold values (NumPy
+    on the Python floats of ``.item()``); the candidate's score is the float32 mean of its
+    fold test values at that λ, and the winner the first maximum in candidate order (Python's
+    ``max``). Equal counts split differently over the folds round to different means, so
+    rounding, not order, decides most such ties, as in the scripts. Ranks are ordinal in
+    the winner's order (rank 1 = the winner)."""
+    human = [c for c in ("human_accuracy", "human_nll") if c in fits.columns]
+    use_accuracy = config.criterion == "accuracy" and config.selection_criterion == "accuracy"
+
+    def fold_values(part: pd.DataFrame, role: str) -> np.ndarray:
+        ordered = part.sort_values("fold", kind="stable")
+        if use_accuracy:
+            return ordered[f"{role}_accuracy"].to_numpy(np.float32)
+        return -ordered[f"{role}_nll"].to_numpy(np.float32)
+
+    rows = []
+    for candidate in candidates:
+        part = fits[fits["candidate"] == candidate]
+        lams = sorted(part["lam"].unique())
+        selectors = [
+            float(np.mean([float(v) for v in fold_values(part[part["lam"] == lam], "val")]))
+            for lam in lams
+        ]
+        best_lam = lams[selectors.index(max(selectors))]  # the first maximum, as max()
+        best = part[part["lam"] == best_lam]
+        score = np.mean(fold_values(best, "test"))  # float32 mean
+        rows.append(
+            {
+                "candidate": candidate,
+                "best_lam": float(best_lam),
+                "val_accuracy": float(best["val_accuracy"].mean()),
+                "val_nll": float(best["val_nll"].mean()),
+                "test_accuracy": float(best["test_accuracy"].mean()),
+                "test_nll": float(best["test_nll"].mean()),
+                **{c: float(best[c].mean()) for c in human},
+                "score": float(score),
+                "_score32": score,
+            }
+        )
+    scores = pd.DataFrame(rows)
+    values = [row["_score32"] for row in rows]
+    winner = values.index(max(values))  # the first maximum in candidate order
+    order = sorted(range(len(values)), key=lambda i: (-float(values[i]), i))
+    ranks = np.empty(len(values))
+    ranks[order] = np.arange(1, len(values) + 1)
+    top = max(values)
+    scores = scores.drop(columns=["_score32"])
+    scores["rank"] = ranks
+    scores["winner"] = np.arange(len(values)) == winner
+    scores["n_tied_top"] = int(sum(v == top for v in values))
+    return scores
 
 
 def rank_candidates(scores: pd.DataFrame, tie_rule: str, tie_seed: int = 0) -> pd.DataFrame:
@@ -492,10 +576,14 @@ def _fit_unit(
     space = row_space(x[prep.concepts]) if reducible else None
     if space is not None and (space.rank >= x.shape[1] or space.rank == 0):
         space = None  # nothing to gain, or all-zero training features (no reduced problem)
-    evaluator = _Evaluator(x, {"val": fd.validation, "test": fd.test}, space)
+    evaluator = _Evaluator(x, {"val": fd.validation, "test": fd.test}, space, config.evaluation)
     # the human set in an evaluator of its own: the validation and test scores stay
     # bit-identical to a job without it (their Gram pieces keep the same concepts)
-    human = _Evaluator(x, {"human": human_test}, space) if human_test is not None else None
+    human = (
+        _Evaluator(x, {"human": human_test}, space, config.evaluation)
+        if human_test is not None
+        else None
+    )
     fits = fit_path(
         x,
         prep,
@@ -567,7 +655,9 @@ def run_job(
     torch.set_num_threads(threads)
     numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
     dtype = DTYPES[implementation.dtype or config.dtype]
-    settings = LBFGSSettings.of(config.stopping, engine=implementation.engine)
+    settings = LBFGSSettings.of(
+        config.stopping, engine=implementation.engine, reshuffle=config.reshuffle
+    )
     costs: dict = {}
     data = simulate(
         job,
@@ -580,7 +670,9 @@ def run_job(
         costs,
     )
     preps = [PreparedTriplets.from_triplets(fd.train, device=device) for fd in data]
-    reducible = job.level.family == "full" and config.regulariser in REDUCIBLE_REGULARISERS
+    reducible = reduction_applies(
+        job.level.family, config.regulariser, config.stopping, config.reduction
+    )
     lams = config.lam_grid(job.level)
     warm = config.warm_start and job.level.family != "zero_shot"
     if warm:
@@ -615,11 +707,17 @@ def run_job(
             **options,
         )
 
-    if parallel:
-        with ThreadPoolExecutor(max_workers=config.threads_per_job) as pool:
-            per_unit = list(pool.map(unit, units))  # results in unit order
-    else:
-        per_unit = [unit(item) for item in units]
+    precision = torch.get_float32_matmul_precision()
+    if device.type == "cuda":  # TF32 products (high) as the study's recovery fits, or IEEE
+        torch.set_float32_matmul_precision(config.matmul_precision)
+    try:
+        if parallel:
+            with ThreadPoolExecutor(max_workers=config.threads_per_job) as pool:
+                per_unit = list(pool.map(unit, units))  # results in unit order
+        else:
+            per_unit = [unit(item) for item in units]
+    finally:
+        torch.set_float32_matmul_precision(precision)
     rows = [row for part in per_unit for row in part]
     columns = _job_columns(job, config)
     fits = pd.DataFrame(rows)

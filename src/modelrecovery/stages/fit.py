@@ -113,6 +113,7 @@ def fit_and_log(
     settings: LBFGSSettings | None = None,
     log_model: bool = True,
     source: str | None = None,
+    reduction: str = "auto",
 ) -> FitOutcome:
     """Fit with ``lightning.Trainer`` on ``device`` and log everything to a run
     ``fit/<model>/<family>`` (``log_model``: also the probe as a pyfunc model; generators
@@ -136,6 +137,8 @@ def fit_and_log(
                 "n_validation": 0 if validation is None else len(validation),
                 "n_test": 0 if test is None else len(test),
                 "stopping": (settings or LBFGSSettings()).stopping,
+                "reduction": reduction,
+                "reshuffle": (settings or LBFGSSettings()).reshuffle,
                 "device": device,
                 **{f"hash_{name}": h for name, h in (data_hashes or {}).items()},
             }
@@ -152,6 +155,7 @@ def fit_and_log(
             dtype=DTYPES[dtype],
             device=device,
             name=name,
+            reduce=reduction,
         )
         trainer = L.Trainer(
             max_epochs=module.settings.max_repeats,
@@ -236,7 +240,8 @@ def cmd_fit(args: argparse.Namespace) -> dict:
         dtype=args.dtype,
         device=args.device,
         data_hashes=hashes,
-        settings=LBFGSSettings.of(args.stopping),
+        settings=LBFGSSettings.of(args.stopping, reshuffle=args.reshuffle),
         source=str(args.features),
+        reduction=args.reduction,
     )
     return outcome.result()

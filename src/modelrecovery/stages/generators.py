@@ -102,7 +102,8 @@ def settings_from_config(config: dict) -> tuple[list[GeneratorSpec], TuneSetting
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"probe.workers must be an integer >= 1, got {workers!r}")
     tune_config = {**config["tune"], "lams": tuple(config["tune"]["lams"])}
-    tune_config.setdefault("stopping", probe.get("stopping", "converged"))
+    for key, default in (("stopping", "converged"), ("reduction", "auto"), ("reshuffle", False)):
+        tune_config.setdefault(key, probe.get(key, default))
     return specs, TuneSettings(**tune_config)
 
 
@@ -111,6 +112,10 @@ def _generator_params(model: str, spec: GeneratorSpec, tune: TuneSettings) -> di
     on a GPU serves a CPU study and the reverse)."""
     params = {"model": model, **asdict(spec), "tune": asdict(tune)}
     params.pop("device")
+    # settings added later enter the key only away from their defaults (keys stay)
+    for key, default in (("reduction", "auto"), ("reshuffle", False)):
+        if params["tune"][key] == default:
+            params["tune"].pop(key)
     return params
 
 

@@ -29,6 +29,7 @@ from modelrecovery.probe.crossval import (
     select_lambda,
 )
 from modelrecovery.probe.fit import LBFGSSettings, check_features, warn_once
+from modelrecovery.probe.reduced import REDUCTIONS
 from modelrecovery.stages.common import load_cli_inputs
 from modelrecovery.stages.fit import DTYPES, FitOutcome, fit_and_log
 from modelrecovery.tracking import (
@@ -50,11 +51,19 @@ class TuneSettings:
     n_trials: int = 20  # TPE only
     seed: int = 0
     stopping: str = "converged"  # the optimiser's stopping rule: converged or study
+    reduction: str = "auto"  # full W in the row space: auto (converged rule only), always, never
+    reshuffle: bool = False  # the study's per-step reshuffled loss order
+
+    def lbfgs(self) -> LBFGSSettings:
+        """The optimiser settings of the tuning fits and the refit."""
+        return LBFGSSettings.of(self.stopping, reshuffle=self.reshuffle)
 
     def __post_init__(self) -> None:
         if self.method not in ("grid", "tpe"):
             raise ValueError(f"tune method must be 'grid' or 'tpe', got {self.method!r}")
         LBFGSSettings.of(self.stopping)  # a clear error for an unknown rule
+        if self.reduction not in REDUCTIONS:
+            raise ValueError(f"reduction must be one of {REDUCTIONS}, got {self.reduction!r}")
         self.lams = tuple(float(v) for v in self.lams)
         if not self.lams or any(not (math.isfinite(v) and v > 0) for v in self.lams):
             raise ValueError(f"every λ of the grid must be a finite number > 0, got {self.lams}")
@@ -109,8 +118,9 @@ def tune_lambda(
         regulariser=regulariser,
         dtype=DTYPES[dtype],
         device=device,
-        settings=LBFGSSettings.of(settings.stopping),
+        settings=settings.lbfgs(),
         name=source or model,
+        reduce=settings.reduction,
     )
     storage = storage or optuna_storage()
     study_name = study_name or f"tune/{model}/{family}"
@@ -280,9 +290,10 @@ def tune_and_fit(
             device=device,
             data_hashes=data_hashes,
             nested=True,
-            settings=LBFGSSettings.of(settings.stopping),
+            settings=settings.lbfgs(),
             log_model=log_model,
             source=source,
+            reduction=settings.reduction,
         )
         mlflow.log_metrics({f"refit_{name}": v for name, v in fit.metrics.items()})
         warnings = cv_warnings + fit.warnings
@@ -304,6 +315,8 @@ def cmd_tune(args: argparse.Namespace) -> dict:
         n_trials=args.trials,
         seed=args.seed,
         stopping=args.stopping,
+        reduction=args.reduction,
+        reshuffle=args.reshuffle,
     )
     human, features, hashes, model = load_cli_inputs(args)
     setup_experiment(args.experiment)
