@@ -84,6 +84,12 @@ def load_config(name_or_path: str | Path, overrides: Iterable[str] = ()) -> dict
     from modelrecovery.config_schema import validate_config
 
     path = resolve_config_path(name_or_path)
+    config = read_config(path)
+    overrides = list(overrides)
+    return validate_config(apply_overrides(config, overrides), _shown(path), overrides)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         with open(path, encoding="utf-8") as f:
             config = yaml.safe_load(f) or {}
@@ -94,8 +100,46 @@ def load_config(name_or_path: str | Path, overrides: Iterable[str] = ()) -> dict
         raise ValueError(f"config {_shown(path)}:{line} not valid YAML ({problem})") from None
     if not isinstance(config, dict):
         raise ValueError(f"{path}: a config must be a mapping, got {type(config).__name__}")
-    overrides = list(overrides)
-    return validate_config(apply_overrides(config, overrides), _shown(path), overrides)
+    return config
+
+
+def read_config(path: Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A config file's mapping, before overrides and checks. ``base: <name or path>``
+    starts from another config (looked up as :func:`resolve_config_path` does, relative
+    paths from this file's folder): this file's sections are merged into the base's key by
+    key, other values replace the base's. With ``rules: study_scripts`` the keys that rule
+    sets are taken from the rule, not from the base
+    (:data:`~modelrecovery.config_schema.STUDY_SCRIPTS`)."""
+    config = _read_yaml(path)
+    base_name = config.pop("base", None)
+    if base_name is None:
+        return config
+    if not isinstance(base_name, str) or not base_name:
+        raise ValueError(f"config {_shown(path)}: base = {base_name!r}: expected a config name")
+    local = path.parent / base_name
+    base_path = local if local.suffix in (".yaml", ".yml") and local.exists() else None
+    base_path = base_path or resolve_config_path(base_name)
+    if base_path.resolve() in _seen or base_path.resolve() == path.resolve():
+        raise ValueError(f"config {_shown(path)}: base = {base_name!r} refers back to itself")
+    base = read_config(base_path, (*_seen, path.resolve()))
+    if config.get("rules") == "study_scripts":
+        from modelrecovery.config_schema import STUDY_SCRIPTS
+
+        for section, values in STUDY_SCRIPTS.items():
+            for key in values:
+                if isinstance(base.get(section), dict):
+                    base[section].pop(key, None)
+    return _merge(base, config)
+
+
+def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in top.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
 
 
 def _shown(path: Path) -> str:
