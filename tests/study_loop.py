@@ -52,7 +52,7 @@ def study_loop(
             order = torch.arange(len(triplets))
         t, y = triplets[order], responses[order]
 
-        def closure() -> torch.Tensor:
+        def closure(t: torch.Tensor = t, y: torch.Tensor = y) -> torch.Tensor:
             optimiser.zero_grad()
             z = x @ w
             s = z @ z.T
