@@ -13,15 +13,22 @@ import pandas as pd
 import pytest
 import torch
 
-from helpers import planted_grid_config, planted_triplets
+from helpers import planted_grid_config, planted_recovery_world, planted_triplets
 from modelrecovery.config_schema import STUDY_SCRIPTS, validate_config
 from modelrecovery.data.sampling import sample_triplets
 from modelrecovery.data.triplets import Triplets
-from modelrecovery.probe.fit import LBFGSSettings, fit_probe
+from modelrecovery.probe.fit import LBFGSSettings, build_problem, fit_probe
 from modelrecovery.probe.objective import PreparedTriplets, step_order
-from modelrecovery.probe.reduced import reduction_applies
-from modelrecovery.recovery.grid import GridConfig, Job, Level
-from modelrecovery.recovery.job import _Evaluator, select_and_score, simulate
+from modelrecovery.probe.reduced import (
+    PathGeometry,
+    full_matrix,
+    path_parts,
+    reduction_applies,
+    reduction_mode,
+    row_space,
+)
+from modelrecovery.recovery.grid import GridConfig, Job, Level, jobs_of
+from modelrecovery.recovery.job import _Evaluator, run_job, select_and_score, simulate
 from study_loop import study_loop
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,9 +42,13 @@ def _p_above_n(seed: int = 0, n: int = 40, p: int = 60, m: int = 600):
     return x, planted_triplets(embedding, m, seed + 1)
 
 
-def test_reduction_applies_only_where_it_is_exact():
-    assert reduction_applies("full", "scalar_shrinkage", "converged")
-    assert not reduction_applies("full", "scalar_shrinkage", "study")
+def test_reduction_modes_keep_each_rule_exact():
+    assert reduction_mode("full", "scalar_shrinkage", "converged") == "optimum"
+    assert reduction_mode("full", "scalar_shrinkage", "study") == "path"
+    assert reduction_mode("full", "l2", "study", "always") == "optimum"
+    assert reduction_mode("full", "l2", "converged", "path") == "path"
+    assert reduction_mode("full", "l2", "study", "never") == "none"
+    assert reduction_applies("full", "scalar_shrinkage", "study")
     assert reduction_applies("full", "l2", "study", "always")
     assert not reduction_applies("full", "scalar_shrinkage", "converged", "never")
     assert not reduction_applies("full", "l1", "converged", "always")
@@ -48,22 +59,31 @@ def test_reduction_applies_only_where_it_is_exact():
 
 @pytest.mark.parametrize("reshuffle", [False, True])
 @pytest.mark.parametrize("lam", [1e-3, 1.0])
-def test_study_rule_fits_the_p_by_p_problem_as_the_study_loop(lam, reshuffle):
-    """p > n, the study's rule: the default fit is the unreduced fit and follows the loop
-    (float64, where rounding cannot move the early stop); the reduced fit stops elsewhere."""
+def test_study_rule_follows_the_study_loop_in_p_by_p_and_in_the_row_space(lam, reshuffle):
+    """p > n, the study's rule: the default fit (the p x p path computed in the row space),
+    the p x p fit and the loop agree (float64, where rounding cannot move the early stop);
+    the reduction at the optimum stops elsewhere."""
     x, train = _p_above_n()
     w_loop, losses = study_loop(
         x, train.ids, train.odd, lam, dtype=torch.float64, reshuffle=reshuffle
     )
-    for engine in ("torch", "lean"):
+    fits = {}
+    for name, engine, reduce in (
+        ("default", "auto", "auto"),
+        ("path", "lean", "path"),
+        ("pxp", "lean", "never"),
+        ("pxp torch", "torch", "auto"),  # torch's L-BFGS: auto is the p x p problem
+    ):
         settings = LBFGSSettings.of("study", engine=engine, reshuffle=reshuffle)
-        default = fit_probe(x, train, lam=lam, settings=settings, dtype=torch.float64)
-        never = fit_probe(x, train, lam=lam, settings=settings, dtype=torch.float64, reduce="never")
-        assert default.space is None  # not reduced
-        assert torch.equal(default.matrix(), never.matrix())
-        assert float((default.matrix() - w_loop).abs().max()) < 1e-5
-        assert len(default.loss_history) == len(losses)
-        np.testing.assert_allclose(default.loss_history, losses, rtol=1e-9)
+        fits[name] = fit_probe(
+            x, train, lam=lam, settings=settings, dtype=torch.float64, reduce=reduce
+        )
+        assert float((fits[name].matrix() - w_loop).abs().max()) < 1e-8, name
+        assert len(fits[name].loss_history) == len(losses)
+        np.testing.assert_allclose(fits[name].loss_history, losses, rtol=1e-9)
+    assert fits["default"].space is not None and fits["default"].offset is not None
+    assert fits["pxp"].space is None and fits["pxp torch"].space is None
+    assert torch.equal(fits["default"].matrix(), fits["path"].matrix())
     reduced = fit_probe(
         x,
         train,
@@ -72,9 +92,111 @@ def test_study_rule_fits_the_p_by_p_problem_as_the_study_loop(lam, reshuffle):
         dtype=torch.float64,
         reduce="always",
     )
-    assert reduced.space is not None and reduced.space.rank == 40
+    assert reduced.space is not None and reduced.space.rank == 40 and reduced.offset is None
     # another path: measured 0.0048 (λ = 1) and 0.0195 (λ = 1e-3) from the loop's W
     assert float((reduced.matrix() - w_loop).abs().max()) > 1e-3
+
+
+def test_path_geometry_measures_the_p_by_p_matrix():
+    """L1 norm and max |entry| of the p x p matrix a path vector stands for, the bounds,
+    and the threshold tests (exact, early-stopping) against the formed matrix."""
+    rng = np.random.default_rng(5)
+    x = torch.as_tensor(rng.normal(size=(12, 30)))
+    space = row_space(x)
+    geometry = PathGeometry(space, torch.float64, block=7)
+    for _ in range(5):
+        u = rng.normal(size=12 * 12 + 1)
+        a, c = path_parts(torch.as_tensor(u), space)
+        w = full_matrix(a, space, "scalar_shrinkage", c)
+        top, total = float(w.abs().max()), float(w.abs().sum())
+        assert geometry.abs_max(u) == pytest.approx(top, rel=1e-12)
+        assert geometry.abs_sum(u) == pytest.approx(total, rel=1e-12)
+        low, high = geometry.abs_max_bounds(u)
+        assert low <= top <= high
+        assert float(torch.linalg.norm(w)) == pytest.approx(np.linalg.norm(u), rel=1e-12)
+        for limit in (top * 0.999, top * 1.001, high * 1.01, low * 0.99):
+            for strict in (False, True):
+                expected = top < limit if strict else top <= limit
+                assert geometry.max_times_below(u, 1.0, limit, strict) == expected
+                assert geometry.max_times_below(u, 2.0, 2 * limit, strict) == expected
+
+
+def test_path_objective_is_the_p_by_p_objective_through_the_map():
+    """loss(u) = L(W(u)) for the p x p objective, and its gradient is autograd's through
+    W(u) = V A V^T + c (I - V V^T), c = u_last / sqrt(p - r)."""
+    x, train = _p_above_n(n=20, p=32, m=300)
+    for regulariser in ("scalar_shrinkage", "l2"):
+        pxp = build_problem(
+            x, train, lam=0.3, dtype=torch.float64, reduce="never", regulariser=regulariser
+        )
+        path = build_problem(
+            x, train, lam=0.3, dtype=torch.float64, reduce="path", regulariser=regulariser
+        )
+        space = path.space
+        rng = np.random.default_rng(1)
+        u = torch.tensor(rng.normal(size=space.rank**2 + 1) * 0.2, requires_grad=True)
+        a = u[:-1].reshape(space.rank, space.rank)
+        c = u[-1] / (space.dim - space.rank) ** 0.5
+        v = space.basis.to(torch.float64)
+        w = v @ a @ v.T + c * (torch.eye(space.dim, dtype=torch.float64) - v @ v.T)
+        loss_w, grad_w = pxp.objective.loss_and_grad(w.detach())
+        loss_u, grad_u = path.objective.loss_and_grad(u.detach())
+        assert float(loss_u) == pytest.approx(float(loss_w), rel=1e-12)
+        (auto,) = torch.autograd.grad((w * grad_w).sum(), u)  # chain rule through W(u)
+        torch.testing.assert_close(grad_u, auto, rtol=1e-10, atol=1e-12)
+
+
+def test_path_stays_within_the_float32_noise_of_p_by_p_fits():
+    """float32 (the study's precision): rounding moves the study's early stop, so two p x p
+    implementations (torch's L-BFGS, the lean one) already stop at different points; the
+    path stays as close to the loop as they do, the reduction at the optimum does not
+    (benchmarks/study_path.py measures more cases)."""
+    distance: dict[str, list[float]] = {"pxp": [], "torch": [], "path": [], "always": []}
+    for seed in range(3):
+        x, train = _p_above_n(seed=seed, n=40, p=60, m=900)
+        for lam in (1e-4, 1e-2, 1.0):
+            w_loop, _ = study_loop(x, train.ids, train.odd, lam, dtype=torch.float32)
+            for name, engine, reduce in (
+                ("pxp", "lean", "never"),
+                ("torch", "torch", "never"),
+                ("path", "lean", "path"),
+                ("always", "lean", "always"),
+            ):
+                settings = LBFGSSettings.of("study", engine=engine, reshuffle=True)
+                fitted = fit_probe(
+                    x, train, lam=lam, settings=settings, dtype=torch.float32, reduce=reduce
+                )
+                distance[name].append(float((fitted.matrix() - w_loop).abs().max()))
+    median = {name: float(np.median(values)) for name, values in distance.items()}
+    noise = max(median["pxp"], median["torch"])
+    assert median["path"] <= 2 * noise + 1e-4, median
+    assert median["always"] > median["path"], median
+
+
+def test_jobs_under_the_study_rule_score_the_path_as_the_p_by_p_fits():
+    """A recovery job whose candidates have more features than training concepts (float64):
+    the default (path) and the p x p fits give the same fits and scores; the evaluator
+    reads the fitted c."""
+    features = planted_recovery_world(n_concepts=30, n_models=2)
+    features = {k: np.concatenate([v, v[:, :8] ** 2], 1) for k, v in features.items()}
+    tables = {}
+    for reduction in ("auto", "never"):
+        config = planted_grid_config(
+            features,
+            sizes=(100,),
+            seeds=(0,),
+            stopping="study",
+            dtype="float64",
+            reduction=reduction,
+            generators=("model0",),
+        )
+        job = jobs_of(config)[0]
+        tables[reduction] = run_job(job, config, features["model0"], 0.05, features).fits
+    auto, never = tables["auto"], tables["never"]
+    for column in ("val_accuracy", "test_accuracy", "iterations"):
+        np.testing.assert_array_equal(auto[column].to_numpy(), never[column].to_numpy())
+    np.testing.assert_allclose(auto["test_nll"], never["test_nll"], rtol=1e-7)
+    np.testing.assert_allclose(auto["train_objective"], never["train_objective"], rtol=1e-8)
 
 
 def test_converged_rule_keeps_the_exact_reduction():

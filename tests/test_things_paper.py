@@ -103,7 +103,7 @@ def test_levels_sizes_and_seeds_as_the_study(config):
     assert len(parts[1].sizes) == 18 and parts[1].sizes[0] == 50 and parts[1].sizes[-1] == 4200000
     assert parts[1].seeds == tuple(range(30))
     assert grid.lams == tuple(10.0**e for e in range(-6, 5))
-    assert grid.tie_rule == "first" and grid.stopping == "study"
+    assert grid.tie_rule == "random" and grid.stopping == "study"
     # a job's id does not depend on which grid ran it
     one = GridConfig(("a",), ("a", "b"), (400,), (0,), (Level("full"),))
     two = GridConfig(("a",), ("a", "b"), (400, 800), (0, 1), (Level("full"),))

@@ -41,9 +41,18 @@ import torch
 from modelrecovery import interrupts
 from modelrecovery.data.triplets import Triplets
 from modelrecovery.probe.families import REGULARISERS, Family
-from modelrecovery.probe.lbfgs import LBFGS, LBFGSCore
+from modelrecovery.probe.lbfgs import COORDINATES, LBFGS, LBFGSCore
 from modelrecovery.probe.objective import PreparedTriplets, TripletObjective
-from modelrecovery.probe.reduced import RowSpace, full_matrix, reduction_applies, row_space
+from modelrecovery.probe.reduced import (
+    PathObjective,
+    RowSpace,
+    full_matrix,
+    offset_of,
+    path_parts,
+    path_start,
+    reduction_mode,
+    row_space,
+)
 from modelrecovery.probe.zero_shot import degenerate_message
 
 STOPPING_RULES = ("converged", "study")
@@ -128,13 +137,20 @@ class LBFGSSettings:
             tolerance_change=self.tolerance_change,
         )
 
-    def optimiser(self, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
+    def optimiser(self, params: list[torch.nn.Parameter], geometry=None) -> torch.optim.Optimizer:
         """The L-BFGS optimiser with these settings: the lean implementation of
         :mod:`modelrecovery.probe.lbfgs` on CPU, torch's ``LBFGS`` on other devices (the
-        same algorithm)."""
+        same algorithm). ``geometry``: the path reduction's (lean L-BFGS only)."""
         params = list(params)
         if self.engine != "torch" and all(p.device.type == "cpu" for p in params):
-            return LBFGS(params, line_search_fn="strong_wolfe", **self.lbfgs_options())
+            return LBFGS(
+                params,
+                line_search_fn="strong_wolfe",
+                geometry=geometry or COORDINATES,
+                **self.lbfgs_options(),
+            )
+        if geometry is not None:
+            raise ValueError("the path reduction runs with the lean L-BFGS on CPU")
         return torch.optim.LBFGS(params, line_search_fn="strong_wolfe", **self.lbfgs_options())
 
 
@@ -221,6 +237,8 @@ class FittedProbe:
     train_objective: float = math.nan  # NLL + lam * R at theta
     stop_reason: str = ""  # rule, max_steps or non_finite ("" while a fit is running)
     degenerate: str | None = None  # the degenerate-features warning of the problem, if any
+    # c of W = V A V^T + c (I - V V^T) when fitted (the path reduction); None: derived
+    offset: float | None = None
 
     def convergence_warning(self) -> str | None:
         """One line saying why this fit must not be trusted, or None.
@@ -271,7 +289,7 @@ class FittedProbe:
     def matrix(self) -> torch.Tensor:
         """W in the original feature space."""
         if self.space is not None:
-            return full_matrix(self.theta, self.space, self.regulariser)
+            return full_matrix(self.theta, self.space, self.regulariser, self.offset)
         return self.family.matrix(self.theta, self.p)
 
     def transform(self, features: torch.Tensor | np.ndarray) -> torch.Tensor:
@@ -283,11 +301,7 @@ class FittedProbe:
             return self.family.transform(x, self.theta)
         v = self.space.basis.to(self.theta.dtype)
         xv = x @ v
-        c = (
-            float(torch.diagonal(self.theta).sum()) / self.space.rank
-            if self.regulariser == "scalar_shrinkage"
-            else 0.0
-        )
+        c = offset_of(self.theta, self.regulariser, self.offset)
         z = (xv @ self.theta) @ v.T
         if c != 0.0:
             z += c * (x - xv @ v.T)
@@ -495,7 +509,11 @@ def lbfgs_minimise(
         loss, grad = objective.loss_and_grad(torch.from_numpy(x).view(shape))
         return float(loss), grad.reshape(-1).numpy()
 
-    core = LBFGSCore(theta0.detach().numpy(), **settings.lbfgs_options())
+    core = LBFGSCore(
+        theta0.detach().numpy(),
+        **settings.lbfgs_options(),
+        geometry=getattr(objective, "geometry", COORDINATES),
+    )
     rule = StepRule(settings)
     last_finite = core.x.copy()
     for step in range(settings.max_repeats):
@@ -525,6 +543,8 @@ def _torch_minimise(
     objective: TripletObjective, theta0: torch.Tensor, settings: LBFGSSettings
 ) -> Minimised:
     """:func:`lbfgs_minimise` with torch's L-BFGS (any device)."""
+    if isinstance(objective, PathObjective):
+        raise ValueError("the path reduction runs with the lean L-BFGS (engine auto or lean)")
     param = torch.nn.Parameter(theta0.detach().clone())
     optimiser = torch.optim.LBFGS(
         [param], line_search_fn="strong_wolfe", **settings.lbfgs_options()
@@ -577,7 +597,7 @@ def make_closure(objective: TripletObjective, param: torch.nn.Parameter):
 class ProbeProblem:
     """Everything a fit needs: the objective, the start point and how to map back to W."""
 
-    objective: TripletObjective
+    objective: TripletObjective | PathObjective
     theta0: torch.Tensor
     family: Family
     regulariser: str
@@ -601,12 +621,16 @@ class ProbeProblem:
         """A :class:`FittedProbe` from optimised parameters (with its NLL and objective)."""
         with torch.no_grad():
             nll, reg = self.objective.nll_and_penalty(theta.detach())
+        offset = None
+        if isinstance(self.objective, PathObjective):  # u -> (A, c)
+            theta, offset = path_parts(theta.detach(), self.space)
         return FittedProbe(
             family=self.family,
             regulariser=self.regulariser,
             lam=self.lam,
             temperature=self.temperature,
             theta=theta.detach(),
+            offset=offset,
             p=self.p,
             space=self.space,
             loss_history=history,
@@ -649,6 +673,7 @@ def build_problem(
     compiled: bool = True,
     name: str | None = None,
     stopping: str = "converged",
+    engine: str = "auto",
 ) -> ProbeProblem:
     """Validate the inputs and set up one probe problem (see :func:`fit_probe`).
 
@@ -682,27 +707,27 @@ def build_problem(
     p = int(x.shape[1])
     x_active = x[prep.concepts]
     reduction = {True: "always", False: "never"}.get(reduce, reduce)
-    use_reduction = reduction_applies(fam.name, regulariser, stopping, reduction)
-    if use_reduction and space is None:
+    mode = reduction_mode(fam.name, regulariser, stopping, reduction)
+    if mode == "path" and (dev.type != "cpu" or engine == "torch"):
+        if reduction == "path":
+            raise ValueError(
+                "reduction 'path' runs on CPU with the lean L-BFGS (engine auto or lean)"
+            )
+        mode = "none"  # auto on a GPU or with torch's L-BFGS: the p x p problem
+    if mode != "none" and space is None:
         space = row_space(x_active)
-    if use_reduction and (space.rank == 0 or (reduction == "auto" and space.rank >= p)):
-        # rank 0 (all-zero training features): no reduced problem; the p x p one is trivial
-        use_reduction = False
-    if use_reduction:
-        x_fit = x_active @ space.basis.to(dtype=dtype, device=dev)
-        p_fit = space.rank
+    if mode != "none" and (space.rank == 0 or (reduction != "always" and space.rank >= p)):
+        # rank 0 (all-zero training features): no reduced problem; the p x p one is trivial;
+        # rank p: nothing to gain
+        mode = "none"
+    if mode == "none":
+        space = None
+    x_fit = x_active if space is None else x_active @ space.basis.to(dtype=dtype, device=dev)
+    options = dict(regulariser=regulariser, lam=lam, temperature=temperature, path=path)
+    if mode == "path":
+        objective = PathObjective(x_fit, prep, space, compiled=compiled, **options)
     else:
-        space, x_fit, p_fit = None, x_active, p
-    objective = TripletObjective(
-        x_fit,
-        prep,
-        fam,
-        regulariser=regulariser,
-        lam=lam,
-        temperature=temperature,
-        path=path,
-        compiled=compiled,
-    )
+        objective = TripletObjective(x_fit, prep, fam, compiled=compiled, **options)
     if degenerate is None and fam.name == "zero_shot":
         logits = objective._zero_shot_sims()[prep.slot_pair]
         if bool((logits == logits[:, :1]).all()):
@@ -714,11 +739,13 @@ def build_problem(
             )
     if degenerate is not None:
         warn_once(degenerate)
+    p_fit = p if space is None else space.rank
+    start = path_start(space, dtype) if mode == "path" else fam.init(p_fit, dtype=dtype, device=dev)
     if init is None:
-        theta0 = fam.init(p_fit, dtype=dtype, device=dev)
+        theta0 = start
     else:
         theta0 = torch.as_tensor(init).to(dtype=dtype, device=dev)
-        expected = tuple(fam.init(p_fit, dtype=dtype, device="cpu").shape)
+        expected = tuple(start.shape)
         if tuple(theta0.shape) != expected:
             raise ValueError(f"init has shape {tuple(theta0.shape)}, expected {expected}")
     return ProbeProblem(
@@ -794,6 +821,7 @@ def fit_path(
         check_lam(lam)
     start = time.perf_counter()
     options.setdefault("stopping", settings.stopping)
+    options.setdefault("engine", settings.engine)
     problem = build_problem(features, triplets, lam=float(lams[0]), **options)
     out: list[FittedProbe] = []
     theta = problem.theta0

@@ -32,6 +32,43 @@ from modelrecovery import interrupts
 Objective = Callable[[np.ndarray], tuple[float, np.ndarray]]
 
 
+class Coordinates:
+    """The entries L-BFGS's coordinate-dependent quantities are taken over: torch's rule
+    uses the L1 norm of the first gradient (its first step min(1, 1/|g|_1)) and max-abs
+    tests (tolerance_grad on the gradient, tolerance_change on the step, the line search's
+    bracket width times max |d|). Here the entries are the vector's own;
+    :class:`~modelrecovery.probe.reduced.PathGeometry` takes them over the p x p matrix a
+    row-space vector stands for, so a fit in the row space follows the p x p fit's path.
+    """
+
+    def abs_max(self, v: np.ndarray) -> float:
+        """max |entry|."""
+        return _abs_max_sum(v)[0]
+
+    def abs_sum(self, v: np.ndarray) -> float:
+        """sum |entry|."""
+        return _abs_max_sum(v)[1]
+
+    def abs_max_bounds(self, v: np.ndarray) -> tuple[float, float]:
+        """Cheap (low, high) with low <= max |entry| <= high (here: exact)."""
+        top = self.abs_max(v)
+        return top, top
+
+    def max_times_below(self, v: np.ndarray, factor: float, limit: float, strict: bool) -> bool:
+        """Whether max |entry| * factor < limit (``strict``) or <= limit, deciding from the
+        cheap bounds when they settle it and from the exact value otherwise."""
+        low, high = self.abs_max_bounds(v)
+        below = (lambda x: x < limit) if strict else (lambda x: x <= limit)
+        if below(high * factor):
+            return True
+        if not below(low * factor):
+            return False
+        return below(self.abs_max(v) * factor)
+
+
+COORDINATES = Coordinates()
+
+
 # fastmath lets the compiler vectorise the float64-accumulated sums (a fixed reordering:
 # the same inputs give the same result every time)
 @numba.njit(cache=True, nogil=True, fastmath=True)
@@ -113,11 +150,23 @@ def _cubic(x1, f1, g1, x2, f2, g2, bounds) -> float:
     return (xmin_bound + xmax_bound) / 2.0
 
 
-def _strong_wolfe(obj_func, t, d, f, g, gtd, c1=1e-4, c2=0.9, tolerance_change=1e-9, max_ls=25):
+def _strong_wolfe(
+    obj_func,
+    t,
+    d,
+    f,
+    g,
+    gtd,
+    c1=1e-4,
+    c2=0.9,
+    tolerance_change=1e-9,
+    max_ls=25,
+    geometry: Coordinates = COORDINATES,
+):
     """Strong-Wolfe line search along ``d`` (torch's bracketing and zoom).
 
-    ``obj_func(t)`` returns the loss and gradient at x + t d. Returns (f, g, t, evals)."""
-    d_norm = float(np.abs(d).max())
+    ``obj_func(t)`` returns the loss and gradient at x + t d. Returns (f, g, t, evals).
+    ``geometry`` takes the max |d| of the bracket test (torch's ``d_norm``)."""
     f_new, g_new = obj_func(t)
     ls_func_evals = 1
     gtd_new = _dot(g_new, d)
@@ -155,7 +204,8 @@ def _strong_wolfe(obj_func, t, d, f, g, gtd, c1=1e-4, c2=0.9, tolerance_change=1
     insuf_progress = False
     low_pos, high_pos = (0, 1) if bracket_f[0] <= bracket_f[-1] else (1, 0)
     while not done and ls_iter < max_ls:
-        if abs(bracket[1] - bracket[0]) * d_norm < tolerance_change:
+        width = abs(bracket[1] - bracket[0])
+        if geometry.max_times_below(d, width, tolerance_change, strict=True):
             break
         t = _cubic_interpolate(
             bracket[0], bracket_f[0], bracket_gtd[0], bracket[1], bracket_f[1], bracket_gtd[1]
@@ -210,7 +260,9 @@ class LBFGSCore:
         tolerance_grad: float = 1e-7,
         tolerance_change: float = 1e-9,
         history_size: int = 100,
+        geometry: Coordinates = COORDINATES,
     ) -> None:
+        self.geometry = geometry
         self.x = np.array(x0, copy=True).reshape(-1)
         if self.x.dtype not in (np.float32, np.float64):
             raise ValueError(f"L-BFGS needs float32 or float64 parameters, got {self.x.dtype}")
@@ -262,7 +314,8 @@ class LBFGSCore:
         self.loss = loss
         current_evals = 1
         self.func_evals += 1
-        if _abs_max_sum(flat_grad)[0] <= self.tolerance_grad:
+        geometry = self.geometry
+        if geometry.max_times_below(flat_grad, 1.0, self.tolerance_grad, strict=False):
             return orig_loss
         d, t = self.d, self.t
         n_iter = 0
@@ -284,7 +337,7 @@ class LBFGSCore:
             self.prev_grad = flat_grad
             self.prev_loss = loss
             if self.n_iter == 1:
-                t = min(1.0, 1.0 / _abs_max_sum(flat_grad)[1]) * self.lr
+                t = min(1.0, 1.0 / geometry.abs_sum(flat_grad)) * self.lr
             else:
                 t = self.lr
             gtd = _dot(flat_grad, d)
@@ -304,18 +357,22 @@ class LBFGSCore:
                 gtd,
                 tolerance_change=self.tolerance_change,
                 max_ls=self.max_eval - current_evals,
+                geometry=geometry,
             )
             x = x + d.dtype.type(t) * d
             self.x = x
             self.loss = loss
-            opt_cond = _abs_max_sum(flat_grad)[0] <= self.tolerance_grad
             current_evals += ls_func_evals
             self.func_evals += ls_func_evals
-            if n_iter == self.max_iter or current_evals >= self.max_eval or opt_cond:
-                break
-            if float(np.abs(d).max()) * abs(t) <= self.tolerance_change:
+            # torch's tests, in an order that needs the costly ones least (any one stops):
+            # the counts, the loss change, then the max-abs tests of gradient and step
+            if n_iter == self.max_iter or current_evals >= self.max_eval:
                 break
             if abs(loss - self.prev_loss) < self.tolerance_change:
+                break
+            if geometry.max_times_below(flat_grad, 1.0, self.tolerance_grad, strict=False):
+                break
+            if geometry.max_times_below(d, abs(t), self.tolerance_change, strict=False):
                 break
         self.d, self.t = d, t
         return orig_loss
@@ -338,7 +395,9 @@ class LBFGS(torch.optim.Optimizer):
         tolerance_change: float = 1e-9,
         history_size: int = 100,
         line_search_fn: str | None = "strong_wolfe",
+        geometry: Coordinates = COORDINATES,
     ) -> None:
+        self._geometry = geometry
         if line_search_fn != "strong_wolfe":
             raise ValueError("this L-BFGS supports line_search_fn='strong_wolfe' only")
         defaults = dict(
@@ -367,6 +426,7 @@ class LBFGS(torch.optim.Optimizer):
             self._core = LBFGSCore(
                 param.detach().cpu().numpy(),
                 **{k: group[k] for k in self.defaults},
+                geometry=self._geometry,
             )
         shape = param.shape
         closure = torch.enable_grad()(closure)

@@ -57,6 +57,7 @@ class ProbeModule(L.LightningModule):
         self.automatic_optimization = False
         self.settings = settings or LBFGSSettings()
         options.setdefault("stopping", self.settings.stopping)
+        options.setdefault("engine", self.settings.engine)
         self.problem = build_problem(features, triplets, **options)
         self.theta = torch.nn.Parameter(self.problem.theta0.clone())
         self._last_finite = self.problem.theta0.clone()
@@ -88,7 +89,9 @@ class ProbeModule(L.LightningModule):
         return DataLoader(_OneBatch(), batch_size=None)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return self.settings.optimiser([self.theta])
+        return self.settings.optimiser(
+            [self.theta], getattr(self.problem.objective, "geometry", None)
+        )
 
     @property
     def loss_history(self) -> list[float]:

@@ -13,34 +13,55 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
+from modelrecovery.probe.families import Family
+from modelrecovery.probe.lbfgs import Coordinates
+from modelrecovery.probe.objective import PreparedTriplets, TripletObjective
+
 REDUCIBLE_REGULARISERS = ("scalar_shrinkage", "l2")
-# when full W is fitted in the training row space: ``auto`` under the converged rule only
-# (exact at the optimum), ``always`` (under the study's rule too: a different path, not the
-# study's fit), ``never`` (the p x p problem, as the study fitted it)
-REDUCTIONS = ("auto", "always", "never")
+# how full W is fitted when the training features' row space is smaller than p:
+#   auto    the exact reduction under the converged rule; under the study's rule
+#           STUDY_AUTO (the p x p path, in the row space or as p x p)
+#   always  the reduction at the optimum under either rule (under the study's rule: faster,
+#           a different path, not the study's fit)
+#   path    the p x p path computed in the row space (PathObjective; CPU, lean L-BFGS)
+#   never   the p x p problem as p x p
+REDUCTIONS = ("auto", "always", "path", "never")
+MODES = ("none", "optimum", "path")
+STUDY_AUTO = "path"
+
+
+def reduction_mode(
+    family: str, regulariser: str, stopping: str = "converged", reduction: str = "auto"
+) -> str:
+    """How a fit of ``family`` / ``regulariser`` under the stopping rule ``stopping`` uses
+    the training row space (when it is smaller than p): ``none``, ``optimum`` (the exact
+    reduction at the optimum: A in r x r, c = tr(A) / r) or ``path`` (the p x p path).
+
+    The reduction at the optimum is exact for the converged rule (module docstring). Under
+    the study's rule the fit is defined by the optimiser's path, and L-BFGS's path is not
+    rotation-invariant (its first step min(1, 1/|g|_1) and its max-abs stopping tests
+    depend on the coordinates): that reduced fit stops at another point than the p x p fit
+    the study ran. ``auto`` therefore follows the p x p path there (:data:`STUDY_AUTO`).
+    """
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    if family != "full" or regulariser not in REDUCIBLE_REGULARISERS or reduction == "never":
+        return "none"
+    if reduction == "always":
+        return "optimum"
+    if reduction == "path":
+        return "path"
+    return "optimum" if stopping == "converged" else STUDY_AUTO
 
 
 def reduction_applies(
     family: str, regulariser: str, stopping: str = "converged", reduction: str = "auto"
 ) -> bool:
-    """Whether a fit of ``family`` / ``regulariser`` under the stopping rule ``stopping``
-    runs in the training row space (when that space is smaller than p).
-
-    The reduction is exact at the optimum (module docstring), so ``auto`` uses it under
-    the ``converged`` rule. Under the study's rule the fit is defined by the optimiser's
-    path, and L-BFGS's path is not rotation-invariant (its first step min(1, 1/|g|_1) and
-    its max-abs stopping tests depend on the coordinates): the reduced fit stops at
-    another point than the p x p fit the study ran, so ``auto`` fits p x p there;
-    ``always`` takes the reduction anyway (faster, a different estimator), ``never``
-    never takes it.
-    """
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
-    if family != "full" or regulariser not in REDUCIBLE_REGULARISERS or reduction == "never":
-        return False
-    return reduction == "always" or stopping == "converged"
+    """Whether the fit uses the training row space at all (:func:`reduction_mode`)."""
+    return reduction_mode(family, regulariser, stopping, reduction) != "none"
 
 
 @dataclass(frozen=True)
@@ -73,19 +94,198 @@ def row_space(x: torch.Tensor, rtol: float | None = None) -> RowSpace:
     return RowSpace(basis=vh[:r].T.to(x.dtype).contiguous())
 
 
-def expand(a: torch.Tensor, space: RowSpace, regulariser: str) -> tuple[torch.Tensor, float]:
-    """The p x p optimum's parts from the reduced optimum ``a`` (r x r): (V A V^T, c)."""
+def offset_of(a: torch.Tensor, regulariser: str, offset: float | None = None) -> float:
+    """c of W = V A V^T + c (I - V V^T): ``offset`` when given (the path reduction fits it),
+    else the optimum's tr(A) / r (scalar shrinkage) or 0 (l2)."""
+    if offset is not None:
+        return float(offset)
+    return float(torch.diagonal(a).sum() / a.shape[0]) if regulariser == "scalar_shrinkage" else 0.0
+
+
+def expand(
+    a: torch.Tensor, space: RowSpace, regulariser: str, offset: float | None = None
+) -> tuple[torch.Tensor, float]:
+    """The p x p matrix's parts from ``a`` (r x r): (V A V^T, c) (see :func:`offset_of`)."""
     if regulariser not in REDUCIBLE_REGULARISERS:
         raise ValueError(f"the reduction holds for {REDUCIBLE_REGULARISERS}, not {regulariser!r}")
-    c = float(torch.diagonal(a).sum() / a.shape[0]) if regulariser == "scalar_shrinkage" else 0.0
+    c = offset_of(a, regulariser, offset)
     v = space.basis.to(a.dtype)
     return v @ a @ v.T, c
 
 
-def full_matrix(a: torch.Tensor, space: RowSpace, regulariser: str) -> torch.Tensor:
+def full_matrix(
+    a: torch.Tensor, space: RowSpace, regulariser: str, offset: float | None = None
+) -> torch.Tensor:
     """W = V_r A V_r^T + c (I - V_r V_r^T) as a dense p x p matrix."""
-    inner, c = expand(a, space, regulariser)
+    inner, c = expand(a, space, regulariser, offset)
     v = space.basis.to(a.dtype)
     w = inner - c * (v @ v.T)
     w.diagonal().add_(c)
     return w
+
+
+# ------------------------------------------------------------------------------------------
+# The p x p path in the row space (reduction "path")
+# ------------------------------------------------------------------------------------------
+#
+# From W = I, every gradient of the p x p problem (NLL + λ R, R = scalar shrinkage or l2)
+# lies in the set {V A V^T + c (I - V V^T)} (the NLL's gradient is X^T B X W and X^T B X
+# lives in the row space; the penalty's gradient is a combination of W and I), and so does
+# every L-BFGS direction (a combination of gradients and steps): the iterates never leave
+# it. With u = (vec(A), sqrt(p - r) c) the Euclidean inner products of u are the Frobenius
+# inner products of the p x p matrices, so L-BFGS on u computes the same directions, step
+# sizes and losses as on W. Torch's rule also uses coordinate-dependent quantities (the L1
+# norm of the first gradient, max-abs tests of the gradient and of the step): those are
+# taken over the p x p matrices u stands for (:class:`PathGeometry`). In exact arithmetic
+# this is the study's p x p path; its float32 rounding differs (tests measure how much).
+
+
+def path_start(space: RowSpace, dtype: torch.dtype) -> torch.Tensor:
+    """u of W = I: A = I_r, c = 1."""
+    r, p = space.rank, space.dim
+    a = torch.eye(r, dtype=dtype)
+    return torch.cat([a.reshape(-1), torch.tensor([(p - r) ** 0.5], dtype=dtype)])
+
+
+def path_parts(u: torch.Tensor, space: RowSpace) -> tuple[torch.Tensor, float]:
+    """(A, c) of a path vector u."""
+    r, p = space.rank, space.dim
+    return u[: r * r].reshape(r, r), float(u[r * r]) / (p - r) ** 0.5
+
+
+class PathGeometry(Coordinates):
+    """The L1 norm and max-abs entry of the p x p matrix V A V^T + c (I - V V^T) a path
+    vector stands for (see :class:`~modelrecovery.probe.lbfgs.Coordinates`).
+
+    The Frobenius norm of that matrix is the Euclidean norm of u, so max |entry| lies in
+    [|u| / p, |u|]: the tests are settled from those bounds when they can be, and from the
+    matrix, formed by blocks of rows, otherwise."""
+
+    def __init__(self, space: RowSpace, dtype: torch.dtype, block: int = 512) -> None:
+        self.basis = space.basis.to(dtype)
+        self.rank, self.dim = space.rank, space.dim
+        self.dtype = dtype
+        self.block = block
+        self.exact_calls = 0  # how often the matrix had to be formed
+
+    def _blocks(self, v: np.ndarray):
+        """The p x p matrix's row blocks, one at a time (so a test can stop early)."""
+        self.exact_calls += 1
+        r, p = self.rank, self.dim
+        u = torch.from_numpy(np.asarray(v)).to(self.dtype)
+        shifted = u[: r * r].reshape(r, r).clone()
+        c = float(u[r * r]) / (p - r) ** 0.5
+        shifted.diagonal().sub_(c)  # V (A - c I) V^T + c I
+        for start in range(0, p, self.block):
+            stop = min(start + self.block, p)
+            rows = (self.basis[start:stop] @ shifted) @ self.basis.T
+            rows[torch.arange(stop - start), torch.arange(start, stop)] += c
+            yield rows
+
+    def abs_max(self, v: np.ndarray) -> float:
+        return max(float(rows.abs().max()) for rows in self._blocks(v))
+
+    def abs_sum(self, v: np.ndarray) -> float:
+        return sum(float(rows.abs().sum(dtype=torch.float64)) for rows in self._blocks(v))
+
+    def abs_max_bounds(self, v: np.ndarray) -> tuple[float, float]:
+        norm = float(np.linalg.norm(np.asarray(v, dtype=np.float64)))
+        # a relative margin for the rounding of the formed matrix against the norm
+        return norm / self.dim * (1 - 1e-4), norm * (1 + 1e-4)
+
+    def max_times_below(self, v: np.ndarray, factor: float, limit: float, strict: bool) -> bool:
+        """As :meth:`Coordinates.max_times_below`; when the bounds do not settle it, the
+        matrix is formed block by block and the first entry that settles "no" stops it."""
+        low, high = self.abs_max_bounds(v)
+        below = (lambda x: x < limit) if strict else (lambda x: x <= limit)
+        if below(high * factor):
+            return True
+        if not below(low * factor):
+            return False
+        for rows in self._blocks(v):
+            if not below(float(rows.abs().max()) * factor):
+                return False
+        return True
+
+
+class PathObjective:
+    """The p x p problem's loss and gradient on path vectors u = (vec(A), sqrt(p - r) c)
+    (module notes above): the NLL depends on A alone (the training features have no part
+    outside the row space), the penalty on the whole W = V A V^T + c (I - V V^T), in the
+    centred form of :func:`~modelrecovery.probe.families.penalty`:
+    ||W - g I||^2 = ||A - g I_r||^2 + (p - r)(c - g)^2 with g = tr(W) / p, or ||W||^2 for l2.
+
+    ``x_fit`` are the active concepts' rotated features X V (n_active x r). CPU only (the
+    lean L-BFGS takes the geometry; torch's cannot)."""
+
+    def __init__(
+        self,
+        x_fit: torch.Tensor,
+        prep: PreparedTriplets,
+        space: RowSpace,
+        regulariser: str = "scalar_shrinkage",
+        lam: float = 0.0,
+        temperature: float = 1.0,
+        path: str = "auto",
+        compiled: bool = True,
+    ) -> None:
+        if regulariser not in REDUCIBLE_REGULARISERS:
+            raise ValueError(f"the path holds for {REDUCIBLE_REGULARISERS}, not {regulariser!r}")
+        if space.rank >= space.dim:
+            raise ValueError("the path reduction needs a row space smaller than p")
+        self.nll = TripletObjective(
+            x_fit, prep, Family("full"), regulariser, 0.0, temperature, path, compiled
+        )
+        self.space = space
+        self.regulariser = regulariser
+        self.lam = float(lam)
+        self.geometry = PathGeometry(space, x_fit.dtype)
+
+    @property
+    def path(self) -> str:
+        return self.nll.path
+
+    @property
+    def prep(self) -> PreparedTriplets:
+        return self.nll.prep
+
+    def reshuffle(self, step: int) -> None:
+        """The study's per-step loss order (:meth:`TripletObjective.reshuffle`)."""
+        self.nll.reshuffle(step)
+
+    def to(self, device: torch.device | str) -> PathObjective:
+        if torch.device(device).type != "cpu":
+            raise ValueError("the path reduction runs on CPU (the lean L-BFGS)")
+        return self
+
+    def _penalty(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        r, q = self.space.rank, self.space.dim - self.space.rank
+        a = u[: r * r].reshape(r, r)
+        s = u[r * r]
+        if self.regulariser == "l2":
+            return (a * a).sum() + s * s, 2.0 * u
+        c64 = s.to(torch.float64) / q**0.5
+        trace = torch.diagonal(a).sum(dtype=torch.float64) + q * c64
+        g = (trace / self.space.dim).to(u.dtype)
+        centred = a.clone()
+        centred.diagonal().sub_(g)
+        off = (s / q**0.5 - g).reshape(1)
+        value = (centred * centred).sum() + q * (off * off).sum()
+        grad = torch.cat([2.0 * centred.reshape(-1), 2.0 * q**0.5 * off])
+        return value, grad
+
+    def loss_and_grad(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Loss (NLL + λ R) and its gradient with respect to u."""
+        r = self.space.rank
+        nll, grad_a = self.nll.loss_and_grad(u[: r * r].reshape(r, r))
+        grad = torch.cat([grad_a.reshape(-1), grad_a.new_zeros(1)])
+        if self.lam > 0:
+            value, reg_grad = self._penalty(u)
+            return nll + self.lam * value, grad + self.lam * reg_grad
+        return nll, grad
+
+    def nll_and_penalty(self, u: torch.Tensor) -> tuple[float, float]:
+        """Mean NLL and R (not multiplied by λ) at u."""
+        r = self.space.rank
+        nll, _ = self.nll.nll_and_penalty(u[: r * r].reshape(r, r))
+        return nll, float(self._penalty(u)[0])

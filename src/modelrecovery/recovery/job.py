@@ -45,7 +45,7 @@ from modelrecovery.probe.fit import (
     triplet_probabilities,
 )
 from modelrecovery.probe.objective import PreparedTriplets
-from modelrecovery.probe.reduced import RowSpace, reduction_applies, row_space
+from modelrecovery.probe.reduced import RowSpace, offset_of, reduction_applies, row_space
 from modelrecovery.recovery.grid import GridConfig, Job, derived_seed
 from modelrecovery.recovery.selection import odd_one_out_probabilities
 from modelrecovery.recovery.selection import sequential as selection_design
@@ -257,7 +257,7 @@ def _refit_predictions(
             regulariser=config.regulariser,
             dtype=dtype,
             space=space,
-            reduce=space is not None,
+            reduce=config.reduction if space is not None else "never",
         )
         nll = np.array([evaluator.scores(fitted, ("val",))["val_nll"] for fitted in fits])
         best = fits[int(np.flatnonzero(nll <= nll.min() + TIE_TOLERANCE)[0])]
@@ -304,13 +304,15 @@ class _Evaluator:
 
     def gram(self, fitted: FittedProbe) -> torch.Tensor:
         theta = fitted.theta.to(self.dtype)
-        if self.space is None:
+        if fitted.space is None:
             z = fitted.family.transform(self.x, theta)
             return z @ z.T
+        if fitted.space is not self.space:
+            raise ValueError("the fit's row space is not the evaluator's")
         pa = self.p @ theta
         s = pa @ pa.T
-        if fitted.regulariser == "scalar_shrinkage":
-            c = float(torch.diagonal(theta).sum()) / self.space.rank
+        c = offset_of(theta, fitted.regulariser, fitted.offset)
+        if c != 0.0:
             s = s + (c * c) * self.q
         return s
 
@@ -596,7 +598,7 @@ def _fit_unit(
         dtype=x.dtype,
         device=x.device,
         space=space,
-        reduce=space is not None,
+        reduce=config.reduction if space is not None else "never",
         path=implementation.path,
         compiled=implementation.compiled,
     )
