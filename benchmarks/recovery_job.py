@@ -12,13 +12,17 @@ the next sampled one; a coarse λ sample misjudges the job: with {1e-6, 1e-3, 1,
 converged fits' time came out 1.6x the 11-λ figure at p = 768, since the cost falls
 steeply from 1e-6 to 1e-4). Each sampled fit runs
 
-- ours, under both stopping rules (``converged``: the optimum; ``study``: the study's
-  loop), exactly as ``run_job`` fits: exact row-space reduction, lean L-BFGS, compiled
-  kernel, the fits spread over ``--threads`` threads, each single-threaded;
+- ours, exactly as ``run_job`` fits (lean L-BFGS, compiled kernel, the fits spread over
+  ``--threads`` threads, each single-threaded), under these rules (``--rules``):
+  ``converged`` (the optimum, with the exact row-space reduction), ``study`` (the study's
+  loop, the default: its p x p path computed in the row space), ``study_pxp`` (the same
+  path as p x p matrices: the study's own computation) and ``study_reduced`` (the study's
+  rule on the reduction at the optimum: another path, what ``run_job`` did before);
 - the study's way on the same data: W as a p x p matrix, autograd through all n x n
   similarities, torch's L-BFGS with the study's stopping rule, spread over the same
-  threads. For p above ``--study-max-p`` it is extrapolated: the evaluations the study
-  needed at the largest p run, times its measured cost per evaluation at p.
+  threads. For p above ``--study-max-p`` it is extrapolated: its measured cost per
+  evaluation at p times the evaluations of ours under the study's rule at p (the same
+  path), or, when that rule was not run, those it needed at the largest p it ran.
 
 The comparison is at equal final objective, not at equal stopping rule: the study's fit
 ends at objective f_s; ours is timed until its converged run first reaches f_s (or its
@@ -28,8 +32,10 @@ levels = 43,200 jobs, every job costed as this largest-N full-W job: an upper bo
 one 2-core machine and on 16 with Dask. ``--busy`` repeats a part with another process
 keeping one core busy. ``--full`` runs the whole job through ``run_job`` instead.
 
-Last line: ``job_seconds=<s> study_seconds=<s> ratio=<x> extrapolated=<yes|no>``
-(job_seconds: ours, converged rule; ratio = study_seconds / job_seconds).
+Last line: ``job_seconds=<s> study_seconds=<s> ratio=<x> extrapolated=<yes|no>`` followed by
+``study_rule_seconds=<s> pxp_seconds=<s> reduced_seconds=<s>`` (job_seconds: ours, converged
+rule; ratio = study_seconds / job_seconds; the others: ours under the study's rule as
+computed by default, as p x p, on the reduction at the optimum; nan when not run).
 
 Usage: python benchmarks/recovery_job.py [--threads 2] [--busy] [--full] [--quick]
 """
@@ -50,6 +56,7 @@ import torch
 from modelrecovery.data.triplets import Triplets
 from modelrecovery.probe.calibrate import calibrate_temperature
 from modelrecovery.probe.fit import LBFGSSettings, StepRule, build_problem, lbfgs_minimise
+from modelrecovery.probe.lbfgs import COORDINATES
 from modelrecovery.probe.objective import PreparedTriplets
 from modelrecovery.probe.reduced import row_space
 from modelrecovery.recovery.grid import FULL_LAMBDAS, GridConfig, jobs_of
@@ -81,21 +88,42 @@ class _Recorder:
         self.start = time.perf_counter()
         self.trace: list[tuple[float, float]] = []
 
+    def reshuffle(self, step: int) -> None:
+        self.objective.reshuffle(step)
+
     def loss_and_grad(self, theta):
         loss, grad = self.objective.loss_and_grad(theta)
         self.trace.append((time.perf_counter() - self.start, float(loss)))
         return loss, grad
 
 
+# our rules: (stopping rule, reduction)
+RULES = {
+    "converged": ("converged", "auto"),
+    "study": ("study", "auto"),
+    "study_pxp": ("study", "never"),
+    "study_reduced": ("study", "always"),
+}
+
+
 def ours(x, prep, space, lam, temperature, rule) -> FitTime:
-    """One fit as run_job does it (cold, reduced), timed per evaluation."""
+    """One fit as run_job does it (cold), timed per evaluation."""
+    stopping, reduction = RULES[rule]
     start = time.perf_counter()
     problem = build_problem(
-        x, prep, family="full", lam=lam, temperature=temperature, space=space, reduce=True
+        x,
+        prep,
+        family="full",
+        lam=lam,
+        temperature=temperature,
+        space=space,
+        reduce=reduction,
+        stopping=stopping,
     )
     recorder = _Recorder(problem.objective)
     recorder.start = start
-    result = lbfgs_minimise(recorder, problem.theta0, LBFGSSettings.of(rule))
+    recorder.geometry = getattr(problem.objective, "geometry", None) or COORDINATES
+    result = lbfgs_minimise(recorder, problem.theta0, LBFGSSettings.of(stopping))
     nll, reg = problem.objective.nll_and_penalty(result.theta)
     return FitTime(
         x.shape[1],
@@ -215,6 +243,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="p 512 and 2048, λ 1e-3 and 1")
     parser.add_argument("--busy", action="store_true", help="also measure with one core busy")
     parser.add_argument("--full", action="store_true", help="run the whole job via run_job")
+    parser.add_argument("--rules", default=",".join(RULES), help=f"of {', '.join(RULES)}")
     args = parser.parse_args()
     if args.quick:
         args.dims, args.lams = "512,2048", QUICK_LAMS
@@ -270,8 +299,12 @@ def main() -> None:
             for lam in sample_lams
         ]
 
+    rules = [r for r in args.rules.split(",") if r]
+    unknown = [r for r in rules if r not in RULES]
+    if unknown:
+        parser.error(f"--rules: unknown {unknown} (known: {list(RULES)})")
     results: dict[str, list[FitTime]] = {}
-    for rule in ("converged", "study"):
+    for rule in rules:
         start = time.perf_counter()
         results[rule] = run_parallel(our_tasks(rule), args.threads)
         print(f"  ours/{rule}: sample wall {time.perf_counter() - start:.1f} s")
@@ -293,51 +326,66 @@ def main() -> None:
         extrapolated_study = True
         probe = study_way(xs[p][0][prep.concepts], train_local, sample_lams[-1], temperature, 3)
         per_eval = probe.seconds / probe.evaluations
+        # the study's way follows the same path as ours p x p (or its row-space form):
+        # their evaluation count at p, else the count at the largest p the study's way ran
+        same_path = next((r for r in ("study_pxp", "study") if r in results), None)
         for lam in sample_lams:
-            ref = study_by[(max(study_dims), lam)]
+            if same_path is not None:
+                count = next(f for f in results[same_path] if (f.p, f.lam) == (p, lam)).evaluations
+            else:
+                count = study_by[(max(study_dims), lam)].evaluations
             study_by[(p, lam)] = FitTime(
-                p, lam, "study_way*", ref.evaluations * per_eval, ref.evaluations, math.nan, []
+                p, lam, "study_way*", count * per_eval, count, math.nan, []
             )
 
-    print("\n   p        λ |  ours converged       |  ours study rule      |  study's way")
-    totals = {"converged": 0.0, "study": 0.0, "study_way": 0.0, "equal_objective": 0.0}
-    conv_by = {(f.p, f.lam): f for f in results["converged"]}
-    rule_by = {(f.p, f.lam): f for f in results["study"]}
-    for key in sorted(conv_by):
+    print("\n   p        λ | " + " | ".join(f"{r:24s}" for r in rules) + " | study's way")
+    totals = {rule: 0.0 for rule in rules} | {"study_way": 0.0, "equal_objective": 0.0}
+    by_rule = {rule: {(f.p, f.lam): f for f in results[rule]} for rule in rules}
+    for key in sorted(study_by):
+        if key not in by_rule[rules[0]]:
+            continue
         p, lam = key
         weight = per_dim[p] * weights[lam] * 3
-        c, r, s = conv_by[key], rule_by[key], study_by[key]
-        reach = time_to_reach(c, s.objective) if math.isfinite(s.objective) else c.seconds
-        totals["converged"] += weight * c.seconds
-        totals["study"] += weight * r.seconds
+        s = study_by[key]
+        cells = []
+        for rule in rules:
+            f = by_rule[rule][key]
+            totals[rule] += weight * f.seconds
+            cells.append(f"{f.seconds:6.1f} s {f.evaluations:5d} ev {f.objective:.6g}")
         totals["study_way"] += weight * s.seconds
-        totals["equal_objective"] += weight * reach
+        if "converged" in rules:
+            c = by_rule["converged"][key]
+            reach = time_to_reach(c, s.objective) if math.isfinite(s.objective) else c.seconds
+            totals["equal_objective"] += weight * reach
         mark = "*" if s.rule.endswith("*") else " "
         print(
-            f"{p:5d} {lam:8.0e} | {c.seconds:6.1f} s {c.evaluations:5d} ev "
-            f"{c.objective:.6g} | {r.seconds:6.1f} s {r.evaluations:5d} ev {r.objective:.6g} "
-            f"| {s.seconds:7.1f} s{mark}{s.evaluations:5d} ev {s.objective:.6g}"
+            f"{p:5d} {lam:8.0e} | "
+            + " | ".join(f"{c:24s}" for c in cells)
+            + f" | {s.seconds:7.1f} s{mark}{s.evaluations:5d} ev {s.objective:.6g}"
         )
     job = {k: v / args.threads for k, v in totals.items()}
     note = f" (* p > {args.study_max_p}: extrapolated)" if extrapolated_study else ""
     print(
-        f"\nextrapolated job on {args.threads} threads: ours converged {job['converged']:.0f} s, "
-        f"ours study rule {job['study']:.0f} s, study's way {job['study_way']:.0f} s{note}"
+        f"\nextrapolated job on {args.threads} threads: "
+        + ", ".join(f"ours {rule} {job[rule]:.0f} s" for rule in rules)
+        + f", study's way {job['study_way']:.0f} s{note}"
     )
-    print(
-        f"at equal final objective (ours converged until it reaches the study's objective): "
-        f"{job['equal_objective']:.0f} s -> {job['study_way'] / job['equal_objective']:.1f}x; "
-        f"ours to convergence vs the study's way: {job['study_way'] / job['converged']:.1f}x"
-    )
+    if "converged" in rules:
+        print(
+            f"at equal final objective (ours converged until it reaches the study's "
+            f"objective): {job['equal_objective']:.0f} s -> "
+            f"{job['study_way'] / job['equal_objective']:.1f}x; ours to convergence vs the "
+            f"study's way: {job['study_way'] / job['converged']:.1f}x"
+        )
     for machines, label in ((1, "one 2-core machine"), (16, "16 machines with Dask")):
-        days = {k: PAPER_JOBS * job[k] / machines / 86400 for k in ("converged", "study")}
+        days = {k: PAPER_JOBS * job[k] / machines / 86400 for k in rules}
         print(
             f"paper grid ({PAPER_JOBS} jobs, each <= this one) on {label}: <= "
-            f"{days['converged']:.0f} days converged, {days['study']:.0f} days study rule"
+            + ", ".join(f"{days[k]:.0f} days {k}" for k in rules)
         )
 
     if args.busy:
-        part = [t for t in our_tasks("converged")][: len(sample_lams)]  # the smallest p
+        part = [t for t in our_tasks(rules[0])][: len(sample_lams)]  # the smallest p
         idle_start = time.perf_counter()
         run_parallel(part, args.threads)
         idle = time.perf_counter() - idle_start
@@ -353,9 +401,14 @@ def main() -> None:
             f"one core busy with another process (p={min(xs)}, {len(part)} fits): "
             f"{busy:.1f} s vs {idle:.1f} s idle -> {busy / idle:.2f}x"
         )
+    nan = float("nan")
+    converged = job.get("converged", nan)
     print(
-        f"job_seconds={job['converged']:.1f} study_seconds={job['study_way']:.1f} "
-        f"ratio={job['study_way'] / job['converged']:.2f} extrapolated=yes"
+        f"job_seconds={converged:.1f} study_seconds={job['study_way']:.1f} "
+        f"ratio={job['study_way'] / converged:.2f} extrapolated=yes "
+        f"study_rule_seconds={job.get('study', nan):.1f} "
+        f"pxp_seconds={job.get('study_pxp', nan):.1f} "
+        f"reduced_seconds={job.get('study_reduced', nan):.1f}"
     )
 
 
