@@ -6,7 +6,7 @@ evaluation (each part runs in a fresh process so peaks do not mix), and their ra
 1. fitting human data at the paper's scale: n = 1854 concepts, p = 768, 4.2M triplets;
    also the dense matrix products alone (Z = XW, S = ZZ^T, (G + G^T) Z, X^T dZ);
 2. a recovery fit: N = 25,600 triplets among 865 training concepts, p = 2048 (our
-   objective uses the exact row-space reduction and the per-triplet path), plus the wall
+   objective uses the row-space reduction and the per-triplet path), plus the wall
    time and evaluation count of one converged full-W fit.
 
 The baseline is how the published scripts do it: W as a linear layer, all n x n

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from helpers import planted_grid_config, planted_recovery_world, planted_triplets
-from modelrecovery.config_schema import STUDY_SCRIPTS, validate_config
+from modelrecovery.config_schema import STUDY_SCRIPTS
 from modelrecovery.data.sampling import sample_triplets
 from modelrecovery.data.triplets import Triplets
 from modelrecovery.probe.fit import LBFGSSettings, build_problem, fit_probe
@@ -390,19 +390,32 @@ def _things_paper_scripts() -> dict:
     return load_config(str(ROOT / "conf" / "things_paper_scripts.yaml"))
 
 
-def test_study_scripts_preset_sets_every_piece_and_refuses_conflicts():
+def test_study_scripts_preset_sets_every_piece_and_refuses_conflicting_overrides():
+    from modelrecovery.config import load_config
+
     config = _things_paper_scripts()
-    assert config["rules"] == "study_scripts"
-    for section, values in STUDY_SCRIPTS.items():
-        for key, value in values.items():
-            assert config[section][key] == value, (section, key)
-    base = {k: v for k, v in config.items() if k != "rules"}
-    conflicting = {**base, "rules": "study_scripts", "grid": {**base["grid"], "tie_rule": "random"}}
+    assert config["rules"] == "study_scripts" and config["study"] == "things-paper-scripts"
+    assert config["models"] == load_config(str(ROOT / "conf" / "things_paper.yaml"))["models"]
+    # the preset replaces the files' values (default.yaml: tie_rule random, ...)
+    default = load_config("default", ["rules=study_scripts"])
+    for loaded in (config, default):
+        for section, values in STUDY_SCRIPTS.items():
+            for key, value in values.items():
+                assert loaded[section][key] == value, (section, key)
+    grid = GridConfig(
+        generators=("a",),
+        candidates=("a",),
+        sizes=(10,),
+        seeds=(0,),
+        **{k: v for k, v in default["grid"].items() if k in STUDY_SCRIPTS["grid"]},
+    )
+    assert grid.condition(Level("full"))["reduction"] == "never"
+    # ... but a --set override that contradicts it is refused, in one line
     with pytest.raises(ValueError) as err:
-        validate_config(conflicting, "my.yaml")
+        load_config("default", ["rules=study_scripts", "grid.tie_rule=random"])
     message = str(err.value)
-    assert "\n" not in message and "grid.tie_rule = 'random'" in message
-    assert message.startswith("config my.yaml:")
+    assert "\n" not in message and "override grid.tie_rule = 'random'" in message
+    assert message.startswith("config conf/default.yaml:") or "default.yaml" in message
 
 
 def test_things_paper_keeps_the_corrected_behaviour():
@@ -414,3 +427,104 @@ def test_things_paper_keeps_the_corrected_behaviour():
     assert grid["paper_compatible_sampling"] is False
     assert grid.get("tie_rule") == "random"
     assert grid.get("evaluation", "exact") == "exact"
+
+
+def test_lightning_module_follows_the_path_and_the_reshuffle():
+    """The Lightning module under the study's rule with the reshuffle, on p > n features:
+    the same path (row space) and steps as fit_probe."""
+    import lightning as L
+
+    from modelrecovery.probe.module import ProbeModule
+
+    x, train = _p_above_n(seed=2)
+    settings = LBFGSSettings.of("study", reshuffle=True)
+    options = dict(family="full", lam=0.01, dtype=torch.float64)
+    module = ProbeModule(x, train, settings=settings, **options)
+    trainer = L.Trainer(
+        max_epochs=settings.max_repeats,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+    )
+    trainer.fit(module)
+    fitted = module.fitted()
+    reference = fit_probe(x, train, settings=settings, **options)
+    assert fitted.space is not None and fitted.offset is not None
+    assert fitted.loss_history == pytest.approx(reference.loss_history, rel=1e-10)
+    assert fitted.iterations == reference.iterations
+    torch.testing.assert_close(fitted.matrix(), reference.matrix(), rtol=0, atol=1e-10)
+
+
+@pytest.fixture
+def tracking(tmp_path, monkeypatch):
+    """A private MLflow store and Optuna storage."""
+    import mlflow
+
+    from modelrecovery.tracking import setup_experiment
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    monkeypatch.setenv("OPTUNA_STORAGE", f"sqlite:///{tmp_path}/optuna.db")
+    yield setup_experiment("test-study")
+    mlflow.end_run()
+
+
+@pytest.mark.slow
+def test_fit_and_tune_commands_take_the_reduction_and_the_reshuffle(tmp_path, tracking, capsys):
+    """`modelrecovery fit` with --stopping study: the path in the row space by default
+    (reduced_rank logged), p x p with --reduction never, the reshuffle logged; `tune`'s
+    refit follows its settings."""
+    import json
+
+    import mlflow
+
+    from helpers import repeated_triplets, write_things2023
+    from modelrecovery.cli import main
+    from modelrecovery.stages.common import load_human_data
+    from modelrecovery.stages.tune import TuneSettings, tune_and_fit
+
+    x, train = _p_above_n(n=40, p=60, m=600)
+    repeated = repeated_triplets(x[:, :5], 30, 8, seed=3)
+    path = write_things2023(tmp_path / "human.tsv", train, repeated)
+    np.save(tmp_path / "wide.npy", x.astype(np.float32))
+    params = {}
+    for extra in ([], ["--reduction", "never", "--reshuffle"]):
+        code = main(
+            [
+                "--json",
+                "fit",
+                "--features",
+                str(tmp_path / "wide.npy"),
+                "--triplets",
+                str(path),
+                "--lam",
+                "0.1",
+                "--stopping",
+                "study",
+                "--n-concepts",
+                "40",
+                "--experiment",
+                "test-study",
+                *extra,
+            ]
+        )
+        out = capsys.readouterr()
+        assert code == 0, out.err
+        run = mlflow.get_run(json.loads(out.out)["run_id"])
+        params[bool(extra)] = run.data.params
+    assert params[False]["reduction"] == "auto" and params[False]["reshuffle"] == "False"
+    assert params[False]["reduced_rank"] == "40"
+    assert params[True]["reduction"] == "never" and params[True]["reshuffle"] == "True"
+    assert params[True]["reduced_rank"] == "None"
+    human = load_human_data(path, n_concepts=40)
+    outcome = tune_and_fit(
+        x,
+        human.train,
+        model="wide",
+        settings=TuneSettings(lams=(0.1, 10.0), n_folds=2, stopping="study", reduction="never"),
+        log_model=False,
+    )
+    refit = mlflow.get_run(outcome.fit.run_id).data.params
+    assert refit["reduction"] == "never" and refit["reduced_rank"] == "None"
+    assert outcome.fit.fitted.space is None

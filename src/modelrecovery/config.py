@@ -108,8 +108,7 @@ def read_config(path: Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     starts from another config (looked up as :func:`resolve_config_path` does, relative
     paths from this file's folder): this file's sections are merged into the base's key by
     key, other values replace the base's. With ``rules: study_scripts`` the keys that rule
-    sets are taken from the rule, not from the base
-    (:data:`~modelrecovery.config_schema.STUDY_SCRIPTS`)."""
+    sets are the rule's (:func:`~modelrecovery.config_schema.apply_study_scripts`)."""
     config = _read_yaml(path)
     base_name = config.pop("base", None)
     if base_name is None:
@@ -122,13 +121,6 @@ def read_config(path: Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     if base_path.resolve() in _seen or base_path.resolve() == path.resolve():
         raise ValueError(f"config {_shown(path)}: base = {base_name!r} refers back to itself")
     base = read_config(base_path, (*_seen, path.resolve()))
-    if config.get("rules") == "study_scripts":
-        from modelrecovery.config_schema import STUDY_SCRIPTS
-
-        for section, values in STUDY_SCRIPTS.items():
-            for key in values:
-                if isinstance(base.get(section), dict):
-                    base[section].pop(key, None)
     return _merge(base, config)
 
 

@@ -18,6 +18,7 @@ check that they equal the probe's and the grid's.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Annotated, Any, Literal, get_args
 
@@ -497,13 +498,17 @@ def validate_config(
         raise ValueError(f"config {source}: {line}") from None
     out = checked.model_dump(exclude_unset=True)
     if out.get("rules") == "study_scripts":
-        apply_study_scripts(out, source)
+        replaced = apply_study_scripts(out, source, overrides)
+        if replaced:
+            logging.getLogger("modelrecovery.config").info(
+                "config %s: rules: study_scripts replaced %s", source, ", ".join(replaced)
+            )
     return out
 
 
 #: What ``rules: study_scripts`` sets (section -> key -> value): the published scripts'
 #: behaviour wherever the platform differs (README, "The study's rules"): their stopping
-#: rule and p x p fits (no row-space reduction), their per-step reshuffle, their sampler
+#: rule and p x p fits (computed as p x p matrices), their per-step reshuffle, their sampler
 #: with one seed for every set, their float32 argmax evaluation and float32 crowning with
 #: max(), the fixed 0.678 calibration target, TF32 products in the recovery fits on a GPU.
 STUDY_SCRIPTS: dict[str, dict[str, Any]] = {
@@ -531,20 +536,26 @@ STUDY_SCRIPTS: dict[str, dict[str, Any]] = {
 }
 
 
-def apply_study_scripts(config: dict[str, Any], source: str = "config") -> None:
-    """Set every key of :data:`STUDY_SCRIPTS` in ``config`` (in place). A key the
-    configuration gives with another value is an error (one line): each piece is an option
-    of its own under ``rules: platform``."""
-    conflicts = []
+def apply_study_scripts(
+    config: dict[str, Any], source: str = "config", overrides: Iterable[str] = ()
+) -> list[str]:
+    """Set every key of :data:`STUDY_SCRIPTS` in ``config`` (in place), replacing what the
+    configuration files give, and return the replaced ``key = value`` texts (the stages
+    log them). A ``--set`` override of one of these keys with another value is an error
+    (one line): each piece is an option of its own under ``rules: platform``."""
+    overridden = {text.split("=", 1)[0] for text in overrides}
+    conflicts, replaced = [], []
     for section, values in STUDY_SCRIPTS.items():
         given = config.setdefault(section, {})
         for key, value in values.items():
             if key in given and given[key] != value:
-                conflicts.append(f"{section}.{key} = {_show(given[key])}")
+                text = f"{section}.{key} = {_show(given[key])}"
+                (conflicts if f"{section}.{key}" in overridden else replaced).append(text)
             given[key] = value
     if conflicts:
         raise ValueError(
-            f"config {source}: {', '.join(conflicts)} conflict with rules: study_scripts, "
-            "which sets the published scripts' values (remove the keys, or set rules: "
-            "platform and choose each piece)"
+            f"config {source}: override {', '.join(conflicts)} conflicts with rules: "
+            "study_scripts, which sets the published scripts' values (drop the override, "
+            "or set rules=platform and choose each piece)"
         )
+    return replaced

@@ -1,4 +1,5 @@
-"""Exact row-space reduction of the full-W problem (method.md section 2).
+"""Row-space reductions of the full-W problem (method.md section 2): at the optimum, and
+along the study's L-BFGS path.
 
 When the training features X (n x p) have rank r < p, the optimum of the p x p problem
 under ``scalar_shrinkage`` or ``l2`` is W = V_r A V_r^T + c (I - V_r V_r^T), where A is the

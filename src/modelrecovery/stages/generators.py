@@ -185,6 +185,8 @@ def build_generator(
                 "feature_dim": features.shape[1],
                 "probe_parameters": probe_parameters(spec.family, spec.k, features.shape[1]),
                 "stopping": tune.stopping,
+                "reduction": tune.reduction,
+                "reshuffle": tune.reshuffle,
                 **{k: str(v) for k, v in asdict(spec).items()},
                 "device": device,
                 "features_path": str(features_path),

@@ -252,6 +252,7 @@ def run_study(
         mlflow.log_params(
             {
                 "study": study,
+                "rules": config.get("rules", "platform"),
                 "executor": executor,
                 "device": checked.device,
                 "probe_device": specs[0].device if specs else "cpu",
@@ -287,6 +288,11 @@ def run_study(
                 "criterion": grid.criterion,
                 "triplet_selection": ",".join(grid.triplet_selection),
                 "selection_criterion": grid.selection_criterion,
+                "reduction": grid.reduction,
+                "evaluation": grid.evaluation,
+                "reshuffle": grid.reshuffle,
+                "matmul_precision": grid.matmul_precision,
+                "sampling": "paper_compatible" if grid.paper_compatible_sampling else "uniform",
             }
         )
         features = {
