@@ -90,3 +90,19 @@ def planted_grid_inputs(features, levels, temperature=0.05, exclude=None):
         (level.label, name): (x, temperature) for level in levels for name, x in features.items()
     }
     return GridInputs(generators, features, exclude)
+
+
+def fit_with_trainer(module, max_epochs: int = 100, logger=False):
+    """Train a ProbeModule with a quiet CPU ``lightning.Trainer``; returns its fit."""
+    import lightning as L
+
+    trainer = L.Trainer(
+        max_epochs=max_epochs,
+        logger=logger,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+    )
+    trainer.fit(module)
+    return module.fitted()

@@ -4,12 +4,11 @@ returned parameters are reported separately."""
 
 from __future__ import annotations
 
-import lightning as L
 import numpy as np
 import pytest
 import torch
 
-from helpers import planted_triplets
+from helpers import fit_with_trainer, planted_triplets
 from modelrecovery.probe import Family, LBFGSSettings, fit_probe, penalty
 from modelrecovery.probe.module import ProbeModule
 
@@ -113,16 +112,7 @@ def test_lightning_module_agrees_with_fit_probe(stopping):
     settings = LBFGSSettings.of(stopping)
     options = dict(family="full", lam=0.01, dtype=torch.float64, reduce=False)
     module = ProbeModule(x, train, settings=settings, **options)
-    trainer = L.Trainer(
-        max_epochs=settings.max_repeats,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        accelerator="cpu",
-    )
-    trainer.fit(module)
-    fitted = module.fitted()
+    fitted = fit_with_trainer(module, settings.max_repeats)
     reference = fit_probe(x, train, settings=settings, **options)
     assert fitted.loss_history == pytest.approx(reference.loss_history, rel=1e-10)
     assert fitted.iterations == reference.iterations

@@ -432,24 +432,14 @@ def test_things_paper_keeps_the_corrected_behaviour():
 def test_lightning_module_follows_the_path_and_the_reshuffle():
     """The Lightning module under the study's rule with the reshuffle, on p > n features:
     the same path (row space) and steps as fit_probe."""
-    import lightning as L
-
+    from helpers import fit_with_trainer
     from modelrecovery.probe.module import ProbeModule
 
     x, train = _p_above_n(seed=2)
     settings = LBFGSSettings.of("study", reshuffle=True)
     options = dict(family="full", lam=0.01, dtype=torch.float64)
     module = ProbeModule(x, train, settings=settings, **options)
-    trainer = L.Trainer(
-        max_epochs=settings.max_repeats,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        accelerator="cpu",
-    )
-    trainer.fit(module)
-    fitted = module.fitted()
+    fitted = fit_with_trainer(module, settings.max_repeats)
     reference = fit_probe(x, train, settings=settings, **options)
     assert fitted.space is not None and fitted.offset is not None
     assert fitted.loss_history == pytest.approx(reference.loss_history, rel=1e-10)

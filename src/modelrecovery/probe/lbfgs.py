@@ -63,6 +63,10 @@ class Coordinates:
             return True
         if not below(low * factor):
             return False
+        return self._exactly_below(v, factor, below)
+
+    def _exactly_below(self, v: np.ndarray, factor: float, below: Callable) -> bool:
+        """The test on the exact max |entry| (when the bounds did not settle it)."""
         return below(self.abs_max(v) * factor)
 
 

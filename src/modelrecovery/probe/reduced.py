@@ -194,15 +194,8 @@ class PathGeometry(Coordinates):
         # a relative margin for the rounding of the formed matrix against the norm
         return norm / self.dim * (1 - 1e-4), norm * (1 + 1e-4)
 
-    def max_times_below(self, v: np.ndarray, factor: float, limit: float, strict: bool) -> bool:
-        """As :meth:`Coordinates.max_times_below`; when the bounds do not settle it, the
-        matrix is formed block by block and the first entry that settles "no" stops it."""
-        low, high = self.abs_max_bounds(v)
-        below = (lambda x: x < limit) if strict else (lambda x: x <= limit)
-        if below(high * factor):
-            return True
-        if not below(low * factor):
-            return False
+    def _exactly_below(self, v: np.ndarray, factor: float, below) -> bool:
+        """The matrix formed block by block; the first block that settles "no" stops it."""
         for rows in self._blocks(v):
             if not below(float(rows.abs().max()) * factor):
                 return False
