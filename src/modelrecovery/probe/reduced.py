@@ -162,23 +162,24 @@ class PathGeometry(Coordinates):
     [|u| / p, |u|]: the tests are settled from those bounds when they can be, and from the
     matrix, formed by blocks of rows, otherwise."""
 
-    def __init__(self, space: RowSpace, dtype: torch.dtype, block: int = 512) -> None:
+    def __init__(self, space: RowSpace, dtype: torch.dtype, block: int = 128) -> None:
         self.basis = space.basis.to(dtype)
         self.rank, self.dim = space.rank, space.dim
         self.dtype = dtype
         self.block = block
+        # max_i |v_i|^2 over the rows of V (the largest leverage of a coordinate)
+        self.leverage = float((self.basis.double() ** 2).sum(1).max())
         self.exact_calls = 0  # how often the matrix had to be formed
+        self._hot: torch.Tensor | None = None  # rows that held the largest entries
+        self._sums: dict[bytes, float] = {}
 
-    def _blocks(self, v: np.ndarray):
+    def _blocks(self, v: np.ndarray, block: int | None = None):
         """The p x p matrix's row blocks, one at a time (so a test can stop early)."""
         self.exact_calls += 1
-        r, p = self.rank, self.dim
-        u = torch.from_numpy(np.asarray(v)).to(self.dtype)
-        shifted = u[: r * r].reshape(r, r).clone()
-        c = float(u[r * r]) / (p - r) ** 0.5
-        shifted.diagonal().sub_(c)  # V (A - c I) V^T + c I
-        for start in range(0, p, self.block):
-            stop = min(start + self.block, p)
+        shifted, c = self._parts(v)
+        p, block = self.dim, block or self.block
+        for start in range(0, p, block):
+            stop = min(start + block, p)
             rows = (self.basis[start:stop] @ shifted) @ self.basis.T
             rows[torch.arange(stop - start), torch.arange(start, stop)] += c
             yield rows
@@ -187,15 +188,63 @@ class PathGeometry(Coordinates):
         return max(float(rows.abs().max()) for rows in self._blocks(v))
 
     def abs_sum(self, v: np.ndarray) -> float:
-        return sum(float(rows.abs().sum(dtype=torch.float64)) for rows in self._blocks(v))
+        """L1 norm (taken once per fit, of its first gradient; a fit path's λ often share
+        it: remembered for the last few vectors)."""
+        key = np.asarray(v).tobytes()
+        if key not in self._sums:
+            if len(self._sums) >= 4:
+                self._sums.pop(next(iter(self._sums)))
+            self._sums[key] = sum(float(rows.abs().sum()) for rows in self._blocks(v, 1024))
+        return self._sums[key]
 
     def abs_max_bounds(self, v: np.ndarray) -> tuple[float, float]:
-        norm = float(np.linalg.norm(np.asarray(v, dtype=np.float64)))
-        # a relative margin for the rounding of the formed matrix against the norm
-        return norm / self.dim * (1 - 1e-4), norm * (1 + 1e-4)
+        """|u| / p <= max |entry| <= min(|u|, |c| + |A - c I|_F max_i |v_i|^2): the
+        Frobenius norm of the matrix is |u|, and entry (i, j) is c [i = j] +
+        v_i^T (A - c I) v_j with v_i the rows of V."""
+        u = np.asarray(v, dtype=np.float64)
+        r, q = self.rank, self.dim - self.rank
+        norm = float(np.linalg.norm(u))
+        c = u[r * r] / q**0.5
+        a = u[: r * r].reshape(r, r)
+        trace = float(np.trace(a))
+        shifted = float(np.sqrt(max(float(a.ravel() @ a.ravel()) - 2 * c * trace + r * c * c, 0)))
+        high = min(norm, abs(c) + shifted * self.leverage)
+        # a relative margin for the rounding of the formed matrix against the bounds
+        return norm / self.dim * (1 - 1e-4), high * (1 + 1e-4)
+
+    def _parts(self, v: np.ndarray) -> tuple[torch.Tensor, float]:
+        """(A - c I, c): the matrix is V (A - c I) V^T + c I."""
+        r, p = self.rank, self.dim
+        u = torch.from_numpy(np.asarray(v)).to(self.dtype)
+        shifted = u[: r * r].reshape(r, r).clone()
+        c = float(u[r * r]) / (p - r) ** 0.5
+        shifted.diagonal().sub_(c)
+        return shifted, c
+
+    def _rows(self, shifted: torch.Tensor, c: float, index: torch.Tensor) -> torch.Tensor:
+        """Rows ``index`` of the matrix (r^2 + r p work each)."""
+        rows = (self.basis[index] @ shifted) @ self.basis.T
+        rows[torch.arange(len(index)), index] += c
+        return rows
 
     def _exactly_below(self, v: np.ndarray, factor: float, below) -> bool:
-        """The matrix formed block by block; the first block that settles "no" stops it."""
+        """Cheapest first, each settling "no" when an entry is too large: the rows that
+        held the largest entries last time (the maxima move little between iterations),
+        the diagonal (p r^2 work; the largest entries mostly lie there), then the matrix
+        block by block."""
+        shifted, c = self._parts(v)
+        if self._hot is not None:
+            if not below(float(self._rows(shifted, c, self._hot).abs().max()) * factor):
+                return False
+        left = self.basis @ shifted  # rows v_i^T (A - c I)
+        diagonal = ((left * self.basis).sum(1) + c).abs()
+        self._hot = torch.topk(diagonal, min(4, self.dim)).indices
+        if not below(float(diagonal.max()) * factor):
+            return False
+        # |v_i^T (A - c I) v_j| <= |v_i^T (A - c I)| |v_j| (Cauchy-Schwarz)
+        high = abs(c) + float(torch.linalg.vector_norm(left, dim=1).max()) * self.leverage**0.5
+        if below(high * (1 + 1e-4) * factor):
+            return True
         for rows in self._blocks(v):
             if not below(float(rows.abs().max()) * factor):
                 return False
