@@ -112,3 +112,33 @@ def test_bad_study_config_fails_before_work(env, capsys):
     assert "candidate list is empty" in capsys.readouterr().err
     assert not (env / "tracking" / "results").exists()
     assert not (env / "data").exists()  # nothing was built: the names are checked first
+
+
+@pytest.mark.slow
+def test_recover_with_the_scripts_rules_runs_their_whole_profile(env):
+    """`--set rules=study_scripts` on the tiny world: every piece reaches the jobs and the
+    generators (their conditions, parameters and calibration target)."""
+    # zero-shot and diagonal: the p x p full fits of the scripts would take minutes here
+    levels = "grid.levels=[{family: zero_shot},{family: diagonal}]"
+    config = load_config(
+        "default", TINY + [levels, f"store={env / 'store'}", "rules=study_scripts"]
+    )
+    summary = run_study(config, progress=False)
+    assert summary["jobs"] == summary["jobs_run_now"] == 8
+    params = mlflow.get_run(summary["run_id"]).data.params
+    assert params["rules"] == "study_scripts" and params["tie_rule"] == "study"
+    assert params["reduction"] == "never" and params["evaluation"] == "study"
+    assert params["reshuffle"] == "True" and params["sampling"] == "paper_compatible"
+    assert params["matmul_precision"] == "high"
+    results = mlflow.artifacts.download_artifacts(run_id=summary["run_id"], artifact_path="results")
+    jobs = pd.read_parquet(results + "/jobs.parquet")
+    assert set(jobs["tie_rule"]) == {"study"} and set(jobs["sampling"]) == {"paper_compatible"}
+    assert set(jobs["reduction"]) == {"never"} and set(jobs["evaluation"]) == {"study"}
+    assert jobs["reshuffle"].all()
+    fits = pd.read_parquet(results + "/fits.parquet")
+    assert fits["test_accuracy"].notna().all() and set(fits["level"]) == {"zero_shot", "diagonal"}
+    experiment = mlflow.get_run(summary["run_id"]).info.experiment_id
+    generators = mlflow.search_runs([experiment], "tags.stage = 'generator'")
+    assert set(generators["params.reshuffle"]) == {"True"}
+    assert set(generators["params.reduction"]) == {"never"}
+    assert set(generators["params.ceiling"]) == {"0.678"}
