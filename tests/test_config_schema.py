@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import get_args
 
 import pytest
 import yaml
@@ -166,6 +167,13 @@ def test_allowed_names_match_the_probe_and_the_grid() -> None:
     assert config_schema.CRITERIA == grid.CRITERIA
     assert config_schema.TIE_RULES == grid.TIE_RULES
     assert config_schema.STOPPING_RULES == grid.STOPPING_RULES
+    from modelrecovery import cli
+    from modelrecovery.probe import reduced
+
+    assert config_schema.REDUCTIONS == grid.REDUCTIONS == cli.REDUCTIONS == reduced.REDUCTIONS
+    assert config_schema.REDUCTIONS == tuple(get_args(config_schema.Reduction))
+    assert config_schema.EVALUATIONS == grid.EVALUATIONS
+    assert config_schema.MATMUL_PRECISIONS == grid.MATMUL_PRECISIONS
 
 
 def test_unknown_keys_in_files(tmp_path: Path) -> None:

@@ -31,7 +31,7 @@ from modelrecovery.devices import DEVICE_HELP, check_device
 FAMILIES = ("zero_shot", "diagonal", "rectangular", "full")
 REGULARISERS = ("scalar_shrinkage", "l2", "l1")
 STOPPING_RULES = ("converged", "study")
-REDUCTIONS = ("auto", "always", "never")
+REDUCTIONS = ("auto", "always", "path", "never")
 TRIPLET_FORMATS = ("auto", "things2023", "things2020", "csv", "npz")
 
 PROG = "modelrecovery"
@@ -153,9 +153,10 @@ def _add_probe_args(parser: argparse.ArgumentParser) -> None:
         "--reduction",
         default="auto",
         choices=REDUCTIONS,
-        help="full W in the training row space: auto (under the converged rule only; exact "
-        "at the optimum), always (under the study's rule too: a different path, not the "
-        "study's fit) or never",
+        help="full W when p exceeds the training concepts: auto (converged rule: the "
+        "reduction at the optimum; study rule: the study's p x p path in the row space), "
+        "always (the reduction at the optimum, under the study's rule a different path), "
+        "path, or never (p x p)",
     )
     parser.add_argument(
         "--reshuffle",

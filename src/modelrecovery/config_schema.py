@@ -41,7 +41,7 @@ REGULARISERS = ("scalar_shrinkage", "l2", "l1")
 CRITERIA = ("accuracy", "nll")
 TIE_RULES = ("random", "first", "study")
 STOPPING_RULES = ("converged", "study")
-REDUCTIONS = ("auto", "always", "never")
+REDUCTIONS = ("auto", "always", "path", "never")
 EVALUATIONS = ("exact", "study")
 MATMUL_PRECISIONS = ("highest", "high")
 RULES = ("platform", "study_scripts")
@@ -56,7 +56,7 @@ SELECTION_CRITERIA = ("accuracy", "loglik", "paired")
 Family = Literal["zero_shot", "diagonal", "rectangular", "full"]
 Regulariser = Literal["scalar_shrinkage", "l2", "l1"]
 Stopping = Literal["converged", "study"]
-Reduction = Literal["auto", "always", "never"]
+Reduction = Literal["auto", "always", "path", "never"]
 Dtype = Literal["float32", "float64"]
 
 

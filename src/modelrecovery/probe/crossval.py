@@ -112,7 +112,7 @@ class CrossValidation:
 
         from modelrecovery.probe.fit import check_features
         from modelrecovery.probe.objective import PreparedTriplets
-        from modelrecovery.probe.reduced import reduction_applies, row_space
+        from modelrecovery.probe.reduced import reduction_applies, reduction_name, row_space
 
         dtype = options.get("dtype", torch.float32)
         check_features(features, dtype, options.get("name"))  # a clear error before the cast
@@ -122,9 +122,7 @@ class CrossValidation:
         self.options = options
         self.preps = [PreparedTriplets.from_triplets(train.subset(f.train)) for f in folds]
         settings = options.get("settings")
-        reduction = {True: "always", False: "never"}.get(
-            options.get("reduce", "auto"), options.get("reduce", "auto")
-        )
+        reduction = reduction_name(options.get("reduce", "auto"))
         reducible = reduction_applies(
             options.get("family", "full"),
             options.get("regulariser", "scalar_shrinkage"),

@@ -51,6 +51,7 @@ from modelrecovery.probe.reduced import (
     path_parts,
     path_start,
     reduction_mode,
+    reduction_name,
     row_space,
 )
 from modelrecovery.probe.zero_shot import degenerate_message
@@ -706,7 +707,7 @@ def build_problem(
     x = x.to(dtype=dtype, device=dev)
     p = int(x.shape[1])
     x_active = x[prep.concepts]
-    reduction = {True: "always", False: "never"}.get(reduce, reduce)
+    reduction = reduction_name(reduce)
     mode = reduction_mode(fam.name, regulariser, stopping, reduction)
     if mode == "path" and (dev.type != "cpu" or engine == "torch"):
         if reduction == "path":
@@ -777,13 +778,14 @@ def fit_probe(
         temperature : T of the softmax (kept fixed; default 1).
         dtype, device : float32 on CPU by default; ``device='cuda'`` or ``'auto'``.
         path : objective path (``auto``, ``dense``, ``sparse``).
-        reduce : the row-space reduction of ``full`` W with ``scalar_shrinkage`` or
-            ``l2`` (:func:`~modelrecovery.probe.reduced.reduction_applies`): ``auto``
-            (the default) under the converged rule when the training features' rank is
-            below p, never under the study's rule (it is exact only at the optimum: the
-            study's early-stopped fit is the p x p path); ``always`` / ``True`` (under the
-            study's rule too: faster, a different path, not the study's fit);
-            ``never`` / ``False``. ``space`` reuses a precomputed row space.
+        reduce : how ``full`` W with ``scalar_shrinkage`` or ``l2`` uses the training
+            features' row space when it is smaller than p
+            (:func:`~modelrecovery.probe.reduced.reduction_mode`): ``auto`` (the default:
+            the reduction at the optimum under the converged rule, the study's p x p path
+            computed in the row space under the study's rule; p x p on a GPU or with
+            torch's L-BFGS), ``always`` / ``True`` (the reduction at the optimum under
+            either rule: under the study's rule a different path, not the study's fit),
+            ``path``, ``never`` / ``False`` (p x p). ``space`` reuses a precomputed row space.
         init : starting parameters (warm start, r x r in the reduced parametrisation);
             default the identity.
         compiled : the numba kernel for the per-triplet work on CPU (``False``: array

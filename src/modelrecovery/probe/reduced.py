@@ -34,6 +34,11 @@ MODES = ("none", "optimum", "path")
 STUDY_AUTO = "path"
 
 
+def reduction_name(reduce: bool | str) -> str:
+    """A ``reduce`` argument as a name of :data:`REDUCTIONS` (True: always, False: never)."""
+    return {True: "always", False: "never"}.get(reduce, reduce)
+
+
 def reduction_mode(
     family: str, regulariser: str, stopping: str = "converged", reduction: str = "auto"
 ) -> str:

@@ -14,7 +14,7 @@ FULL_LAMBDAS = tuple(10.0**e for e in range(-6, 5))  # 1e-6 ... 1e4
 CRITERIA = ("accuracy", "nll")
 TIE_RULES = ("random", "first", "study")
 STOPPING_RULES = ("converged", "study")
-REDUCTIONS = ("auto", "always", "never")
+REDUCTIONS = ("auto", "always", "path", "never")
 EVALUATIONS = ("exact", "study")
 MATMUL_PRECISIONS = ("highest", "high")
 # how training triplets are chosen (recovery/selection.py) and how the winner is crowned
@@ -80,7 +80,7 @@ class GridConfig:
     # seed alone for train, validation and test in every fold, as the scripts did
     paper_compatible_sampling: bool = False
     warm_start: bool = False  # each λ starts from the family's start point (the study)
-    # full W in the training row space: auto (under the converged rule only), always, never
+    # full W in the training row space: auto (the rule's exact form), always, path, never
     reduction: str = "auto"
     # accuracy: exact (float64 similarities, tied predictions share credit) or study
     # (similarities in the fit dtype, argmax taking the first position on ties)

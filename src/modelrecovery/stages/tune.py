@@ -51,7 +51,7 @@ class TuneSettings:
     n_trials: int = 20  # TPE only
     seed: int = 0
     stopping: str = "converged"  # the optimiser's stopping rule: converged or study
-    reduction: str = "auto"  # full W in the row space: auto (converged rule only), always, never
+    reduction: str = "auto"  # full W in the row space: auto, always, path, never (reduced.py)
     reshuffle: bool = False  # the study's per-step reshuffled loss order
 
     def lbfgs(self) -> LBFGSSettings:
