@@ -21,6 +21,9 @@ jobs at a time on the one GPU:
     PYTHONUNBUFFERED=1 python3 benchmarks/gpu_job.py --stopping study --timeout 540
     PYTHONUNBUFFERED=1 python3 benchmarks/gpu_job.py --quick --jobs-per-gpu 2 --timeout 540
 
+Under the study's rule full W is fitted as p x p on CUDA (torch's L-BFGS; the row-space
+form of the same path runs on CPU only), as the study's scripts did.
+
 CPU smoke test (here): ``python benchmarks/gpu_job.py --device cpu --quick --candidates 2
 --n-train 2000``. Without CUDA, ``--device cuda`` (the default) stops at once with a clear
 error. The last line is machine-readable:
