@@ -518,3 +518,26 @@ def test_fit_and_tune_commands_take_the_reduction_and_the_reshuffle(tmp_path, tr
     refit = mlflow.get_run(outcome.fit.run_id).data.params
     assert refit["reduction"] == "never" and refit["reduced_rank"] == "None"
     assert outcome.fit.fitted.space is None
+
+
+def test_a_config_base_that_is_missing_circular_or_not_a_name_is_one_line(tmp_path):
+    from modelrecovery.config import load_config
+
+    cases = {
+        "missing.yaml": ("base: nope\nstudy: x\n", "base = 'nope': config 'nope' not found"),
+        "self.yaml": ("base: self.yaml\nstudy: x\n", "refers back to itself"),
+        "list.yaml": ("base: [1]\n", "base = [1]: expected a config name"),
+    }
+    for name, (text, fragment) in cases.items():
+        (tmp_path / name).write_text(text)
+        with pytest.raises(ValueError) as err:
+            load_config(str(tmp_path / name))
+        message = str(err.value)
+        assert "\n" not in message and name in message and fragment in message
+    # a base beside the file, its sections merged key by key
+    (tmp_path / "child.yaml").write_text(
+        f"base: {ROOT / 'conf' / 'default.yaml'}\nstudy: child\ngrid:\n  seeds: [7]\n"
+    )
+    child = load_config(str(tmp_path / "child.yaml"))
+    assert child["study"] == "child" and child["grid"]["seeds"] == [7]
+    assert child["grid"]["sizes"] == load_config("default")["grid"]["sizes"]

@@ -117,7 +117,11 @@ def read_config(path: Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
         raise ValueError(f"config {_shown(path)}: base = {base_name!r}: expected a config name")
     local = path.parent / base_name
     base_path = local if local.suffix in (".yaml", ".yml") and local.exists() else None
-    base_path = base_path or resolve_config_path(base_name)
+    if base_path is None:
+        try:
+            base_path = resolve_config_path(base_name)
+        except FileNotFoundError as err:
+            raise ValueError(f"config {_shown(path)}: base = {base_name!r}: {err}") from None
     if base_path.resolve() in _seen or base_path.resolve() == path.resolve():
         raise ValueError(f"config {_shown(path)}: base = {base_name!r} refers back to itself")
     base = read_config(base_path, (*_seen, path.resolve()))
