@@ -68,7 +68,7 @@ def main() -> None:
         x, train, test = case(seed, args.n, args.p, args.m)
         for lam in lams:
             start = time.perf_counter()
-            w_loop, _ = study_loop(x, train.ids, train.odd, lam, dtype=dtype)
+            w_loop = study_loop(x, train.ids, train.odd, lam, dtype=dtype).w
             seconds["loop"].append(time.perf_counter() - start)
             z = torch.as_tensor(x, dtype=dtype) @ w_loop
             from modelrecovery.probe.fit import accuracy_and_nll

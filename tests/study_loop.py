@@ -13,8 +13,18 @@ step) differ by less than 1e-7 relative to the larger one (+1e-10).
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import torch
+
+
+class Loop(NamedTuple):
+    """What the loop ends with: W, the losses its steps returned, L-BFGS iterations."""
+
+    w: torch.Tensor
+    losses: list[float]
+    iterations: int
 
 
 def study_loop(
@@ -26,8 +36,8 @@ def study_loop(
     dtype: torch.dtype = torch.float32,
     reshuffle: bool = True,
     max_steps: int = 100,
-) -> tuple[torch.Tensor, list[float]]:
-    """W after the study's loop and the losses its steps returned."""
+) -> Loop:
+    """W after the study's loop, the losses its steps returned and its iterations."""
     x = torch.as_tensor(features, dtype=dtype)
     p = x.shape[1]
     triplets = torch.as_tensor(ids, dtype=torch.int64)
@@ -68,4 +78,4 @@ def study_loop(
             a, b = losses[-2], losses[-1]
             if abs(a - b) / (max(abs(a), abs(b)) + 1e-10) < 1e-7:
                 break
-    return w.detach(), losses
+    return Loop(w.detach(), losses, int(optimiser.state[w]["n_iter"]))

@@ -11,48 +11,7 @@ import torch
 from helpers import fit_with_trainer, planted_triplets
 from modelrecovery.probe import Family, LBFGSSettings, fit_probe, penalty
 from modelrecovery.probe.module import ProbeModule
-
-
-def _study_reference(x, triplets, lam, max_epochs=100):
-    """The study's loop (its set_optimizer / fit_W_matrix), written plainly with autograd:
-    torch L-BFGS, tolerance_change 1e-4, loss = the value step() returns, stop after the
-    third step when consecutive losses differ by < 1e-7 relative to the larger (+1e-10)."""
-    x = torch.as_tensor(x, dtype=torch.float64)
-    p = x.shape[1]
-    w = torch.nn.Parameter(torch.eye(p, dtype=torch.float64))
-    ids = torch.as_tensor(triplets.ids.astype(np.int64))
-    odd = torch.as_tensor(triplets.odd.astype(np.int64))
-    optimiser = torch.optim.LBFGS(
-        [w],
-        lr=1,
-        max_iter=150,
-        max_eval=450,
-        history_size=50,
-        line_search_fn="strong_wolfe",
-        tolerance_grad=1e-7,
-        tolerance_change=1e-4,
-    )
-    iterates = []
-
-    def closure():
-        optimiser.zero_grad()
-        z = x @ w
-        a, b, c = z[ids[:, 0]], z[ids[:, 1]], z[ids[:, 2]]
-        logits = torch.stack([(b * c).sum(1), (a * c).sum(1), (a * b).sum(1)], 1)
-        nll = torch.nn.functional.cross_entropy(logits, odd)
-        loss = nll + lam * ((w - torch.trace(w) / p * torch.eye(p, dtype=w.dtype)) ** 2).sum()
-        loss.backward()
-        return loss
-
-    losses = []
-    for epoch in range(max_epochs):
-        losses.append(optimiser.step(closure).item())
-        iterates.append(w.detach().clone())
-        if epoch > 1:
-            largest = max(abs(losses[epoch - 1]), abs(losses[epoch])) + 1e-10
-            if abs(losses[epoch - 1] - losses[epoch]) / largest < 1e-7:
-                break
-    return losses, w.detach(), optimiser.state[w]["n_iter"]
+from study_loop import study_loop
 
 
 def _problem(seed=0, n=40, p=6, m=3_000):
@@ -65,7 +24,10 @@ def _problem(seed=0, n=40, p=6, m=3_000):
 @pytest.mark.parametrize("lam", [1.0, 1e-2])
 def test_study_rule_matches_torch_lbfgs_loop(lam):
     x, train = _problem()
-    losses, w_ref, n_iter = _study_reference(x, train, lam)
+    # the study's loop without its reshuffle (tests/study_loop.py)
+    w_ref, losses, n_iter = study_loop(
+        x, train.ids, train.odd, lam, dtype=torch.float64, reshuffle=False
+    )
     fit = fit_probe(
         x,
         train,

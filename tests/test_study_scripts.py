@@ -64,7 +64,7 @@ def test_study_rule_follows_the_study_loop_in_p_by_p_and_in_the_row_space(lam, r
     the p x p fit and the loop agree (float64, where rounding cannot move the early stop);
     the reduction at the optimum stops elsewhere."""
     x, train = _p_above_n()
-    w_loop, losses = study_loop(
+    w_loop, losses, _ = study_loop(
         x, train.ids, train.odd, lam, dtype=torch.float64, reshuffle=reshuffle
     )
     fits = {}
@@ -155,7 +155,7 @@ def test_path_stays_within_the_float32_noise_of_p_by_p_fits():
     for seed in range(3):
         x, train = _p_above_n(seed=seed, n=40, p=60, m=900)
         for lam in (1e-4, 1e-2, 1.0):
-            w_loop, _ = study_loop(x, train.ids, train.odd, lam, dtype=torch.float32)
+            w_loop = study_loop(x, train.ids, train.odd, lam, dtype=torch.float32).w
             for name, engine, reduce in (
                 ("pxp", "lean", "never"),
                 ("torch", "torch", "never"),
@@ -239,7 +239,7 @@ def test_reshuffled_float32_losses_follow_the_loop():
     """In float32 the reshuffled loss is the loop's float32 mean over the same order: the
     first step's losses agree to float rounding of the similarities."""
     x, train = _p_above_n(m=900)
-    _, losses = study_loop(x, train.ids, train.odd, 1.0, dtype=torch.float32, max_steps=1)
+    losses = study_loop(x, train.ids, train.odd, 1.0, dtype=torch.float32, max_steps=1).losses
     fitted = fit_probe(
         x,
         train,
