@@ -541,3 +541,38 @@ def test_a_config_base_that_is_missing_circular_or_not_a_name_is_one_line(tmp_pa
     child = load_config(str(tmp_path / "child.yaml"))
     assert child["study"] == "child" and child["grid"]["seeds"] == [7]
     assert child["grid"]["sizes"] == load_config("default")["grid"]["sizes"]
+
+
+@pytest.mark.parametrize(
+    "family,path,m", [("full", "dense", 500), ("diagonal", "dense", 500), ("diagonal", "auto", 12)]
+)
+def test_reshuffle_changes_only_the_order_the_loss_is_summed_in(family, path, m):
+    """float64: the reshuffled loss and gradient equal the exact ones to rounding; float32:
+    the loss is torch's float32 mean in the step's order."""
+    from modelrecovery.probe.families import Family
+    from modelrecovery.probe.objective import TripletObjective
+
+    x, train = _p_above_n(n=30, p=12, m=m)
+    prep = PreparedTriplets.from_triplets(train)
+    fam = Family(family)
+    theta = fam.init(12, dtype=torch.float64, device="cpu") * 0.8
+    objective = TripletObjective.from_features(torch.as_tensor(x), prep, fam, lam=0.1, path="dense")
+    loss, grad = objective.loss_and_grad(theta)
+    objective.reshuffle(3)
+    loss3, grad3 = objective.loss_and_grad(theta)
+    assert float(loss3) == pytest.approx(float(loss), rel=1e-12)
+    torch.testing.assert_close(grad3, grad, rtol=1e-12, atol=1e-14)
+    x32 = torch.as_tensor(x, dtype=torch.float32)
+    objective = TripletObjective.from_features(x32, prep, fam, path=path)
+    objective.reshuffle(3)
+    z = fam.transform(x32, theta.float())
+    s = z @ z.T
+    perm = torch.randperm(m, generator=torch.Generator().manual_seed(3))
+    ids = torch.as_tensor(train.ids.astype(np.int64))[perm]
+    i, j, k = ids.T
+    logits = torch.stack([s[j, k], s[i, k], s[i, j]], 1)
+    odd = torch.as_tensor(train.odd.astype(np.int64))[perm]
+    expected = torch.nn.functional.cross_entropy(logits, odd)
+    assert float(objective.loss_and_grad(theta.float())[0]) == pytest.approx(
+        float(expected), rel=3e-7
+    )

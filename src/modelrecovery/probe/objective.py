@@ -353,11 +353,14 @@ class TripletObjective:
             self._products = self.x[self.prep.pair_rows] * self.x[self.prep.pair_cols]
         return self._products
 
-    def _diagonal_nll(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _diagonal_nll(
+        self, theta: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """NLL, gradient and the pairs' similarities of the diagonal pair form."""
         q = self._pair_products()
         sims = q @ (theta * theta)
         nll, grad_pairs = nll_and_pair_grad(sims, self.prep, self.temperature, self.compiled)
-        return nll, 2.0 * theta * (grad_pairs @ q)
+        return nll, 2.0 * theta * (grad_pairs @ q), sims
 
     def reshuffle(self, step: int) -> None:
         """Sum the loss of the following evaluations as the study's loop does at step
@@ -367,12 +370,9 @@ class TripletObjective:
         1e-7 relative rule takes). The gradient is unchanged (an order-free sum)."""
         self.loss_order = step_order(self.prep, step)
 
-    def _ordered_nll(self, theta: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
-        """The mean NLL summed in ``loss_order`` (see :meth:`reshuffle`)."""
-        if self.diagonal_pairs:
-            sims = self._pair_products() @ (theta * theta)
-        else:
-            sims = pair_similarities(z, self.prep, self.path)
+    def _ordered_nll(self, sims: torch.Tensor) -> torch.Tensor:
+        """The mean NLL of the pairs' similarities summed in ``loss_order`` (see
+        :meth:`reshuffle`)."""
         order = self.loss_order
         logits = logits_of(sims, self.prep, self.temperature)[order]
         return torch.nn.functional.cross_entropy(logits, self.prep.odd[order])
@@ -381,15 +381,20 @@ class TripletObjective:
         """Total loss (NLL + lambda R) and its gradient with respect to ``theta``."""
         if self.family.name == "zero_shot":
             return self._zero_shot(theta)
-        z = None
         if self.diagonal_pairs:
-            nll, grad = self._diagonal_nll(theta)
+            nll, grad, sims = self._diagonal_nll(theta)
+            if self.loss_order is not None:
+                nll = self._ordered_nll(sims)
         else:
             z = self.family.transform(self.x, theta)
-            nll, dz = nll_and_grad_z(z, self.prep, self.path, self.temperature, self.compiled)
+            if self.loss_order is None:
+                nll, dz = nll_and_grad_z(z, self.prep, self.path, self.temperature, self.compiled)
+            else:  # the pairs' similarities once: the gradient and the ordered loss share them
+                sims = pair_similarities(z, self.prep, self.path)
+                _, grad_pairs = nll_and_pair_grad(sims, self.prep, self.temperature, self.compiled)
+                dz = grad_z(z, grad_pairs, self.prep, self.path)
+                nll = self._ordered_nll(sims)
             grad = self.family.backward(self.x, dz, theta)
-        if self.loss_order is not None:
-            nll = self._ordered_nll(theta, z)
         if self.lam > 0 and self.family.name != "zero_shot":
             value, reg_grad = penalty(self.family, self.regulariser, theta)
             return nll + self.lam * value, grad + self.lam * reg_grad
