@@ -1,4 +1,5 @@
-"""The package layering: data/ imports nothing above it; features/ never imports world/."""
+"""The package layering: data/ imports nothing above it; features/ never imports world/;
+no import circle between the package's modules."""
 
 from __future__ import annotations
 
@@ -107,3 +108,149 @@ def test_stage_modules_import_no_circle() -> None:
 
     for name in sorted(graph):
         visit(name, [])
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    return ast.unparse(test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING")
+
+
+def module_level_imports(source: str, package: str, modules: set[str]) -> set[str]:
+    """Modules of the package that ``source`` imports when it is executed: top-level imports
+    (under ``if``/``try``/``with`` and in class bodies included), resolved like
+    :func:`imported_modules`. Imports inside functions (run later, on first use) and under
+    ``if TYPE_CHECKING:`` (never run) are left out. ``from m import n`` names the module
+    ``m.n`` when there is one, else ``m``."""
+    names: list[str] = []
+
+    def walk(nodes: list[ast.stmt]) -> None:
+        for node in nodes:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            if isinstance(node, ast.If) and _is_type_checking(node.test):
+                walk(node.orelse)
+                continue
+            if isinstance(node, ast.Import):
+                names.extend(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                (_, module), *_ = imported_modules(ast.unparse(node), package)
+                names.extend(
+                    f"{module}.{alias.name}" if f"{module}.{alias.name}" in modules else module
+                    for alias in node.names
+                )
+            walk([child for child in ast.iter_child_nodes(node) if isinstance(child, ast.stmt)])
+
+    walk(ast.parse(source).body)
+    return set(names) & modules
+
+
+def package_modules(root: Path = PACKAGE) -> dict[str, Path]:
+    """Dotted name -> file of every module under ``root`` (a package is its ``__init__``)."""
+    out = {}
+    for path in sorted(root.rglob("*.py")):
+        parts = path.relative_to(root.parent).with_suffix("").parts
+        out[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return out
+
+
+def import_graph(sources: dict[str, str], packages: set[str]) -> dict[str, set[str]]:
+    """Module -> the package modules it imports at module level. ``sources``: dotted name ->
+    source; ``packages``: the names that are packages (``__init__``). Importing ``a.b.c`` runs
+    the packages ``a`` and ``a.b`` too, except the importer's own parent packages (Python runs
+    them before the importer, and a package's ``__init__`` importing its submodules is no
+    circle); a parent named explicitly (``from . import name``) is kept."""
+    modules = set(sources)
+    graph = {}
+    for name, source in sources.items():
+        package = name if name in packages else name.rpartition(".")[0]
+        parents = {".".join(name.split(".")[:i]) for i in range(1, name.count(".") + 1)}
+        explicit = module_level_imports(source, package, modules)
+        implied = {
+            ".".join(target.split(".")[:i])
+            for target in explicit
+            for i in range(1, target.count(".") + 1)
+        }
+        graph[name] = (explicit | ((implied & modules) - parents)) - {name}
+    return graph
+
+
+def import_circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """One circle (``a -> b -> ... -> a``) per strongly connected group of modules."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    groups: list[set[str]] = []
+
+    def connect(node: str) -> None:  # Tarjan
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in sorted(graph[node]):
+            if nxt not in index:
+                connect(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            group = set()
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                group.add(member)
+                if member == node:
+                    break
+            if len(group) > 1:
+                groups.append(group)
+
+    for node in sorted(graph):
+        if node not in index:
+            connect(node)
+
+    def circle(group: set[str]) -> list[str]:
+        start = min(group)
+        trail, seen = [start], {start}
+        while True:  # walk inside the group until a module repeats
+            nxt = min(n for n in graph[trail[-1]] if n in group)
+            if nxt in seen:
+                return [*trail[trail.index(nxt) :], nxt]
+            trail.append(nxt)
+            seen.add(nxt)
+
+    return [circle(g) for g in groups]
+
+
+def test_no_import_circle_between_package_modules() -> None:
+    """No two modules of ``modelrecovery`` import each other, directly or through others, at
+    module level (when they are imported). Imports inside functions are excluded (they run
+    on first use, after every module has loaded: the deliberate lazy imports), and so are
+    imports under ``if TYPE_CHECKING:``."""
+    files = package_modules()
+    assert "modelrecovery.features.backbones" in files
+    graph = import_graph(
+        {name: path.read_text(encoding="utf-8") for name, path in files.items()},
+        {name for name, path in files.items() if path.stem == "__init__"},
+    )
+    circles = import_circles(graph)
+    assert not circles, "import circles:\n" + "\n".join(" -> ".join(c) for c in circles)
+
+
+def test_the_circle_checker_sees_module_level_circles_only() -> None:
+    sources = {
+        "pkg": "from pkg.a import f\nfrom pkg.b import g\n",  # a package importing its own
+        "pkg.a": "from . import b\nclass C:\n    from pkg.c import x\n",
+        "pkg.b": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import pkg.a\n"
+        "def f():\n    from .a import f\n",
+        "pkg.c": "try:\n    from .a import f\nexcept ImportError:\n    pass\n",
+        "pkg.d": "from pkg import g\n",  # a name defined in the package's __init__
+    }
+    graph = import_graph(sources, {"pkg"})
+    assert graph == {
+        "pkg": {"pkg.a", "pkg.b"},
+        "pkg.a": {"pkg.b", "pkg.c"},
+        "pkg.b": set(),
+        "pkg.c": {"pkg.a"},
+        "pkg.d": {"pkg"},
+    }
+    assert import_circles(graph) == [["pkg.a", "pkg.c", "pkg.a"]]
+    graph["pkg.b"].add("pkg.d")  # joins everything into one group: one circle reported
+    assert import_circles(graph) == [["pkg", "pkg.a", "pkg.b", "pkg.d", "pkg"]]

@@ -2,6 +2,8 @@
 
 - :mod:`.io`: load and validate feature files (``.npy``, ``.pt``, text, thingsvision
   folders), save them with a JSON provenance sidecar.
+- :mod:`.registry`: the backbone registry (:func:`build_backbone` by name,
+  :func:`register_backbone`), which the providers below register with.
 - :mod:`.backbones`: backbones by name (``timm:<model>``, ``open_clip:<arch>[:<tag>]``,
   ``efficientnet_lite0_imagenet``).
 - :mod:`.images`: image lists (THINGS names CSV or a ``concept,image`` table).
@@ -17,8 +19,8 @@ from __future__ import annotations
 from modelrecovery.lazy import lazy_exports
 
 _SOURCES = {
-    "Backbone": "backbones",
-    "BackboneWeightsError": "backbones",
+    "Backbone": "registry",
+    "BackboneWeightsError": "registry",
     "EFFICIENTNET_LITE0_MEAN": "backbones",
     "EFFICIENTNET_LITE0_STD": "backbones",
     "ExtractionResult": "extract",
@@ -28,9 +30,9 @@ _SOURCES = {
     "ImageListError": "images",
     "MissingImageError": "images",
     "RESIZED_PREFIX": "resized",
-    "UnknownBackboneError": "backbones",
-    "available_backbones": "backbones",
-    "build_backbone": "backbones",
+    "UnknownBackboneError": "registry",
+    "available_backbones": "registry",
+    "build_backbone": "registry",
     "efficientnet_lite0_state_dict": "backbones",
     "extract_features": "extract",
     "feature_cache_key": "extract",
@@ -41,7 +43,7 @@ _SOURCES = {
     "read_image_table": "images",
     "read_sidecar": "io",
     "read_things_image_list": "images",
-    "register_backbone": "backbones",
+    "register_backbone": "registry",
     "resized_name": "resized",
     "save_features": "io",
     "sidecar_path": "io",

@@ -17,9 +17,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from .backbones import Backbone, build_backbone
 from .images import ImageList, load_image_list, open_image
 from .io import FeatureDataError, load_features, read_sidecar, save_features, sidecar_path
+from .registry import Backbone, build_backbone
 
 __all__ = ["ExtractionResult", "extract_features", "feature_cache_key"]
 

@@ -5,8 +5,8 @@ network's native 224 px. Networks that accept any input size keep their weights 
 ``px`` preprocessing; networks with a fixed token grid (ViT, Mixer, LeViT, EfficientViT,
 open_clip towers) are rebuilt for ``px`` inputs (random weights only). The wrapper is recorded
 in each feature file's sidecar (``backbone.wrapper``, ``backbone.input_px``,
-``preprocessing``) and enters the cache key. Importing :mod:`modelrecovery.features`
-registers the prefix.
+``preprocessing``) and enters the cache key. The prefix is registered when this module is
+imported, which :mod:`.registry` does on its first lookup.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from .backbones import (
+from .registry import (
     Backbone,
     BackboneWeightsError,
     UnknownBackboneError,
