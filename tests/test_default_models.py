@@ -3,6 +3,8 @@ wrapper and the model-set report."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -175,6 +177,54 @@ def test_model_set_report_flags_copies_and_noise(generated) -> None:
     assert abs(report.loc["noise", "zero_shot_accuracy"] - 1 / 3) < 0.03
     with pytest.raises(ValueError, match="rows"):
         model_set_report({"short": base[:10]}, train)
+
+
+def test_model_set_report_scores_like_the_probe(generated) -> None:
+    """The report's NumPy zero-shot accuracies are the probe's (torch) ones, exactly: on the
+    Gram-matrix path (many features) and the triplet-by-triplet one (few), with exact ties
+    (duplicated concepts; small integers, their column means exactly 0)."""
+    feats, train, _ = generated
+    n = train.n_concepts
+    rng = np.random.default_rng(3)
+    dup = feats["gen00_p128"][:, :4].copy()
+    dup[1::2] = dup[0::2]
+    half = rng.integers(-2, 3, size=(n // 2, 16)).astype(np.float64)
+    ints = np.concatenate([half, -half])
+    more = {
+        "gram": feats["gen00_p128"],
+        "rows": feats["gen00_p128"][:, :4],
+        "dup": dup,
+        "ints_gram": ints,
+        "ints_rows": ints[:, :6],
+    }
+    report = model_set_report(more, train)
+    for name, x in more.items():
+        centred = x - x.mean(axis=0)
+        assert (
+            report.loc[name, "zero_shot_accuracy"]
+            == accuracy_and_nll(torch.as_tensor(x), train)["accuracy"]
+        )
+        assert (
+            report.loc[name, "zero_shot_accuracy_centred"]
+            == accuracy_and_nll(torch.as_tensor(centred), train)["accuracy"]
+        )
+
+
+def test_model_set_report_imports_neither_torch_nor_the_probe() -> None:
+    code = (
+        "import sys\n"
+        "import numpy as np\n"
+        "from modelrecovery.data.triplets import Triplets\n"
+        "from modelrecovery.world.model_report import model_set_report\n"
+        "rng = np.random.default_rng(0)\n"
+        "ids = np.array([rng.choice(10, 3, replace=False) for _ in range(30)])\n"
+        "t = Triplets(ids=ids, odd=rng.integers(0, 3, 30), n_concepts=10)\n"
+        "model_set_report({'a': rng.normal(size=(10, 4)), 'b': rng.normal(size=(10, 3))}, t)\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('torch', 'modelrecovery.probe'))))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
 
 
 def test_resized_wrapper_builds_small_inputs() -> None:

@@ -3,6 +3,8 @@
 :func:`model_set_report` computes, for features of several models, each model's zero-shot
 accuracy on human triplets and the correlations between the models' RDMs
 (:func:`rdm_correlations`), flagging near copies and models that carry no image information.
+NumPy and SciPy only: the zero-shot scores need no fit (the dot-product similarities and
+one temperature), so the report does not import torch or the probe.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 
 from modelrecovery.data.triplets import Triplets
 
@@ -95,7 +96,8 @@ def model_set_report(
     Returns
     -------
     DataFrame, one row per model: ``feature_dim``, ``zero_shot_accuracy`` (raw features,
-    dot product, :func:`~modelrecovery.probe.accuracy_and_nll`), ``zero_shot_nll`` (at the
+    dot product, tied positions sharing the credit: the accuracy of
+    :func:`~modelrecovery.probe.accuracy_and_nll`), ``zero_shot_nll`` (at the
     best single temperature), ``zero_shot_accuracy_centred`` (features
     centred over concepts), ``zero_shot_z`` (z-score of the accuracy against chance 1/3),
     ``rdm_corr_min``, ``rdm_corr_median``, ``rdm_corr_max`` (with the other models),
@@ -103,8 +105,6 @@ def model_set_report(
     ``rdm_corr_human``. ``df.attrs["rdm_correlations"]`` holds the full matrix and
     ``df.attrs["rdm_correlation_spread"]`` the min/median/max over model pairs.
     """
-    from modelrecovery.probe import accuracy_and_nll
-
     names = list(features_by_model)
     m = len(human_triplets)
     if m == 0:
@@ -118,16 +118,17 @@ def model_set_report(
                 f"{name}: {x.shape[0]} feature rows, but the triplets have "
                 f"{human_triplets.n_concepts} concepts"
             )
-        acc = accuracy_and_nll(torch.as_tensor(x), human_triplets)["accuracy"]
-        nll = _best_temperature_nll(x, human_triplets)
-        centred = accuracy_and_nll(torch.as_tensor(x - x.mean(axis=0)), human_triplets)
+        gram = x @ x.T
+        acc = _tie_accuracy(_triplet_logits(x, human_triplets, gram), human_triplets)
+        nll = _best_temperature_nll(_gram_logits(gram, human_triplets), human_triplets)
+        centred = _tie_accuracy(_triplet_logits(x - x.mean(axis=0), human_triplets), human_triplets)
         others = corr.loc[name].drop(index=name)
         row: dict[str, Any] = {
             "model": name,
             "feature_dim": int(x.shape[1]),
             "zero_shot_accuracy": acc,
             "zero_shot_nll": nll,
-            "zero_shot_accuracy_centred": centred["accuracy"],
+            "zero_shot_accuracy_centred": centred,
             "zero_shot_z": (acc - 1 / 3) / math.sqrt((1 / 3) * (2 / 3) / m),
             "rdm_corr_min": float(others.min()) if len(others) else math.nan,
             "rdm_corr_median": float(others.median()) if len(others) else math.nan,
@@ -153,14 +154,59 @@ def model_set_report(
     return report
 
 
-def _best_temperature_nll(x: np.ndarray, triplets: Triplets) -> float:
-    """Mean NLL of the dot-product model on ``x`` at its best single temperature."""
+def _gram_logits(gram: np.ndarray, triplets: Triplets) -> np.ndarray:
+    """(m, 3) similarities ``(s_jk, s_ik, s_ij)`` of each triplet (i, j, k), read from ``gram``."""
+    i, j, k = (triplets.ids[:, c].astype(np.int64) for c in range(3))
+    return np.stack([gram[j, k], gram[i, k], gram[i, j]], axis=1)
+
+
+def _triplet_logits(
+    x: np.ndarray, triplets: Triplets, gram: np.ndarray | None = None
+) -> np.ndarray:
+    """(m, 3) dot-product similarities of each triplet (:func:`_gram_logits`), computed the way
+    :func:`modelrecovery.probe.accuracy_and_nll` computes them, so that the accuracy's exact
+    ties are the same: from one Gram matrix (``gram``, else computed) when the concepts are
+    few (``n^2 <= m p``), else triplet by triplet, as sums of the products of the rows.
+
+    Raises ValueError when they are not finite (features so large that they overflow)."""
+    m = len(triplets)
+    if x.shape[0] ** 2 <= m * x.shape[1]:
+        logits = _gram_logits(x @ x.T if gram is None else gram, triplets)
+    else:
+        ids = triplets.ids.astype(np.int64)
+        logits = np.empty((m, 3), dtype=np.float64)
+        chunk = 1 << 16
+        for start in range(0, m, chunk):
+            a, b, c = (x[ids[start : start + chunk, col]] for col in range(3))
+            logits[start : start + chunk, 0] = (b * c).sum(1)
+            logits[start : start + chunk, 1] = (a * c).sum(1)
+            logits[start : start + chunk, 2] = (a * b).sum(1)
+    if not np.isfinite(logits).all():
+        raise ValueError(
+            f"the similarities of the features are not finite (they overflow float64; largest "
+            f"|x| = {np.abs(x).max():.3g}): rescale the features (e.g. divide by their largest "
+            "norm)"
+        )
+    return logits
+
+
+def _tie_accuracy(logits: np.ndarray, triplets: Triplets) -> float:
+    """Share of triplets whose largest similarity-logit is at the response; a response tied
+    for the largest with one or two other positions earns 1/2 or 1/3. Counted in sixths and
+    divided once, so all-tied triplets give exactly 1/3 (the definition of
+    :func:`modelrecovery.probe.fit.tie_accuracy`)."""
+    m = logits.shape[0]
+    tied = logits == logits.max(axis=1, keepdims=True)
+    hit = tied[np.arange(m), triplets.odd.astype(np.int64)]
+    return int((hit * (6 // tied.sum(axis=1))).sum()) / (6 * m)
+
+
+def _best_temperature_nll(logits: np.ndarray, triplets: Triplets) -> float:
+    """Mean NLL of the dot-product model (``logits`` from :func:`_gram_logits`) at its best
+    single temperature."""
     from scipy.optimize import minimize_scalar
     from scipy.special import logsumexp
 
-    gram = x @ x.T
-    i, j, k = (triplets.ids[:, c].astype(np.int64) for c in range(3))
-    logits = np.stack([gram[j, k], gram[i, k], gram[i, j]], axis=1)
     rows = np.arange(len(triplets))
     odd = triplets.odd.astype(np.int64)
 
