@@ -10,7 +10,7 @@ from lightning.pytorch.loggers import CSVLogger
 
 from helpers import planted_triplets
 from modelrecovery.probe import fit_probe
-from modelrecovery.probe.module import ProbeModule
+from modelrecovery.probe.lightning_module import ProbeModule
 
 
 def test_trainer_fit_matches_fit_probe(tmp_path):

@@ -10,7 +10,7 @@ import torch
 
 from helpers import fit_with_trainer, planted_triplets
 from modelrecovery.probe import Family, LBFGSSettings, fit_probe, penalty
-from modelrecovery.probe.module import ProbeModule
+from modelrecovery.probe.lightning_module import ProbeModule
 from study_loop import study_loop
 
 

@@ -433,7 +433,7 @@ def test_lightning_module_follows_the_path_and_the_reshuffle():
     """The Lightning module under the study's rule with the reshuffle, on p > n features:
     the same path (row space) and steps as fit_probe."""
     from helpers import fit_with_trainer
-    from modelrecovery.probe.module import ProbeModule
+    from modelrecovery.probe.lightning_module import ProbeModule
 
     x, train = _p_above_n(seed=2)
     settings = LBFGSSettings.of("study", reshuffle=True)

@@ -26,7 +26,7 @@ from lightning.pytorch.loggers import MLFlowLogger
 from modelrecovery.data.triplets import Triplets
 from modelrecovery.devices import require_device
 from modelrecovery.probe.fit import FittedProbe, LBFGSSettings, check_features, warn_once
-from modelrecovery.probe.module import ProbeModule
+from modelrecovery.probe.lightning_module import ProbeModule
 from modelrecovery.probe.pyfunc import log_probe_model
 from modelrecovery.stages.common import load_cli_inputs
 from modelrecovery.tracking import setup_experiment, standard_tags, tracking_uri
