@@ -1,4 +1,5 @@
-"""YAML configuration with command-line overrides (``key.sub=value``)."""
+"""YAML configuration files with command-line overrides (``key.sub=value``); the
+study's typed specification is checked by :func:`modelrecovery.study.spec.load_spec`."""
 
 from __future__ import annotations
 
@@ -48,45 +49,23 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 
 def apply_overrides(config: Mapping[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
-    """A copy of ``config`` with each ``key.sub=value`` set (keys must already exist)."""
+    """A copy of ``config`` with each ``key.sub=value`` set. A key the file does not give is
+    added (the study's specification then checks it: an unknown key is refused there,
+    with the keys its section knows)."""
     out = copy.deepcopy(dict(config))
     for text in overrides:
         keys, value = parse_override(text)
         node = out
         for depth, key in enumerate(keys[:-1]):
-            if not isinstance(node.get(key), dict):
+            if node.get(key) is None:
+                node[key] = {}
+            if not isinstance(node[key], dict):
                 raise ValueError(
                     f"override {text!r}: {'.'.join(keys[: depth + 1])} is not a section"
                 )
             node = node[key]
-        if keys[-1] not in node:
-            raise ValueError(
-                f"override {text!r}: unknown key {'.'.join(keys)} (known: {sorted(node)})"
-            )
         node[keys[-1]] = value
     return out
-
-
-def load_config(name_or_path: str | Path, overrides: Iterable[str] = ()) -> dict[str, Any]:
-    """Read a YAML config (see :func:`resolve_config_path`), apply overrides and check the
-    result against the study schema (:mod:`modelrecovery.config_schema`).
-
-    Returns
-    -------
-    The configuration normalised by :func:`~modelrecovery.config_schema.validate_config`
-    (e.g. a single value where a list is expected becomes a one-element list).
-
-    Raises
-    ------
-    ValueError
-        One line naming the file, the key, its value and what was expected.
-    """
-    from modelrecovery.config_schema import validate_config
-
-    path = resolve_config_path(name_or_path)
-    config = read_config(path)
-    overrides = list(overrides)
-    return validate_config(apply_overrides(config, overrides), _shown(path), overrides)
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -97,7 +76,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         where = getattr(err, "problem_mark", None)
         line = f" line {where.line + 1}:" if where is not None else ""
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise ValueError(f"config {_shown(path)}:{line} not valid YAML ({problem})") from None
+        raise ValueError(f"config {shown(path)}:{line} not valid YAML ({problem})") from None
     if not isinstance(config, dict):
         raise ValueError(f"{path}: a config must be a mapping, got {type(config).__name__}")
     return config
@@ -108,22 +87,22 @@ def read_config(path: Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     starts from another config (looked up as :func:`resolve_config_path` does, relative
     paths from this file's folder): this file's sections are merged into the base's key by
     key, other values replace the base's. With ``rules: study_scripts`` the keys that rule
-    sets are the rule's (:func:`~modelrecovery.config_schema.apply_study_scripts`)."""
+    sets are the rule's (:func:`~modelrecovery.study.spec.apply_study_scripts`)."""
     config = _read_yaml(path)
     base_name = config.pop("base", None)
     if base_name is None:
         return config
     if not isinstance(base_name, str) or not base_name:
-        raise ValueError(f"config {_shown(path)}: base = {base_name!r}: expected a config name")
+        raise ValueError(f"config {shown(path)}: base = {base_name!r}: expected a config name")
     local = path.parent / base_name
     base_path = local if local.suffix in (".yaml", ".yml") and local.exists() else None
     if base_path is None:
         try:
             base_path = resolve_config_path(base_name)
         except FileNotFoundError as err:
-            raise ValueError(f"config {_shown(path)}: base = {base_name!r}: {err}") from None
+            raise ValueError(f"config {shown(path)}: base = {base_name!r}: {err}") from None
     if base_path.resolve() in _seen or base_path.resolve() == path.resolve():
-        raise ValueError(f"config {_shown(path)}: base = {base_name!r} refers back to itself")
+        raise ValueError(f"config {shown(path)}: base = {base_name!r} refers back to itself")
     base = read_config(base_path, (*_seen, path.resolve()))
     return _merge(base, config)
 
@@ -138,7 +117,7 @@ def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _shown(path: Path) -> str:
+def shown(path: Path) -> str:
     """A path as shown in messages: relative to the working folder when inside it."""
     try:
         return str(path.resolve().relative_to(Path.cwd().resolve()))

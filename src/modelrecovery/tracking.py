@@ -9,28 +9,25 @@ finished run with the same inputs is found and reused instead of recomputed.
 - Experiments carry ``mlflow.experimentKind = custom_model_development`` (MLflow 3's UI
   shows training runs, not the GenAI overview).
 - One experiment per study; run names say what a run is (``fit/<model>/<family>``).
-- Tags on every run: ``stage``, ``model``, ``family``, ``git_commit``, ``inputs_key`` (a
-  hash of the entry point, its parameters, the data hashes and :func:`source_hash`, the
-  content of the package's own source files: an uncommitted edit of the code changes it, an
-  edit of the README or a test does not).
+- Tags on every run: ``stage``, ``model``, ``family``, ``git_commit``, ``inputs_key`` (see
+  :mod:`modelrecovery.study.keys`: the entry point, its parameters, the data hashes and
+  the science's source, not the report, the stack or the command line).
 """
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import json
 import os
-import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import mlflow
 import sqlalchemy
 
-import modelrecovery
-from modelrecovery.files import sha256
+from modelrecovery.study.keys import file_hash, inputs_key, science_hash
+from modelrecovery.study.tracker import code_version, standard_tags
+
+# re-exported: the reuse keys and the tags of every run
+__all__ = ["code_version", "file_hash", "inputs_key", "science_hash", "standard_tags"]
 
 TRACKING_DIR = Path("tracking")
 
@@ -184,70 +181,6 @@ def setup_experiment(name: str) -> str:
     return experiment_id
 
 
-@functools.lru_cache(maxsize=1)
-def code_version() -> str:
-    """Git commit of the project (``+dirty`` when src/ has uncommitted changes), or the
-    package version outside a git checkout."""
-    root = Path(modelrecovery.__file__).resolve().parents[2]
-    try:
-        commit = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--", "src"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return f"modelrecovery-{modelrecovery.__version__}"
-    return commit + ("+dirty" if dirty else "")
-
-
-@functools.lru_cache(maxsize=1)
-def source_hash() -> str:
-    """SHA-256 of the package's source files (relative paths and contents, sorted).
-
-    Results depend on the code that computed them, not on the commit: this key changes
-    with any edit of ``src/modelrecovery`` (committed or not) and with nothing else.
-    """
-    root = Path(modelrecovery.__file__).resolve().parent
-    digest = hashlib.sha256()
-    for path in sorted(root.rglob("*.py")):
-        digest.update(path.relative_to(root).as_posix().encode())
-        digest.update(b"\0")
-        digest.update(path.read_bytes())
-        digest.update(b"\0")
-    return digest.hexdigest()
-
-
-@functools.lru_cache(maxsize=256)
-def _hash_file(path: str, size: int, mtime_ns: int) -> str:
-    return sha256(path)
-
-
-def file_hash(path: str | Path) -> str:
-    """SHA-256 of a file's content (memoised on path, size and modification time)."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file")
-    stat = path.stat()
-    return _hash_file(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-
-
-def inputs_key(stage: str, params: dict[str, Any], data_hashes: dict[str, str]) -> str:
-    """Hash identifying a stage's inputs: entry point, parameters, data, source code."""
-    payload = json.dumps(
-        {"stage": stage, "params": params, "data": data_hashes, "code": source_hash()},
-        sort_keys=True,
-        default=str,
-    )
-    return hashlib.sha256(payload.encode()).hexdigest()[:32]
-
-
 def find_finished_run(experiment_id: str, key: str) -> mlflow.entities.Run | None:
     """The newest FINISHED run of the experiment with tag ``inputs_key = key``."""
     runs = mlflow.search_runs(
@@ -258,16 +191,6 @@ def find_finished_run(experiment_id: str, key: str) -> mlflow.entities.Run | Non
         output_format="list",
     )
     return runs[0] if runs else None
-
-
-def standard_tags(stage: str, model: str | None = None, family: str | None = None) -> dict:
-    """The tags every run carries."""
-    tags = {"stage": stage, "git_commit": code_version()}
-    if model is not None:
-        tags["model"] = model
-    if family is not None:
-        tags["family"] = family
-    return tags
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,8 +15,6 @@ import numpy as np
 
 from modelrecovery.data.triplets import Triplets
 
-STUDY_LAMBDAS = tuple(10.0**e for e in range(-6, 3))  # 1e-6 ... 100
-
 
 @dataclass(frozen=True)
 class TripletFold:

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 
 import torch
 
-FAMILIES = ("zero_shot", "diagonal", "rectangular", "full")
-REGULARISERS = ("scalar_shrinkage", "l2", "l1")
+from modelrecovery.study.spec import FAMILIES, REGULARISERS, Level
+
+__all__ = ["FAMILIES", "REGULARISERS", "Family"]
 
 
 @dataclass(frozen=True)
@@ -30,15 +31,12 @@ class Family:
     k: int | None = None
 
     def __post_init__(self) -> None:
-        if self.name not in FAMILIES:
-            raise ValueError(f"family must be one of {FAMILIES}, got {self.name!r}")
-        if self.name == "rectangular":
-            if self.k is None or int(self.k) < 1:
-                raise ValueError(f"family 'rectangular' needs k >= 1, got k={self.k!r}")
-        elif self.k is not None:
-            raise ValueError(
-                f"k is only used by family 'rectangular', got k={self.k} for {self.name}"
-            )
+        Level(self.name, self.k)  # the vocabulary's check (one line)
+
+    @classmethod
+    def of(cls, level: Level) -> Family:
+        """The mathematics of a level."""
+        return cls(level.family, level.k)
 
     def init(self, p: int, *, dtype: torch.dtype, device: torch.device | str) -> torch.Tensor:
         """Parameters at the identity (first k coordinates for ``rectangular``)."""

@@ -40,7 +40,7 @@ import torch
 
 from modelrecovery import interrupts
 from modelrecovery.data.triplets import Triplets
-from modelrecovery.probe.families import REGULARISERS, Family
+from modelrecovery.probe.families import Family
 from modelrecovery.probe.lbfgs import COORDINATES, LBFGS, LBFGSCore
 from modelrecovery.probe.objective import PreparedTriplets, TripletObjective
 from modelrecovery.probe.reduced import (
@@ -55,8 +55,8 @@ from modelrecovery.probe.reduced import (
     row_space,
 )
 from modelrecovery.probe.zero_shot import degenerate_message
+from modelrecovery.study.spec import REGULARISERS, STOPPING_RULES
 
-STOPPING_RULES = ("converged", "study")
 ENGINES = ("auto", "lean", "torch")  # L-BFGS: auto (lean on CPU, torch's elsewhere)
 STOP_REASONS = ("rule", "max_steps", "non_finite")
 

@@ -20,6 +20,7 @@ import torch
 from modelrecovery.probe.families import Family
 from modelrecovery.probe.lbfgs import Coordinates
 from modelrecovery.probe.objective import PreparedTriplets, TripletObjective
+from modelrecovery.study.spec import REDUCTIONS
 
 REDUCIBLE_REGULARISERS = ("scalar_shrinkage", "l2")
 # how full W is fitted when the training features' row space is smaller than p:
@@ -29,7 +30,6 @@ REDUCIBLE_REGULARISERS = ("scalar_shrinkage", "l2")
 #           a different path, not the study's fit)
 #   path    the p x p path computed in the row space (PathObjective; CPU, lean L-BFGS)
 #   never   the p x p problem as p x p
-REDUCTIONS = ("auto", "always", "path", "never")
 MODES = ("none", "optimum", "path")
 STUDY_AUTO = "path"
 

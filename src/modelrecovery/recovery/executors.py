@@ -28,8 +28,7 @@ from modelrecovery.devices import cuda_count, pool_size, worker_device
 from modelrecovery.recovery.grid import GridConfig, Job, jobs_of
 from modelrecovery.recovery.job import JobResult, run_job
 from modelrecovery.recovery.store import ResultsStore
-
-EXECUTORS = ("inprocess", "dask")
+from modelrecovery.study.spec import EXECUTORS
 
 POLL_SECONDS = 0.1  # how often the main process looks for finished jobs
 

@@ -9,17 +9,20 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from modelrecovery.devices import check_device
+from modelrecovery.study.spec import (
+    CRITERIA,
+    EVALUATIONS,
+    FULL_LAMBDAS,
+    MATMUL_PRECISIONS,
+    REDUCTIONS,
+    SELECTION_CRITERIA,
+    STOPPING_RULES,
+    TIE_RULES,
+    TRIPLET_SELECTIONS,
+    Level,
+)
 
-FULL_LAMBDAS = tuple(10.0**e for e in range(-6, 5))  # 1e-6 ... 1e4
-CRITERIA = ("accuracy", "nll")
-TIE_RULES = ("random", "first", "study")
-STOPPING_RULES = ("converged", "study")
-REDUCTIONS = ("auto", "always", "path", "never")
-EVALUATIONS = ("exact", "study")
-MATMUL_PRECISIONS = ("highest", "high")
-# how training triplets are chosen (recovery/selection.py) and how the winner is crowned
-TRIPLET_SELECTIONS = ("random", "discriminating", "sequential")
-SELECTION_CRITERIA = ("accuracy", "loglik", "paired")
+__all__ = ["FULL_LAMBDAS", "GridConfig", "Job", "Level", "derived_seed", "jobs_of"]
 # settings that enter no key, job id or condition while at these values (stores written
 # before the settings existed keep their ids): name -> default
 SELECTION_DEFAULTS = {
@@ -36,23 +39,6 @@ STUDY_SCRIPT_DEFAULTS = {
     "reshuffle": False,
     "matmul_precision": "highest",
 }
-
-
-@dataclass(frozen=True)
-class Level:
-    """A flexibility level of the grid: family and (for ``rectangular``) k."""
-
-    family: str
-    k: int | None = None
-
-    def __post_init__(self) -> None:
-        from modelrecovery.probe.families import Family
-
-        Family(self.family, self.k)  # a clear error for an unknown family or a missing k
-
-    @property
-    def label(self) -> str:
-        return self.family if self.k is None else f"{self.family}{self.k}"
 
 
 @dataclass(frozen=True)

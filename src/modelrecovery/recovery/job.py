@@ -50,7 +50,7 @@ from modelrecovery.recovery.grid import GridConfig, Job, derived_seed
 from modelrecovery.recovery.selection import odd_one_out_probabilities
 from modelrecovery.recovery.selection import sequential as selection_design
 
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
+TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}  # of spec.DTYPES
 
 
 @dataclass
@@ -232,7 +232,7 @@ def _refit_predictions(
 ) -> np.ndarray:
     """Every candidate refitted on the responses so far (each λ of the grid, chosen by
     validation NLL, ties to the smallest), predicting the triplets ``rest``: (C, M, 3)."""
-    dtype = DTYPES[config.dtype]
+    dtype = TORCH_DTYPES[config.dtype]
     settings = LBFGSSettings.of(config.stopping, reshuffle=config.reshuffle)
     prep = PreparedTriplets.from_triplets(train)
     reducible = reduction_applies(
@@ -656,7 +656,7 @@ def run_job(
     threads = 1 if parallel else config.threads_per_job
     torch.set_num_threads(threads)
     numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-    dtype = DTYPES[implementation.dtype or config.dtype]
+    dtype = TORCH_DTYPES[implementation.dtype or config.dtype]
     settings = LBFGSSettings.of(
         config.stopping, engine=implementation.engine, reshuffle=config.reshuffle
     )

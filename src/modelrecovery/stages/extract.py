@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from modelrecovery.study.spec import StudySpec
 
 
 def things_image_list(
@@ -92,7 +95,7 @@ def image_source(
 
 
 def extract_study(
-    config: dict[str, Any],
+    spec: StudySpec,
     images: Any,
     cache_dir: Path,
     *,
@@ -112,16 +115,15 @@ def extract_study(
 
     from modelrecovery.features.backbones import BackboneWeightsError
     from modelrecovery.features.extract import extract_features
-    from modelrecovery.stages.inputs import study_models
 
-    if config["data"]["kind"] != "files":
+    if spec.data.kind != "files":
         raise ValueError("extract --config needs a files study (data.kind: files)")
-    entries = study_models(config)
-    target = Path(features_dir or config["data"].get("features_dir") or ".")
+    entries = spec.file_models()
+    target = Path(features_dir or spec.data.features_dir or ".")
     result: dict[str, Any] = {}
     slots = []
     for name, entry in entries.items():
-        backbone = entry.get("backbone")
+        backbone = entry.backbone
         if not backbone:
             slots.append(name)
             continue
@@ -141,23 +143,21 @@ def extract_study(
             reason = " ".join(str(err).split())
             raise ValueError(
                 f"model {name} ({backbone}): no pretrained weights available here: {reason} "
-                f"Or fill {target / entry['file']} yourself (one row per concept)."
+                f"Or fill {target / entry.file} yourself (one row per concept)."
             ) from None
         target.mkdir(parents=True, exist_ok=True)
-        destination = target / entry["file"]
-        if Path(entry["file"]).suffix.lower() != ".npy":
-            raise ValueError(f"model {name}: extract writes .npy files, not {entry['file']!r}")
+        destination = target / entry.file
+        if Path(entry.file).suffix.lower() != ".npy":
+            raise ValueError(f"model {name}: extract writes .npy files, not {entry.file!r}")
         tmp = destination.with_suffix(".tmp.npy")
         shutil.copyfile(extracted.path, tmp)
         tmp.replace(destination)
         result[name] = str(destination)
     for name in slots:
         entry = entries[name]
-        where = target / entry["file"]
+        where = target / entry.file
         state = "present" if where.exists() else "to fill"
-        result[name] = f"{state}: {where}" + (
-            f" (from {entry['source']})" if entry.get("source") else ""
-        )
+        result[name] = f"{state}: {where}" + (f" (from {entry.source})" if entry.source else "")
     return result
 
 
@@ -174,11 +174,11 @@ def cmd_extract(args: argparse.Namespace) -> dict[str, Any]:
         missing_report=out / "missing_concepts.txt",
     )
     if getattr(args, "config", None):
-        from modelrecovery.config import load_config
+        from modelrecovery.study.spec import load_spec
 
         if world is not None:
             raise ValueError("extract --config takes a THINGS image folder or an image table")
-        study = load_config(args.config)
+        study = load_spec(args.config)
         result = {"images": str(args.images), "n_concepts": len(images)}
         result.update(
             extract_study(

@@ -8,35 +8,36 @@ import argparse
 import json
 from pathlib import Path
 
-from modelrecovery.config import load_config, split_overrides
+from modelrecovery.config import split_overrides
 from modelrecovery.data.loaders import save_csv
 from modelrecovery.devices import require_device
 from modelrecovery.recovery.grid import Job
 from modelrecovery.recovery.job import simulate
-from modelrecovery.stages.common import human_exclusion_keys
-from modelrecovery.stages.generators import build_generators, settings_from_config
-from modelrecovery.stages.inputs import model_names, study_inputs
-from modelrecovery.stages.recover import grid_config
-from modelrecovery.tracking import setup_experiment
 
 
 def cmd_simulate(args: argparse.Namespace) -> dict:
     """Write the synthetic triplets of one job (generator, level, N, seed) of a study."""
-    config = load_config(args.config, split_overrides(args.set))
+    from modelrecovery.study.generators import build_generators, generator_setups
+    from modelrecovery.study.inputs import human_exclusion_keys, model_names, study_inputs
+    from modelrecovery.study.mlflow_tracker import MLflowTracker
+    from modelrecovery.study.pipeline import grid_config
+    from modelrecovery.study.spec import load_spec
+
+    spec = load_spec(args.config, split_overrides(args.set))
     if args.n_train < 1:
         raise ValueError(f"--n-train must be a positive integer, got {args.n_train}")
-    specs, tune = settings_from_config(config)
-    labels = [spec.level for spec in specs]
+    setups = generator_setups(spec)
+    labels = [setup.level.label for setup in setups]
     level_label = args.level or labels[-1]
     if level_label not in labels:
         raise ValueError(f"--level {level_label!r} is not a level of the study: {labels}")
-    spec = specs[labels.index(level_label)]
-    require_device(spec.device, "probe.device")  # before the world or any run is built
-    known = model_names(config)
+    setup = setups[labels.index(level_label)]
+    require_device(setup.probe.device, "probe.device")  # before the world or any run is built
+    known = model_names(spec)
     if args.generator not in known:
         raise ValueError(f"--generator {args.generator!r} is not a model of the study: {known}")
-    experiment_id = setup_experiment(config["study"])
-    inputs = study_inputs(config, progress=False)
+    tracker = MLflowTracker(spec.study)
+    inputs = study_inputs(spec, progress=False)
     if args.generator not in inputs.feature_paths:
         raise ValueError(
             f"unknown generator {args.generator!r}; known: {list(inputs.feature_paths)}"
@@ -44,12 +45,11 @@ def cmd_simulate(args: argparse.Namespace) -> dict:
     generator = build_generators(
         {args.generator: inputs.feature_paths[args.generator]},
         inputs.human,
-        experiment_id=experiment_id,
-        specs=[spec],
-        tune=tune,
+        tracker=tracker,
+        setups=[setup],
         progress=False,
     )[(level_label, args.generator)]
-    grid = grid_config(config, list(inputs.feature_paths))
+    grid = grid_config(spec, list(inputs.feature_paths))
     exclude = human_exclusion_keys(inputs.human)
     level = next(lv for lv in grid.levels if lv.label == level_label)
     job = Job(args.generator, args.n_train, args.seed, level, grid.key())

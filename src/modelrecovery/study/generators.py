@@ -1,0 +1,301 @@
+"""Generators: a data-generating model per network AND flexibility level = tune + fit +
+calibrate on human data, each level on its own (the study fits a generator of the
+matching level for every level of its grid; docs/method.md §5). Each generator is a run
+``generator/<model>/<level>`` (tag ``stage=generator``) holding W, Z = X W, T, λ and
+provenance; a finished run with the same inputs (parameters, feature and triplet hashes,
+the science's source) is reused, not recomputed."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import optuna
+import torch
+from tqdm.auto import tqdm
+
+from modelrecovery.devices import require_device
+from modelrecovery.study.calibration import calibrate, check_ceiling
+from modelrecovery.study.fitting import ProbeSetup
+from modelrecovery.study.inputs import HumanData, load_model_features
+from modelrecovery.study.keys import inputs_key
+from modelrecovery.study.spec import Level, StudySpec, TuneSpec, probe_parameters
+from modelrecovery.study.tracker import Run, Tracker, reuse_or_run, standard_tags
+from modelrecovery.study.tuning import tune_and_fit
+
+
+@dataclass(frozen=True)
+class GeneratorSetup:
+    """How the generators of one level are built (shared by every model of a study): the
+    probe, the tuning of λ and the calibration target (None: the human noise ceiling)."""
+
+    probe: ProbeSetup
+    tune: TuneSpec = TuneSpec()
+    ceiling: float | None = None
+
+    @property
+    def level(self) -> Level:
+        return self.probe.level
+
+    def key_params(self, model: str) -> dict:
+        """What a generator's reuse key hashes: everything but the device (a generator
+        fitted on a GPU serves a CPU study and the reverse)."""
+        probe = self.probe.params()
+        probe.pop("level")
+        return {
+            "model": model,
+            "probe": probe,
+            "tune": self.tune.model_dump(),
+            "ceiling": self.ceiling,
+        }
+
+
+def generator_setups(spec: StudySpec) -> list[GeneratorSetup]:
+    """One generator setup per level of the study's grid."""
+    return [
+        GeneratorSetup(ProbeSetup.of(level, spec.probe, spec.tune), spec.tune, spec.probe.ceiling)
+        for level in spec.grid.level_list
+    ]
+
+
+@dataclass
+class Generator:
+    """A calibrated data-generating model: P(odd) from Z (= X W) at temperature T."""
+
+    model: str
+    level: Level
+    lam: float
+    temperature: float
+    z: np.ndarray
+    run_id: str
+    human_test_accuracy: float
+    human_test_nll: float
+    feature_dim: int
+    reused: bool = False
+    ceiling: float | None = None
+
+    @property
+    def label(self) -> str:
+        """The level's label."""
+        return self.level.label
+
+
+def load_generator(tracker: Tracker, run_id: str) -> Generator:
+    """A generator from its run's artifacts."""
+    local = tracker.artifacts(run_id, "generator")
+    meta = json.loads((local / "generator.json").read_text())
+    return Generator(
+        model=meta["model"],
+        level=Level(meta["family"], meta.get("k")),
+        lam=meta["lam"],
+        temperature=meta["temperature"],
+        z=np.load(local / "z.npy"),
+        run_id=run_id,
+        human_test_accuracy=meta["human_test_accuracy"],
+        human_test_nll=meta["human_test_nll"],
+        feature_dim=meta["feature_dim"],
+        reused=True,
+        ceiling=meta.get("ceiling"),
+    )
+
+
+def generator_matrix(tracker: Tracker, generator: Generator) -> np.ndarray:
+    """The generator's fitted W."""
+    return np.load(tracker.artifacts(generator.run_id, "generator") / "W.npy")
+
+
+def build_generator(
+    model: str,
+    features_path: str | Path,
+    human: HumanData,
+    *,
+    tracker: Tracker,
+    setup: GeneratorSetup,
+    parent: Run | None = None,
+) -> Generator:
+    """Tune, fit and calibrate one model on human data (on the probe's device), or reuse
+    the finished run (wherever it was computed); the run is a child of ``parent``."""
+    check_ceiling(setup.ceiling)
+    require_device(setup.probe.device, "probe.device")
+    if human.test is None:
+        raise ValueError(f"{human.path}: generators need a repeated human test set to calibrate T")
+    features, feature_hash = load_model_features(features_path, human.train.n_concepts, human)
+    hashes = {"features": feature_hash, "triplets": human.data_hash}
+    key = inputs_key("generator", setup.key_params(model), hashes)
+
+    def compute() -> Generator:
+        return _build(model, features, features_path, human, tracker, setup, parent, key, hashes)
+
+    return reuse_or_run(tracker, key, lambda run_id: load_generator(tracker, run_id), compute)
+
+
+def _build(model, features, features_path, human, tracker, setup, parent, key, hashes):
+    start = time.perf_counter()
+    level = setup.level
+    probe = setup.probe
+    device = require_device(probe.device, "probe.device")
+    tags = standard_tags("generator", model, level.family) | {"level": level.label}
+    params = {
+        "model": model,
+        "level": level.label,
+        "family": level.family,
+        "k": level.k,
+        "regulariser": probe.regulariser,
+        "ceiling": setup.ceiling,
+        "dtype": probe.dtype,
+        "feature_dim": features.shape[1],
+        "probe_parameters": probe_parameters(level, features.shape[1]),
+        "stopping": probe.stopping,
+        "reduction": probe.reduction,
+        "reshuffle": probe.reshuffle,
+        "device": device,
+        "features_path": str(features_path),
+        "hash_features": hashes["features"],
+        "hash_triplets": human.data_hash,
+    }
+    with tracker.run(
+        f"generator/{model}/{level.label}", tags=tags, params=params, key=key, parent=parent
+    ) as run:
+        tuned = tune_and_fit(
+            features,
+            human.train,
+            tracker=tracker,
+            model=model,
+            setup=probe,
+            settings=setup.tune,
+            test=human.test,
+            data_hashes=hashes,
+            parent=run,
+            log_model=False,  # the generator run holds W and Z
+        )
+        fitted = tuned.fit.fitted
+        z = fitted.transform(features).double().cpu().numpy()
+        calibration = calibrate(
+            z,
+            human.test,
+            tracker=tracker,
+            model=model,
+            level=level.label,
+            ceiling=setup.ceiling,
+            parent=run,
+            device=device,
+        )
+        meta = {
+            "model": model,
+            "family": level.family,
+            "k": level.k,
+            "level": level.label,
+            "regulariser": probe.regulariser,
+            "stopping": probe.stopping,
+            "lam": tuned.best_lam,
+            "temperature": calibration["temperature"],
+            "ceiling": calibration["ceiling"],
+            "human_test_accuracy": tuned.fit.metrics.get("test_accuracy", float("nan")),
+            "human_test_nll": tuned.fit.metrics.get("test_nll", float("nan")),
+            "feature_dim": int(features.shape[1]),
+            "tune_run_id": tuned.run_id,
+            "fit_run_id": tuned.fit.run_id,
+            "optuna_study": tuned.study_name,
+        }
+        run.log_metrics(
+            {
+                "lam": tuned.best_lam,
+                "temperature": calibration["temperature"],
+                "human_test_accuracy": meta["human_test_accuracy"],
+                "human_test_nll": meta["human_test_nll"],
+                "seconds": time.perf_counter() - start,
+            }
+        )
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp) / "generator"
+            folder.mkdir()
+            np.save(folder / "z.npy", z.astype(np.float32))
+            np.save(folder / "W.npy", fitted.matrix().cpu().numpy())
+            (folder / "generator.json").write_text(json.dumps(meta, indent=2))
+            run.log_artifacts(folder, "generator")
+    return Generator(
+        model=model,
+        level=level,
+        lam=tuned.best_lam,
+        temperature=calibration["temperature"],
+        z=z.astype(np.float32),
+        run_id=run.id,
+        human_test_accuracy=meta["human_test_accuracy"],
+        human_test_nll=meta["human_test_nll"],
+        feature_dim=int(features.shape[1]),
+        reused=False,
+        ceiling=calibration["ceiling"],
+    )
+
+
+def build_generators(
+    feature_paths: dict[str, str | Path],
+    human: HumanData,
+    *,
+    tracker: Tracker,
+    setups: list[GeneratorSetup],
+    parent: Run | None = None,
+    progress: bool = True,
+    workers: int = 1,
+) -> dict[tuple[str, str], Generator]:
+    """A generator per (level, model), keyed by (level label, model); reused where
+    finished, with a progress bar.
+
+    ``workers`` > 1 builds that many generators side by side on threads (CPU), each
+    single-threaded (torch and the compiled kernel release the GIL in their heavy work).
+    Runs are reproducible for a given ``workers``; against ``workers=1`` (whose fits use
+    every core) results can differ in the last float bits, as BLAS sums in another order
+    with another thread count.
+    """
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"probe.workers must be an integer >= 1, got {workers!r}")
+    if not feature_paths:
+        raise ValueError("no models given: the generator list is empty")
+    labels = [setup.level.label for setup in setups]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"generator levels repeat: {labels}")
+    devices = [require_device(setup.probe.device, "probe.device") for setup in setups]
+    for model, path in feature_paths.items():
+        if not Path(path).exists():
+            raise FileNotFoundError(f"features of model {model!r} not found: {path}")
+    todo = [(setup, model, path) for setup in setups for model, path in feature_paths.items()]
+
+    def build(item) -> Generator:
+        setup, model, path = item
+        return build_generator(model, path, human, tracker=tracker, setup=setup, parent=parent)
+
+    bar = tqdm(total=len(todo), desc="generators", disable=not progress, unit="generator")
+    built: list[Generator] = []
+    try:
+        if workers > 1 and all(device == "cpu" for device in devices):
+            storage = tracker.optuna_storage()
+            if storage is not None:
+                # create the Optuna schema once: threads creating it at once collide
+                optuna.storages.get_storage(storage)
+            previous = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                pool = ThreadPoolExecutor(max_workers=workers)
+                try:
+                    for generator in pool.map(build, todo):  # in todo order
+                        built.append(generator)
+                        bar.update(1)
+                except BaseException:  # interrupted: running fits stop, queued ones never start
+                    pool.shutdown(wait=True, cancel_futures=True)
+                    raise
+                pool.shutdown()
+            finally:
+                torch.set_num_threads(previous)
+        else:
+            for item in todo:
+                bar.set_postfix_str(f"{item[1]}/{item[0].level.label}")
+                built.append(build(item))
+                bar.update(1)
+    finally:
+        bar.close()
+    return {(setup.level.label, model): g for (setup, model, _), g in zip(todo, built, strict=True)}

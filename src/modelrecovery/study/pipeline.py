@@ -1,0 +1,445 @@
+"""A whole study, end to end, returning its results (the Python API).
+
+world (or your files) -> features -> generators per (model, level) (tune, fit,
+calibrate) -> recovery grid -> analysis report. Everything is recorded by a tracker
+(:class:`~modelrecovery.study.tracker.Tracker`): the parent run ``recover/<study>`` holds
+the specification, a child run per job (winner, scores), the results tables, recovery
+accuracy per level and N (``recovery_accuracy_<level>``, step = N) and the report.
+
+    >>> from modelrecovery.study import run_study, NullTracker
+    >>> result = run_study("default", tracker=NullTracker(), overrides=["grid.sizes=[40]"])
+    >>> result.curve          # recovery accuracy per level and N (pandas)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from modelrecovery.analysis.metrics import level_sort_key, recovery_curve, recovery_metric_points
+from modelrecovery.devices import require_device
+from modelrecovery.features.io import load_features
+from modelrecovery.recovery.executors import GridInputs, run_grid
+from modelrecovery.recovery.grid import GridConfig, Job, jobs_of
+from modelrecovery.recovery.job import JobResult
+from modelrecovery.recovery.store import ResultsStore
+from modelrecovery.study.generators import (
+    Generator,
+    build_generators,
+    generator_matrix,
+    generator_setups,
+)
+from modelrecovery.study.inputs import (
+    StudyInputs,
+    check_study_files,
+    human_exclusion_keys,
+    model_names,
+    select_names,
+    study_inputs,
+)
+from modelrecovery.study.keys import file_hash, science_hash
+from modelrecovery.study.spec import StudySpec, load_spec, probe_parameters
+from modelrecovery.study.tracker import NullTracker, Run, Tracker, code_version, standard_tags
+
+__all__ = ["StudyResult", "run_study", "run_job", "grid_config", "level_grids", "models_table"]
+
+
+@dataclass
+class StudyResult:
+    """What a study returns: its tables (pandas), generators, report and runs."""
+
+    spec: StudySpec
+    run_id: str
+    jobs: pd.DataFrame
+    scores: pd.DataFrame
+    fits: pd.DataFrame | None
+    models: pd.DataFrame
+    curve: pd.DataFrame
+    generators: dict[tuple[str, str], Generator]
+    store: Path
+    jobs_run_now: int
+    report: Any = None  # the analysis Report (tables, figures, HTML), or None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        """What the command line prints."""
+        return {
+            "run_id": self.run_id,
+            "experiment": self.spec.study,
+            "jobs": len(self.jobs),
+            "jobs_run_now": self.jobs_run_now,
+            "store": str(self.store),
+            "report": str(self.report.html) if self.report is not None else None,
+            **self.timings,
+        }
+
+
+def grid_config(spec: StudySpec, models: list[str], provenance: dict | None = None) -> GridConfig:
+    """The recovery grid of the study; ``provenance`` (hashes of every input and the
+    generators' runs, see :func:`grid_provenance`) enters the job ids."""
+    settings = spec.grid.settings()
+    settings["lams"] = tuple(float(v) for v in settings["lams"])
+    return GridConfig(
+        generators=tuple(select_names(spec.generators, models, "generators")),
+        candidates=tuple(select_names(spec.candidates, models, "candidates")),
+        sizes=tuple(int(n) for n in spec.grid.sizes),
+        seeds=tuple(int(s) for s in spec.grid.seeds),
+        levels=spec.grid.level_list,
+        extra=provenance or {},
+        **settings,
+    )
+
+
+def level_grids(grid: GridConfig, spec: StudySpec) -> list[GridConfig]:
+    """``grid`` split by the levels' own ``sizes`` / ``seeds`` (``grid.levels[i].sizes``,
+    the study's: zero-shot, diagonal and rectangular at 4 sizes x 10 seeds, full W at 18 x
+    30): one grid per distinct (sizes, seeds), in level order. Job ids do not depend on
+    the sizes or seeds lists, so a level's jobs are the same whichever grid runs them."""
+    groups: dict[tuple, list] = {}
+    for level, entry in zip(grid.levels, spec.grid.levels, strict=True):
+        sizes = tuple(int(n) for n in (entry.sizes or grid.sizes))
+        seeds = tuple(int(v) for v in (entry.seeds or grid.seeds))
+        groups.setdefault((sizes, seeds), []).append(level)
+    return [
+        dataclasses.replace(grid, sizes=sizes, seeds=seeds, levels=tuple(levels))
+        for (sizes, seeds), levels in groups.items()
+    ]
+
+
+def grid_provenance(
+    inputs: StudyInputs, candidates: list[str], generators: dict[tuple[str, str], Generator]
+) -> dict:
+    """What the jobs' results depend on besides the grid's settings: the content of every
+    candidate's feature file, the human data, the science's source code, and each
+    generator's run (per level and model)."""
+    by_level: dict[str, dict[str, str]] = {}
+    for (level, model), g in generators.items():
+        by_level.setdefault(level, {})[model] = g.run_id
+    return {
+        "inputs": {
+            "features": {m: file_hash(inputs.feature_paths[m]) for m in sorted(candidates)},
+            "human": inputs.human.data_hash,
+            "code": science_hash(),
+        },
+        "generators": by_level,
+    }
+
+
+def models_table(
+    generators: dict[tuple[str, str], Generator], metadata: dict[str, dict] | None = None
+) -> pd.DataFrame:
+    """Per (model, level) properties for the analysis (docs/results_tables.md)."""
+    metadata = metadata or {}
+    rows = []
+    for (level, model), g in generators.items():
+        n_parameters = metadata.get(model, {}).get("n_parameters")
+        rows.append(
+            {
+                "model": model,
+                "family": g.level.family,
+                "k": g.level.k,
+                "level": level,
+                "feature_dim": g.feature_dim,
+                "n_parameters": pd.NA if n_parameters is None else int(n_parameters),
+                "probe_parameters": probe_parameters(g.level, g.feature_dim),
+                "human_accuracy": g.human_test_accuracy,
+                "human_nll": g.human_test_nll,
+                "lam": g.lam,
+                "temperature": g.temperature,
+                "generator_run": g.run_id,
+            }
+        )
+    table = pd.DataFrame(rows)
+    for column in ("k", "n_parameters"):
+        table[column] = table[column].astype("Int64")
+    return table
+
+
+def model_groups(metadata: dict[str, dict]) -> dict[str, dict[str, str]]:
+    """The report's groupings from the models' metadata: training objective and
+    architecture, where the study's specification gives them."""
+    from modelrecovery.analysis.groups import group_labels
+
+    out = {key: group_labels(metadata, key) for key in ("objective", "architecture")}
+    return {key: labels for key, labels in out.items() if labels}
+
+
+def record_job(tracker: Tracker, parent: Run | None, job: Job, result: JobResult, device: str):
+    """One child run of the study's run per finished job: its parameters, tags and
+    metrics (:meth:`Tracker.record`: three requests to a tracking server)."""
+    row = result.job.iloc[0]
+    tags = standard_tags("job", job.generator, job.level.family) | {
+        "winner": str(row["winner"]),
+        "job_id": job.job_id,
+        "level": job.level.label,
+    }
+    params = {
+        "generator": job.generator,
+        "n_train": job.n_train,
+        "seed": job.seed,
+        "family": job.level.family,
+        "k": job.level.k,
+        "level": job.level.label,
+        "tie_rule": row["tie_rule"],
+        "stopping": row["stopping"],
+        "device": device,
+    }
+    metrics = {
+        "recovered": float(row["recovered"]),
+        "generator_rank": float(row["generator_rank"]),
+        "n_tied_top": float(row["n_tied_top"]),
+        "seconds": float(row["seconds"]),
+    }
+    for _, s in result.scores.iterrows():
+        metrics[f"score_{s['candidate']}"] = float(s["score"])
+    tracker.record(f"job/{job.job_id}", tags=tags, params=params, metrics=metrics, parent=parent)
+
+
+def check_study(spec: StudySpec, executor: str | None = None) -> tuple[GridConfig, str]:
+    """Every check that needs no data: names, sizes, files, devices. Raises a one-line
+    error before any run is created; returns the grid (without provenance) and the
+    executor."""
+    execution = spec.executor
+    executor = executor or execution.kind
+    checked = grid_config(spec, model_names(spec))
+    check_study_files(spec)
+    require_device(spec.probe.device, "probe.device")
+    if executor == "inprocess" or not execution.address:  # else the workers check
+        require_device(checked.device, "grid.device")
+    return checked, executor
+
+
+def run_study(
+    spec: StudySpec | str | Path,
+    tracker: Tracker | None = None,
+    *,
+    overrides: list[str] | tuple[str, ...] = (),
+    executor: str | None = None,
+    progress: bool = True,
+) -> StudyResult:
+    """Run the study ``spec`` (a :class:`StudySpec`, or a config name or path read with
+    ``overrides``) and return its results; ``tracker`` records it (default: a
+    :class:`~modelrecovery.study.tracker.NullTracker`, nothing durable)."""
+    if not isinstance(spec, StudySpec):
+        spec = load_spec(str(spec), overrides)
+    elif overrides:
+        raise ValueError("overrides apply to a config name or path, not to a StudySpec")
+    tracker = tracker if tracker is not None else NullTracker()
+    start = time.perf_counter()
+    checked, executor = check_study(spec, executor)
+    execution = spec.executor
+    timings: dict[str, float] = {}
+    tags = standard_tags("recover") | {"study": spec.study}
+    params = {
+        "study": spec.study,
+        "rules": spec.rules,
+        "executor": executor,
+        "device": checked.device,
+        "probe_device": spec.probe.device,
+    }
+    with tracker.run(f"recover/{spec.study}", tags=tags, params=params) as parent:
+        parent.log_dict(spec.as_config(), "config.yaml")
+        tic = time.perf_counter()
+        inputs = study_inputs(spec, progress)
+        timings["inputs_seconds"] = time.perf_counter() - tic
+        models = list(inputs.feature_paths)
+        wanted = select_names(spec.generators, models, "generators")
+        if set(checked.triplet_selection) - {"random"}:  # designs need every candidate's probe
+            chosen = select_names(spec.candidates, models, "candidates")
+            wanted = wanted + [m for m in chosen if m not in wanted]
+        tic = time.perf_counter()
+        generators = build_generators(
+            {m: inputs.feature_paths[m] for m in wanted},
+            inputs.human,
+            tracker=tracker,
+            setups=generator_setups(spec),
+            parent=parent,
+            progress=progress,
+            workers=spec.probe.workers,
+        )
+        timings["generators_seconds"] = time.perf_counter() - tic
+        candidates = select_names(spec.candidates, models, "candidates")
+        grid = grid_config(spec, models, grid_provenance(inputs, candidates, generators))
+        parent.log_params(
+            {
+                "levels": ",".join(level.label for level in grid.levels),
+                "stopping": grid.stopping,
+                "tie_rule": grid.tie_rule,
+                "warm_start": grid.warm_start,
+                "criterion": grid.criterion,
+                "triplet_selection": ",".join(grid.triplet_selection),
+                "selection_criterion": grid.selection_criterion,
+                "reduction": grid.reduction,
+                "evaluation": grid.evaluation,
+                "reshuffle": grid.reshuffle,
+                "matmul_precision": grid.matmul_precision,
+                "sampling": "paper_compatible" if grid.paper_compatible_sampling else "uniform",
+            }
+        )
+        features = {
+            m: load_features(inputs.feature_paths[m], n_concepts=inputs.human.train.n_concepts)
+            for m in grid.candidates
+        }
+        grid_inputs = GridInputs(
+            {key: (g.z, g.temperature) for key, g in generators.items()},
+            features,
+            human_exclusion_keys(inputs.human),
+            human_test=inputs.human.test,
+        )
+        store = ResultsStore(spec.store or tracker.home / "results" / spec.study)
+        tic = time.perf_counter()
+        ran: list[Job] = []
+        grids = level_grids(grid, spec)
+
+        def on_done(job: Job, result: JobResult) -> None:
+            record_job(tracker, parent, job, result, grid.device)
+
+        for part in grids:  # one grid per distinct (sizes, seeds) of the levels
+            ran += run_grid(
+                part,
+                grid_inputs,
+                store,
+                executor=executor,
+                dask_address=execution.address,
+                n_workers=execution.n_workers,
+                jobs_per_gpu=execution.jobs_per_gpu,
+                progress=progress,
+                on_done=on_done,
+            )
+        timings["jobs_seconds"] = time.perf_counter() - tic
+        tables = store.load({job.job_id for part in grids for job in jobs_of(part)})
+        curve = recovery_curve(tables["jobs"])
+        for name, value, step in recovery_metric_points(curve):
+            parent.log_metrics({name: value}, step=step)
+        models_df = models_table(generators, inputs.metadata)
+        for level, part in models_df.groupby("level"):
+            parent.log_metrics({f"human_accuracy_{level}": float(part["human_accuracy"].mean())})
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp) / "results"
+            folder.mkdir()
+            for name, frame in {**tables, "models": models_df}.items():
+                frame.to_parquet(folder / f"{name}.parquet", index=False)
+            curve.to_csv(folder / "recovery_curve.csv", index=False)
+            # the model groups (training objective, architecture), for `analyze` to pool
+            (folder / "groups.json").write_text(json.dumps(model_groups(inputs.metadata)))
+            parent.log_artifacts(folder, "results")
+        report = None
+        if spec.report:
+            tic = time.perf_counter()
+            report = study_report(tracker, parent, tables, models_df, generators, features, inputs)
+            timings["report_seconds"] = time.perf_counter() - tic
+        timings["seconds"] = time.perf_counter() - start
+        parent.log_metrics(timings)
+    return StudyResult(
+        spec=spec,
+        run_id=parent.id,
+        jobs=tables["jobs"],
+        scores=tables["scores"],
+        fits=tables.get("fits"),
+        models=models_df,
+        curve=curve,
+        generators=generators,
+        store=store.root,
+        jobs_run_now=len(ran),
+        report=report,
+        timings=timings,
+    )
+
+
+def study_report(tracker, parent, tables, models_df, generators, features, inputs):
+    """Build the analysis report into the tracker's home and record it under ``report``;
+    returns the ``Report``."""
+    from modelrecovery.analysis import ReportConfig, build_report
+
+    # geometry: the most flexible level's transforms (the others are in their runs)
+    levels = sorted({level for level, _ in generators}, key=level_sort_key)
+    top = levels[-1]
+    transforms = {
+        name: generator_matrix(tracker, g)
+        for (level, name), g in generators.items()
+        if level == top
+    }
+    out_dir = tracker.home / "reports" / parent.id
+    provenance = {
+        "recover_run": parent.id,
+        "git_commit": code_version(),
+        "human_data_hash": inputs.human.data_hash,
+        "generator_runs": {f"{m}/{lv}": g.run_id for (lv, m), g in generators.items()},
+        "geometry_level": top,
+        **inputs.provenance,
+    }
+    report = build_report(
+        tables["jobs"],
+        tables["scores"],
+        models_df,
+        features={m: features[m] for m in transforms if m in features},
+        transforms=transforms,
+        human_embedding=inputs.human_embedding,
+        provenance=provenance,
+        out_dir=out_dir,
+        config=ReportConfig(geometry_level=top),
+        groups=model_groups(inputs.metadata),
+    )
+    parent.log_artifacts(out_dir, "report")
+    return report
+
+
+def run_job(
+    spec: StudySpec | str | Path,
+    generator: str,
+    n_train: int,
+    seed: int = 0,
+    level: str | None = None,
+    tracker: Tracker | None = None,
+    *,
+    overrides: list[str] | tuple[str, ...] = (),
+) -> JobResult:
+    """One recovery job of the study (its generator at ``level``, default the grid's
+    last, simulating ``n_train`` training triplets with ``seed``): the job's tables, not
+    stored. The generators it needs are built (or reused) through ``tracker``."""
+    from modelrecovery.recovery.job import run_job as compute_job
+
+    if not isinstance(spec, StudySpec):
+        spec = load_spec(str(spec), overrides)
+    tracker = tracker if tracker is not None else NullTracker()
+    check_study(spec, "inprocess")
+    inputs = study_inputs(spec, progress=False)
+    models = list(inputs.feature_paths)
+    grid = grid_config(spec, models)
+    chosen = next((lv for lv in grid.levels if lv.label == (level or grid.levels[-1].label)), None)
+    if chosen is None:
+        labels = [lv.label for lv in grid.levels]
+        raise ValueError(f"level {level!r} is not a level of the grid: {labels}")
+    if generator not in models:
+        raise ValueError(f"unknown generator {generator!r}; known models: {models}")
+    setups = [s for s in generator_setups(spec) if s.level == chosen]
+    built = build_generators(
+        {generator: inputs.feature_paths[generator]},
+        inputs.human,
+        tracker=tracker,
+        setups=setups,
+        progress=False,
+    )
+    g = built[(chosen.label, generator)]
+    grid = dataclasses.replace(grid, sizes=(int(n_train),), seeds=(int(seed),), levels=(chosen,))
+    job = next(j for j in jobs_of(grid) if j.generator == generator)
+    features = {
+        m: load_features(inputs.feature_paths[m], n_concepts=inputs.human.train.n_concepts)
+        for m in grid.candidates
+    }
+    return compute_job(
+        job,
+        grid,
+        g.z,
+        g.temperature,
+        features,
+        human_exclusion_keys(inputs.human),
+        human_test=inputs.human.test if grid.human_heldout else None,
+    )
