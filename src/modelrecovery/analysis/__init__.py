@@ -2,7 +2,7 @@
 
 Pure functions of the results tables (``docs/results_tables.md``) and of model features;
 ``build_report`` runs them all and writes figures, CSV tables and a self-contained HTML
-report. Method: ``../shared/docs/method.md`` section 5.
+report. Method: ``docs/method.md`` §5.
 """
 
 from modelrecovery.analysis.figures import (

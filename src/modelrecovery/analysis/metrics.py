@@ -1,4 +1,4 @@
-"""Recovery statistics from the results tables (method.md section 5).
+"""Recovery statistics from the results tables (docs/method.md §5).
 
 Every function is pure: results tables in (``jobs``, ``scores``; see
 ``docs/results_tables.md``), tidy DataFrames out. Grouping defaults to the experimental

@@ -1,4 +1,4 @@
-"""Human noise ceiling of odd-one-out data (method.md section 1).
+"""Human noise ceiling of odd-one-out data (docs/method.md §1).
 
 For every unique unordered triplet with at least two responses, each response is left out in
 turn and predicted by the majority of the remaining responses; ties share the credit

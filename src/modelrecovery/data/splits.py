@@ -1,4 +1,4 @@
-"""Concept-disjoint cross-validation folds for the recovery experiment (method.md section 4)."""
+"""Concept-disjoint cross-validation folds for the recovery experiment (docs/method.md §4)."""
 
 from __future__ import annotations
 

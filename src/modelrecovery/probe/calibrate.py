@@ -1,4 +1,4 @@
-"""Noise calibration (method.md section 3): choose T so that the model's expected
+"""Noise calibration (docs/method.md §3): choose T so that the model's expected
 agreement with its own most likely response equals the human noise ceiling."""
 
 from __future__ import annotations
