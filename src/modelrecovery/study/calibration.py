@@ -1,6 +1,6 @@
 """Temperature calibration: with W fixed, the temperature T at which the model's
 expected agreement with its own most likely response equals the human noise ceiling
-(docs/method.md §4), recorded as a run ``calibrate/<model>/<level>``."""
+(docs/method.md §3), recorded as a run ``calibrate/<model>/<level>``."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Generators: a data-generating model per network AND flexibility level = tune + fit +
 calibrate on human data, each level on its own (the study fits a generator of the
-matching level for every level of its grid; docs/method.md §5). Each generator is a run
+matching level for every level of its grid; docs/method.md §3). Each generator is a run
 ``generator/<model>/<level>`` (tag ``stage=generator``) holding W, Z = X W, T, λ and
 provenance; a finished run with the same inputs (parameters, feature and triplet hashes,
 the science's source) is reused, not recomputed."""
