@@ -13,14 +13,15 @@ import pytest
 
 from helpers import planted_grid_config, planted_grid_inputs, planted_recovery_world
 from modelrecovery import devices
-from modelrecovery.config import load_config
 from modelrecovery.devices import check_device, pool_size, require_device, worker_device
 from modelrecovery.recovery import executors
 from modelrecovery.recovery.executors import run_grid, worker_index
 from modelrecovery.recovery.grid import Level, jobs_of
 from modelrecovery.recovery.store import ResultsStore
-from modelrecovery.stages.generators import GeneratorSpec, settings_from_config
-from modelrecovery.stages.recover import grid_config
+from modelrecovery.study.fitting import ProbeSetup
+from modelrecovery.study.generators import GeneratorSetup, build_generators, generator_setups
+from modelrecovery.study.pipeline import grid_config
+from modelrecovery.study.spec import TuneSpec, load_spec, validate_spec
 from modelrecovery.tracking import setup_experiment
 
 NAMES = {"a": None, "b": None}
@@ -68,8 +69,10 @@ def test_device_spellings_are_checked_with_the_parameter_named():
             check_device(bad, "grid.device")
     with pytest.raises(ValueError, match="grid.device must be one of"):
         planted_grid_config(NAMES, device="gpu")
+    # a generator set up in code: its device is checked before any file is read
+    setup = GeneratorSetup(ProbeSetup(device="tpu"))
     with pytest.raises(ValueError, match="probe.device must be one of"):
-        GeneratorSpec(device="tpu")
+        build_generators({"a": "missing.npy"}, None, tracker=None, setups=[setup])
     assert planted_grid_config(NAMES, device="CUDA:1").device == "cuda:1"
 
 
@@ -88,24 +91,33 @@ def test_the_device_enters_no_key_job_id_or_condition():
 def test_configs_carry_devices_and_check_them():
     # the default study stays on the CPU; the paper's study takes a GPU when there is one
     for name, device in (("default", "cpu"), ("things_paper", "auto")):
-        config = load_config(name)
-        assert config["probe"]["device"] == device and config["grid"]["device"] == device
-        assert config["executor"]["jobs_per_gpu"] >= 1
-    config = load_config("default", ["probe.device=auto", "grid.device=cuda:1"])
-    specs, _ = settings_from_config(config)
-    assert {spec.device for spec in specs} == {"auto"}
-    assert grid_config(config, ["m0", "m1"]).device == "cuda:1"
-    # a misspelt device fails when the configuration is read (its schema) ...
+        spec = load_spec(name)
+        assert spec.probe.device == device and spec.grid.device == device
+        assert spec.executor.jobs_per_gpu >= 1
+    spec = load_spec("default", ["probe.device=auto", "grid.device=cuda:1"])
+    assert {setup.probe.device for setup in generator_setups(spec)} == {"auto"}
+    assert grid_config(spec, ["m0", "m1"]).device == "cuda:1"
+    # a misspelt device fails when the configuration is read (its specification) ...
     for key in ("probe.device", "grid.device"):
         with pytest.raises(ValueError, match=f"{key} = 'gpu': expected one of cpu, cuda, auto"):
-            load_config("default", [f"{key}=gpu"])
-    # ... and in the settings built from a configuration made in code
-    config = load_config("default")
+            load_spec("default", [f"{key}=gpu"])
+    # ... when a configuration made in code is checked ...
+    config = load_spec("default").as_config()
     config["probe"]["device"] = config["grid"]["device"] = "gpu"
+    with pytest.raises(ValueError, match="probe.device = 'gpu': expected one of cpu, cuda"):
+        validate_spec(config)
+    # ... and in the settings built from a specification copied past its checks
+    spec = load_spec("default")
+    bad = spec.model_copy(
+        update={
+            "probe": spec.probe.model_copy(update={"device": "gpu"}),
+            "grid": spec.grid.model_copy(update={"device": "gpu"}),
+        }
+    )
     with pytest.raises(ValueError, match="probe.device must be one of"):
-        settings_from_config(config)
+        build_generators({"m0": "m0.npy"}, None, tracker=None, setups=generator_setups(bad))
     with pytest.raises(ValueError, match="grid.device must be one of"):
-        grid_config(config, ["m0", "m1"])
+        grid_config(bad, ["m0", "m1"])
 
 
 def test_workers_share_the_gpus_round_robin():
@@ -246,9 +258,8 @@ def test_cuda_on_a_machine_without_it_exits_2_and_creates_no_run(no_gpu, trackin
 
 def test_stages_log_the_device_and_reuse_across_devices(no_gpu, tracking, tmp_path):
     from helpers import planted_triplets, repeated_triplets, write_things2023
-    from modelrecovery.stages.common import load_human_data
-    from modelrecovery.stages.generators import build_generators
-    from modelrecovery.stages.tune import TuneSettings
+    from modelrecovery.study.inputs import load_human_data
+    from modelrecovery.study.mlflow_tracker import MLflowTracker
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(30, 6)) / 2
@@ -259,16 +270,16 @@ def test_stages_log_the_device_and_reuse_across_devices(no_gpu, tracking, tmp_pa
     )
     np.save(tmp_path / "x.npy", x.astype(np.float32))
     human = load_human_data(path, n_concepts=30)
-    tune = TuneSettings(lams=(1.0,), n_folds=2)
+    tune = TuneSpec(lams=(1.0,), n_folds=2)
+    tracker = MLflowTracker("default")
 
     def build(device: str):
-        spec = GeneratorSpec(family="zero_shot", ceiling=0.6, device=device)
+        setup = GeneratorSetup(ProbeSetup(Level("zero_shot"), device=device), tune, ceiling=0.6)
         return build_generators(
             {"x": tmp_path / "x.npy"},
             human,
-            experiment_id=tracking,
-            specs=[spec],
-            tune=tune,
+            tracker=tracker,
+            setups=[setup],
             progress=False,
         )[("zero_shot", "x")]
 
