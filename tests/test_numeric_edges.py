@@ -35,8 +35,10 @@ from modelrecovery.probe.crossval import CrossValidation, triplet_folds
 from modelrecovery.probe.fit import LOG3, _triplet_logits
 from modelrecovery.probe.kernels import nll_slot_grad_cpu
 from modelrecovery.recovery.job import _Evaluator
-from modelrecovery.stages.common import load_human_data
-from modelrecovery.stages.fit import fit_and_log
+from modelrecovery.study.fitting import ProbeSetup
+from modelrecovery.study.fitting import fit_probe as fit_and_record
+from modelrecovery.study.inputs import load_human_data
+from modelrecovery.study.mlflow_tracker import MLflowTracker
 from modelrecovery.tracking import setup_experiment
 
 THIRD = 1 / 3
@@ -55,6 +57,15 @@ def tracking(tmp_path, monkeypatch):
     experiment_id = setup_experiment("edges")
     yield experiment_id
     mlflow.end_run()
+
+
+def fit_and_log(features, train, *, model, lam, dtype="float32", stopping="converged", **kw):
+    """The fit stage's probe (full W, scalar shrinkage on the CPU) recorded in MLflow
+    experiment ``edges``."""
+    setup = ProbeSetup(dtype=dtype, stopping=stopping)
+    return fit_and_record(
+        features, train, tracker=MLflowTracker("edges"), model=model, setup=setup, lam=lam, **kw
+    )
 
 
 @pytest.fixture
@@ -278,10 +289,12 @@ def test_badly_scaled_float64_fit_is_flagged_not_silently_finished(world, tracki
     assert result["converged"] is False and "above log 3" in result["warning"]
 
 
-def test_steps_running_out_is_flagged_but_the_study_rule_is_not(world, tracking):
+def test_steps_running_out_is_flagged_but_the_study_rule_is_not(world, tracking, monkeypatch):
     x, human, _ = world
     tiny = LBFGSSettings(max_iter=1, max_repeats=2)
-    outcome = fit_and_log(x, human.train, model="m", lam=0.1, settings=tiny, log_model=False)
+    with monkeypatch.context() as patch:  # a probe set up with a step budget this small
+        patch.setattr(ProbeSetup, "lbfgs", lambda self: tiny)
+        outcome = fit_and_log(x, human.train, model="m", lam=0.1, log_model=False)
     assert outcome.fitted.stop_reason == "max_steps" and not outcome.fitted.converged
     assert "without meeting its 'converged' stopping rule" in outcome.warnings[0]
     tags = mlflow.get_run(outcome.run_id).data.tags
@@ -291,9 +304,8 @@ def test_steps_running_out_is_flagged_but_the_study_rule_is_not(world, tracking)
     for lam in (1e-4, 1.0):
         study = fit_probe(x, human.train, lam=lam, settings=LBFGSSettings.of("study"))
         assert study.stop_reason == "rule" and study.convergence_warning() is None
-    study = fit_and_log(
-        x, human.train, model="s", lam=1e-3, settings=LBFGSSettings.of("study"), log_model=False
-    )
+    assert ProbeSetup(stopping="study").lbfgs() == LBFGSSettings.of("study")
+    study = fit_and_log(x, human.train, model="s", lam=1e-3, stopping="study", log_model=False)
     assert study.converged and study.warnings == []
     assert mlflow.get_run(study.run_id).data.tags["converged"] == "true"
 
