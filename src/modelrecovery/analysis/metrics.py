@@ -38,6 +38,8 @@ __all__ = [
     "per_combination",
     "rank_summary",
     "recovery_accuracy",
+    "recovery_curve",
+    "recovery_metric_points",
     "sort_conditions",
     "win_share",
 ]
@@ -72,7 +74,7 @@ CONDITION_COLUMNS: tuple[str, ...] = (
 _ALWAYS = ("level", "family")
 
 #: Order of the flexibility levels in tables and figures (``rectangular<k>`` by ``k``).
-LEVEL_ORDER: tuple[str, ...] = ("zero_shot", "diagonal", "rectangular", "full")
+LEVEL_ORDER: tuple[str, ...] = FAMILIES  # the vocabulary's order
 
 
 # ----------------------------------------------------------------------------- grouping
@@ -376,6 +378,70 @@ def recovery_accuracy(
     if "n_tied_top" in jobs.columns:
         cols.append("tied_top_share")
     return pd.DataFrame(rows, columns=cols)
+
+
+def recovery_curve(jobs: pd.DataFrame, *, split_conditions: bool = False) -> pd.DataFrame:
+    """Recovery accuracy per flexibility level and N: the curves the recover and analyze
+    stages log as MLflow metrics (see :func:`recovery_metric_points`).
+
+    Parameters
+    ----------
+    jobs : the ``jobs`` table (``level``, ``n_train``, ``recovered``; ``triplet_selection``
+        when the grid has designs).
+    split_conditions : also group by ``condition_key`` (derived where missing), for
+        tables pooled from several runs where one level may hold several conditions
+        (a recover run holds one condition per level and triplet selection).
+
+    Returns
+    -------
+    Columns ``level``, ``triplet_selection`` (when ``jobs`` has it; missing values read
+    as ``"random"``), ``condition_key`` (with ``split_conditions``), ``n_train``,
+    ``recovery_accuracy`` (share of jobs recovered) and ``n_jobs``; rows in level order
+    (:func:`level_sort_key`), then by selection, key and N; ``level`` as text.
+    """
+    keys = ["level", "n_train"]
+    if split_conditions:
+        from modelrecovery.analysis.pooling import ensure_condition_key
+
+        jobs = ensure_condition_key(jobs)
+        jobs = jobs.assign(condition_key=jobs["condition_key"].astype(str))
+        keys = ["level", "condition_key", "n_train"]
+    if "triplet_selection" in jobs.columns:
+        jobs = jobs.assign(triplet_selection=jobs["triplet_selection"].fillna("random"))
+        keys = [keys[0], "triplet_selection", *keys[1:]]
+    curve = jobs.groupby(keys)["recovered"].agg(recovery_accuracy="mean", n_jobs="size")
+    curve = curve.reset_index()
+    order = sorted(curve["level"].unique(), key=level_sort_key)
+    curve["level"] = pd.Categorical(curve["level"], categories=order, ordered=True)
+    curve = curve.sort_values(keys).astype({"level": str}).reset_index(drop=True)
+    return curve[[k for k in keys if k != "n_train"] + ["n_train", "recovery_accuracy", "n_jobs"]]
+
+
+def recovery_metric_points(curve: pd.DataFrame) -> list[tuple[str, float, int]]:
+    """``(metric name, value, step)`` per row of :func:`recovery_curve`, for
+    ``mlflow.log_metric(name, value, step=step)``.
+
+    The name is ``recovery_accuracy_<level>``, with ``_<triplet_selection>`` appended when
+    the selection is not ``"random"``, and ``_<first 8 characters of condition_key>``
+    when the curve has ``condition_key`` and several conditions share that level and
+    selection (so one curve per name, never mixing conditions); the step is ``n_train``.
+    """
+    select = "triplet_selection" in curve.columns
+    several: set[tuple[str, str]] = set()
+    if "condition_key" in curve.columns:
+        sel = curve["triplet_selection"] if select else pd.Series("random", index=curve.index)
+        counts = curve.assign(_sel=sel).groupby(["level", "_sel"])["condition_key"].nunique()
+        several = {key for key, n in counts.items() if n > 1}
+    points = []
+    for row in curve.to_dict("records"):
+        selection = row["triplet_selection"] if select else "random"
+        name = f"recovery_accuracy_{row['level']}"
+        if selection != "random":
+            name += f"_{selection}"
+        if (row["level"], selection) in several:
+            name += f"_{str(row['condition_key'])[:8]}"
+        points.append((name, float(row["recovery_accuracy"]), int(row["n_train"])))
+    return points
 
 
 def _single_condition(df: pd.DataFrame, what: str) -> None:
