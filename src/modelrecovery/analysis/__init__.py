@@ -1,8 +1,11 @@
 """Analysis of the recovery grid: statistics, geometry, regression, trade-off, report.
 
 Pure functions of the results tables (``docs/results_tables.md``) and of model features;
-``build_report`` runs them all and writes figures, CSV tables and a self-contained HTML
-report. Method: ``docs/method.md`` §5.
+the report is built by sections (``section_*`` in :mod:`modelrecovery.analysis.report`:
+tables and figures, no files), ``write_report`` writes them (CSV, PNG/SVG, one HTML page)
+and ``build_report`` runs them all. ``recovery_curve`` / ``recovery_metric_points`` are the
+recovery accuracy per level and N the stages log to MLflow. Method:
+``docs/method.md`` §5.
 """
 
 from modelrecovery.analysis.figures import (
@@ -47,6 +50,8 @@ from modelrecovery.analysis.metrics import (
     mean_reciprocal_rank,
     rank_summary,
     recovery_accuracy,
+    recovery_curve,
+    recovery_metric_points,
     sort_conditions,
     win_share,
 )
@@ -69,7 +74,27 @@ from modelrecovery.analysis.regression import (
     standardized_ols,
     usable_properties,
 )
-from modelrecovery.analysis.report import Report, ReportConfig, build_report, table_fingerprint
+from modelrecovery.analysis.report import (
+    Report,
+    ReportConfig,
+    ReportFiles,
+    ReportInputs,
+    Section,
+    build_report,
+    prepare_inputs,
+    section_conditions,
+    section_confusion,
+    section_geometry,
+    section_groups,
+    section_provenance,
+    section_ranks,
+    section_recovery,
+    section_regression,
+    section_selection,
+    section_tradeoff,
+    table_fingerprint,
+    write_report,
+)
 from modelrecovery.analysis.tradeoff import (
     PAPER_REFERENCE,
     human_accuracy_by_family,
@@ -90,6 +115,9 @@ __all__ = [
     "Pooled",
     "Report",
     "ReportConfig",
+    "ReportFiles",
+    "ReportInputs",
+    "Section",
     "accuracy_difference_regression",
     "add_condition",
     "binomial_ci",
@@ -131,12 +159,25 @@ __all__ = [
     "plot_tradeoff",
     "plot_win_share",
     "pool_tables",
+    "prepare_inputs",
     "rank_summary",
     "rdm_similarity",
     "recovery_accuracy",
+    "recovery_curve",
+    "recovery_metric_points",
     "representational_shift",
     "save_figure",
     "save_table",
+    "section_conditions",
+    "section_confusion",
+    "section_geometry",
+    "section_groups",
+    "section_provenance",
+    "section_ranks",
+    "section_recovery",
+    "section_regression",
+    "section_selection",
+    "section_tradeoff",
     "sort_conditions",
     "standardized_ols",
     "table_fingerprint",
@@ -144,4 +185,5 @@ __all__ = [
     "transform_features",
     "usable_properties",
     "win_share",
+    "write_report",
 ]

@@ -1,4 +1,14 @@
-"""Self-contained HTML report of a recovery grid: figures, CSV tables, provenance."""
+"""Self-contained HTML report of a recovery grid: figures, CSV tables, provenance.
+
+The report is built by sections: each analysis is a function ``section_<name>(inputs,
+...) -> Section | None`` that computes its tables and figures and writes nothing
+(:func:`section_conditions`, :func:`section_recovery`, :func:`section_selection`,
+:func:`section_confusion`, :func:`section_ranks`, :func:`section_groups`,
+:func:`section_geometry`, :func:`section_regression`, :func:`section_tradeoff`,
+:func:`section_provenance`; their inputs come from :func:`prepare_inputs`), and one
+writer, :func:`write_report`, writes the CSVs, the figures and the HTML page.
+:func:`build_report` runs them all.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +17,7 @@ import dataclasses
 import hashlib
 import html
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,7 +58,29 @@ from modelrecovery.analysis.regression import (
 )
 from modelrecovery.analysis.tradeoff import PAPER_REFERENCE, paper_table, tradeoff_table
 
-__all__ = ["Report", "ReportConfig", "build_report", "table_fingerprint"]
+__all__ = [
+    "Block",
+    "Report",
+    "ReportConfig",
+    "ReportFiles",
+    "ReportInputs",
+    "Section",
+    "build_report",
+    "geometry_level",
+    "prepare_inputs",
+    "section_conditions",
+    "section_confusion",
+    "section_geometry",
+    "section_groups",
+    "section_provenance",
+    "section_ranks",
+    "section_recovery",
+    "section_regression",
+    "section_selection",
+    "section_tradeoff",
+    "table_fingerprint",
+    "write_report",
+]
 
 
 @dataclass(frozen=True)
@@ -228,55 +260,7 @@ def _condition_slugs(conditions: Sequence[str]) -> dict[str, str]:
     return out
 
 
-class _Writer:
-    """Collects HTML sections while writing figures and tables into ``out_dir``."""
-
-    def __init__(self, out_dir: Path, dpi: int) -> None:
-        self.out_dir = out_dir
-        self.fig_dir = out_dir / "figures"
-        self.tab_dir = out_dir / "tables"
-        self.dpi = dpi
-        self.parts: list[str] = []
-        self.toc: list[tuple[str, str]] = []
-        self.figures: dict[str, Path] = {}
-        self.tables: dict[str, Path] = {}
-
-    def section(self, title: str) -> None:
-        anchor = _slug(title)
-        self.toc.append((anchor, title))
-        self.parts.append(f'<h2 id="{anchor}">{_esc(title)}</h2>')
-
-    def heading(self, text: str) -> None:
-        self.parts.append(f"<h3>{_esc(text)}</h3>")
-
-    def text(self, text: str) -> None:
-        self.parts.append(f"<p>{_esc(text)}</p>")
-
-    def note(self, text: str) -> None:
-        self.parts.append(f'<div class="note">{_esc(text)}</div>')
-
-    def figure(self, fig: Figure, name: str, caption: str) -> None:
-        paths = F.save_figure(fig, self.fig_dir, name, dpi=self.dpi)
-        fig.clear()
-        data = base64.b64encode(paths["png"].read_bytes()).decode("ascii")
-        self.figures[name] = paths["png"]
-        self.parts.append(
-            f'<figure><img src="data:image/png;base64,{data}" alt="{_esc(caption)}" '
-            f'data-figure="{_esc(name)}"><figcaption>{_esc(caption)} '
-            f"(<code>figures/{_esc(name)}.png</code>, <code>.svg</code>)</figcaption></figure>"
-        )
-
-    def table(self, df: pd.DataFrame, name: str, *, index: bool = False, show: bool = True) -> None:
-        path = F.save_table(df if index else df.reset_index(drop=True), self.tab_dir, name)
-        self.tables[name] = path
-        if show:
-            self.parts.append(
-                f"<p><small>Table <code>tables/{_esc(name)}.csv</code></small></p>"
-                + _table_html(df, index=index)
-            )
-
-
-# ----------------------------------------------------------------------------- report
+# ----------------------------------------------------------------------------- helpers
 def _side_by_side(acc: pd.DataFrame, conditions: Sequence[str]) -> pd.DataFrame:
     """Recovery per N (rows) and condition (columns): ``accuracy [ci_low, ci_high] (n)``."""
     cells = acc.assign(
@@ -336,53 +320,712 @@ def _paper_points(levels: Sequence[str]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["label", "human_accuracy", "recovery", "upper_bound"])
 
 
-def _groups_section(
-    w: _Writer,
-    jobs: pd.DataFrame,
-    scores: pd.DataFrame,
-    groups: Mapping[str, Mapping[str, str]] | None,
-    conditions: Sequence[str],
-    slugs: Mapping[str, str],
-    cfg: ReportConfig,
-) -> None:
-    """Recovery within model groups, the confusion between groups, systematic bias."""
-    w.section("Model groups and systematic bias")
+# ----------------------------------------------------------------------------- sections
+@dataclass(frozen=True)
+class Block:
+    """One item of a section's page, in order.
+
+    ``kind`` is ``"heading"``, ``"text"``, ``"note"`` (``text`` holds the words),
+    ``"figure"`` (``name`` of a figure of the section, ``text`` its caption), ``"table"``
+    (``name`` of a table of the section; ``show=False``: written but not shown) or
+    ``"html"`` (``text`` is raw HTML).
+    """
+
+    kind: str
+    text: str = ""
+    name: str = ""
+    show: bool = True
+
+
+@dataclass(frozen=True)
+class Section:
+    """One analysis of the report, computed but not written (see :func:`write_report`).
+
+    Attributes
+    ----------
+    name : short identifier (``"recovery"``, ``"confusion"``, ...).
+    title : heading of the section in the page.
+    tables : table name -> table, each written as ``tables/<name>.csv`` (names are unique
+        over the whole report).
+    figures : figure name -> matplotlib figure, written as ``figures/<name>.png`` and
+        ``.svg`` (the writer clears each figure once saved).
+    blocks : the page's items in order (headings, text, notes, figures, tables).
+    notes : what the section skipped or dropped, and why (collected in ``Report.notes``).
+    indexed : names of the tables written with their index (matrices, side-by-side).
+    """
+
+    name: str
+    title: str
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    figures: dict[str, Figure] = field(default_factory=dict)
+    blocks: tuple[Block, ...] = ()
+    notes: tuple[str, ...] = ()
+    indexed: frozenset[str] = frozenset()
+
+    @property
+    def text(self) -> tuple[str, ...]:
+        """The section's words in the page: headings, paragraphs and notes, in order."""
+        return tuple(b.text for b in self.blocks if b.kind in ("heading", "text", "note"))
+
+
+class _Builder:
+    """Collects one section's tables, figures and page items (writes nothing)."""
+
+    def __init__(self, name: str, title: str) -> None:
+        self.name, self.title = name, title
+        self.tables: dict[str, pd.DataFrame] = {}
+        self.figures: dict[str, Figure] = {}
+        self.blocks: list[Block] = []
+        self.notes: list[str] = []
+        self.indexed: set[str] = set()
+
+    def heading(self, text: str) -> None:
+        self.blocks.append(Block("heading", text))
+
+    def text(self, text: str) -> None:
+        self.blocks.append(Block("text", text))
+
+    def note(self, text: str) -> None:
+        """A note in the page."""
+        self.blocks.append(Block("note", text))
+
+    def skipped(self, text: str) -> None:
+        """A note for ``Report.notes`` (what was skipped or dropped)."""
+        self.notes.append(text)
+
+    def html(self, text: str) -> None:
+        self.blocks.append(Block("html", text))
+
+    def figure(self, fig: Figure, name: str, caption: str) -> None:
+        self.figures[name] = fig
+        self.blocks.append(Block("figure", caption, name))
+
+    def table(self, df: pd.DataFrame, name: str, *, index: bool = False, show: bool = True) -> None:
+        self.tables[name] = df
+        if index:
+            self.indexed.add(name)
+        self.blocks.append(Block("table", name=name, show=show))
+
+    def build(self) -> Section:
+        return Section(
+            name=self.name,
+            title=self.title,
+            tables=dict(self.tables),
+            figures=dict(self.figures),
+            blocks=tuple(self.blocks),
+            notes=tuple(self.notes),
+            indexed=frozenset(self.indexed),
+        )
+
+
+@dataclass(frozen=True)
+class ReportInputs:
+    """The results tables as every section reads them (see :func:`prepare_inputs`).
+
+    Attributes
+    ----------
+    jobs : one row per job kept, with ``condition`` (its label).
+    scores : the score rows of the jobs kept, with their job's condition columns.
+    models : the models table with ``level`` (or None).
+    cond_cols : the columns that separate conditions (:func:`condition_columns`).
+    conditions : condition labels in level order.
+    slugs : condition label -> file-name slug.
+    levels : levels present, least to most flexible.
+    notes : rows dropped while preparing, and why.
+    """
+
+    jobs: pd.DataFrame
+    scores: pd.DataFrame
+    models: pd.DataFrame | None
+    cond_cols: tuple[str, ...]
+    conditions: tuple[str, ...]
+    slugs: dict[str, str]
+    levels: tuple[str, ...]
+    notes: tuple[str, ...] = ()
+
+    @property
+    def by(self) -> list[str]:
+        """Grouping of the per-condition tables: condition, its columns, ``n_train``."""
+        return ["condition", *self.cond_cols, "n_train"]
+
+
+def prepare_inputs(
+    jobs: pd.DataFrame, scores: pd.DataFrame, models: pd.DataFrame | None = None
+) -> ReportInputs:
+    """Deduplicate the jobs, label their conditions and make the scores follow them.
+
+    Jobs keep one row per ``(condition_key, generator, n_train, seed)`` and per
+    ``job_id`` (the last occurrence winning); scores keep the rows of the jobs kept and
+    take their job's condition columns; ``models`` gains ``level`` where missing.
+    """
+    notes: list[str] = []
+    n_jobs_in = len(jobs)
+    jobs = dedupe_jobs(jobs)
+    if len(jobs) < n_jobs_in:
+        notes.append(
+            f"{n_jobs_in - len(jobs)} duplicate job rows dropped "
+            "(same condition, generator, N and seed, or same job_id)."
+        )
+    cond_cols = condition_columns(jobs)
+    jobs = add_condition(jobs, cond_cols)
+    n_scores_in = len(scores)
+    scores = follow_jobs(scores, jobs[["job_id", "condition", *cond_cols]], ["job_id", "candidate"])
+    for col in ("condition", *cond_cols):  # the job's condition, whatever scores carried
+        scores[col] = jobs.set_index("job_id")[col].reindex(scores["job_id"]).to_numpy()
+    if len(scores) < n_scores_in:
+        notes.append(
+            f"{n_scores_in - len(scores)} score rows dropped (duplicates, or of jobs not kept)."
+        )
+    if models is not None:
+        models = ensure_models_level(models, jobs)
+    conditions = sort_conditions(jobs["condition"])
+    return ReportInputs(
+        jobs=jobs,
+        scores=scores,
+        models=models,
+        cond_cols=tuple(cond_cols),
+        conditions=tuple(conditions),
+        slugs=_condition_slugs(conditions),
+        levels=tuple(sorted(jobs["level"].dropna().astype(str).unique(), key=level_sort_key)),
+        notes=tuple(notes),
+    )
+
+
+def geometry_level(data: ReportInputs, config: ReportConfig | None = None) -> str | None:
+    """The level whose transforms the geometry and the regression use: the config's
+    ``geometry_level`` (or ``geometry_family``), else the most flexible level present."""
+    cfg = config or ReportConfig()
+    return cfg.geometry_level or cfg.geometry_family or (data.levels[-1] if data.levels else None)
+
+
+def section_conditions(data: ReportInputs) -> Section:
+    """One row per condition: its columns, key(s), jobs, sizes, seeds, generators."""
+    s = _Builder("conditions", "Conditions")
+    s.text(
+        "Each condition is analysed on its own; jobs are pooled only within a condition "
+        "(one result per condition, generator, N and seed)."
+    )
+    s.table(_conditions_table(data.jobs, data.cond_cols), "conditions")
+    return s.build()
+
+
+def section_recovery(data: ReportInputs, config: ReportConfig | None = None) -> Section:
+    """Recovery accuracy per condition and N (exact CIs; table ``recovery_accuracy``),
+    the conditions side by side, and the generator's rank with the mean reciprocal rank
+    (``ranks_by_n``)."""
+    cfg = config or ReportConfig()
+    jobs, by = data.jobs, data.by
+    s = _Builder("recovery", "Recovery accuracy")
+    acc = recovery_accuracy(jobs, by, confidence=cfg.confidence)
+    s.figure(
+        F.plot_recovery_curves(acc, group="condition"),
+        "recovery_accuracy",
+        "Recovery accuracy per training-set size and condition; bands and bars: exact "
+        f"(Clopper-Pearson) {cfg.confidence:.0%} binomial CI; dotted: chance 1/n_candidates.",
+    )
+    s.table(acc, "recovery_accuracy")
+    if len(data.conditions) > 1:
+        s.heading("Conditions side by side")
+        s.table(_side_by_side(acc, data.conditions), "recovery_side_by_side", index=True)
+    cr = correct_rank(
+        jobs, by, confidence=cfg.confidence, n_resamples=cfg.n_resamples, seed=cfg.seed
+    )
+    mrr = mean_reciprocal_rank(jobs, by)
+    rank_by_n = cr.rename(
+        columns={"mean_rank": "correct_rank", "ci_low": "rank_ci_low", "ci_high": "rank_ci_high"}
+    ).merge(mrr.drop(columns="n"), on=by, how="left")
+    s.heading("Rank of the generator on its own data, and mean reciprocal rank")
+    s.table(rank_by_n, "ranks_by_n")
+    return s.build()
+
+
+def section_selection(data: ReportInputs, config: ReportConfig | None = None) -> Section | None:
+    """Recovery per triplet selection and crowning rule, and the budget to 80% recovery;
+    None for grids without designs (no ``triplet_selection`` / ``selection_criterion``)."""
+    cfg = config or ReportConfig()
+    jobs = data.jobs
+    design_cols = [c for c in ("triplet_selection", "selection_criterion") if c in jobs.columns]
+    if not design_cols or not jobs[design_cols].notna().any().any():
+        return None
+    from modelrecovery.analysis.selection import budget_to_reach, plot_selection, selection_table
+
+    s = _Builder("selection", "Triplet selection and crowning")
+    sel = selection_table(jobs, data.scores, confidence=cfg.confidence)
+    human = "generator_human_accuracy" in sel and sel["generator_human_accuracy"].notna().any()
+    held_out = (
+        "the human held-out test triplets (the noise-ceiling set; grid.human_heldout)"
+        if human
+        else "held-out uniformly sampled test triplets"
+    )
+    s.figure(
+        plot_selection(sel),
+        "selection",
+        "Left: recovery accuracy per triplet selection (random: uniform, the study; "
+        "discriminating: one-shot design; sequential: batches under refitted probes) "
+        f"with exact {cfg.confidence:.0%} binomial CI bands; undecided jobs (crowning "
+        "rule paired) count as not recovered, their share dotted. Right: the generator's "
+        f"own refit on {held_out} (mean ± SEM over jobs).",
+    )
+    s.table(sel, "selection")
+    s.heading("Training triplets needed for 80% recovery")
+    s.table(budget_to_reach(sel, 0.8), "selection_budget")
+    return s.build()
+
+
+def section_confusion(data: ReportInputs, config: ReportConfig | None = None) -> Section:
+    """Generator x winner counts and shares per condition at ``config.confusion_n`` (default:
+    the condition's largest N); tables ``confusion_<condition>_n<N>`` (long),
+    ``..._counts`` and ``..._normalized``."""
+    cfg = config or ReportConfig()
+    s = _Builder("confusion", "Confusion matrices")
+    for cond in data.conditions:
+        cj = data.jobs[data.jobs["condition"] == cond]
+        cs = data.scores[data.scores["condition"] == cond]
+        ns = sorted(cj["n_train"].unique())
+        chosen = [n for n in (cfg.confusion_n or (ns[-1],)) if n in set(ns)]
+        if not chosen:
+            s.skipped(f"{cond}: none of confusion_n={cfg.confusion_n} present; skipped.")
+        cands = sorted(set(cs["candidate"]) | set(cj["winner"])) if len(cs) else None
+        gens = sorted(set(cj["generator"]))
+        for n in chosen:
+            kw = {"n_train": int(n), "generators": gens, "candidates": cands}
+            counts = confusion_matrix(cj, **kw)
+            norm = confusion_matrix(cj, normalize=True, **kw)
+            name = f"confusion_{data.slugs[cond]}_n{int(n)}"
+            s.heading(f"{cond}, N = {F.format_count(n)}")
+            s.figure(
+                F.plot_confusion(counts, norm, title=f"{cond}: generator × winner, N = {n:,}"),
+                name,
+                f"Confusion matrix ({cond}, N = {n:,}): rows generators, columns winners.",
+            )
+            long = (
+                counts.stack()
+                .rename("count")
+                .to_frame()
+                .join(norm.stack().rename("share"))
+                .reset_index()
+            )
+            s.table(long, name, show=False)
+            s.table(counts, f"{name}_counts", index=True, show=False)
+            s.table(norm, f"{name}_normalized", index=True)
+    return s.build()
+
+
+def section_ranks(data: ReportInputs, config: ReportConfig | None = None) -> Section:
+    """Per condition at ``config.rank_n`` (default: the largest N): each model's correct
+    and false rank (``ranks_<condition>_n<N>``) and share of jobs won (``wins_...``)."""
+    cfg = config or ReportConfig()
+    s = _Builder("ranks", "Correct and false ranks, wins")
+    for cond in data.conditions:
+        cj = data.jobs[data.jobs["condition"] == cond]
+        cs = data.scores[data.scores["condition"] == cond]
+        ns = sorted(cj["n_train"].unique())
+        n = cfg.rank_n if cfg.rank_n in set(ns) else ns[-1]
+        jn, sn = cj[cj["n_train"] == n], cs[cs["n_train"] == n]
+        slug = f"{data.slugs[cond]}_n{int(n)}"
+        s.heading(f"{cond}, N = {F.format_count(n)}")
+        if len(sn):
+            ranks = rank_summary(
+                jn,
+                sn,
+                ["condition", "n_train"],
+                confidence=cfg.confidence,
+                n_resamples=cfg.n_resamples,
+                seed=cfg.seed,
+            )
+            s.figure(
+                F.plot_ranks(ranks, title=f"{cond}, N = {n:,}"),
+                f"ranks_{slug}",
+                "Correct rank (the generator's rank on its own data, mean with BCa bootstrap "
+                "CI) and false rank (a model's mean rank on other models' data, ± SEM); tied "
+                "candidates share the rank their condition's tie rule gives them.",
+            )
+            s.table(ranks, f"ranks_{slug}")
+        else:
+            s.skipped(f"{cond}: no scores rows at N = {n}; per-model ranks skipped.")
+        cands = sorted(set(cs["candidate"]) | set(cj["winner"])) if len(cs) else None
+        shares = win_share(jn, ["condition", "n_train"], candidates=cands)
+        s.figure(
+            F.plot_win_share(shares, title=f"{cond}, N = {n:,}"),
+            f"wins_{slug}",
+            "Share of jobs won by each candidate; dashed: the fair share 1/n_candidates; "
+            "vermillion: significantly more than fair (exact one-sided binomial test).",
+        )
+        s.table(shares, f"wins_{slug}")
+    return s.build()
+
+
+def section_groups(
+    data: ReportInputs,
+    groups: Mapping[str, Mapping[str, str]] | None = None,
+    config: ReportConfig | None = None,
+) -> Section:
+    """Systematic bias per model (always), and for each grouping (name -> model -> group)
+    recovery within the groups and the confusion between them at the largest N."""
+    cfg = config or ReportConfig()
+    jobs, scores = data.jobs, data.scores
+    s = _Builder("groups", "Model groups and systematic bias")
     by = ["condition", "n_train"]
     bias = systematic_bias(jobs, scores, by)
-    w.text(
+    s.text(
         "Systematic bias: per model, its mean rank on its own data, its mean rank on the "
         "other generators' data and how often it wins their jobs against the fair share "
         "(exact one-sided binomial test). Models with a small others_mean_rank and a "
         "small p_excess win too often."
     )
-    w.table(bias, "systematic_bias", show=False)
-    for cond in conditions:
+    s.table(bias, "systematic_bias", show=False)
+    for cond in data.conditions:
         part = bias[bias["condition"] == cond]
         if len(part):
             top = part[part["n_train"] == part["n_train"].max()]
-            w.heading(f"{cond}, N = {F.format_count(top['n_train'].iloc[0])}")
-            w.table(top.drop(columns=["condition"]), f"systematic_bias_{slugs[cond]}")
+            s.heading(f"{cond}, N = {F.format_count(top['n_train'].iloc[0])}")
+            s.table(top.drop(columns=["condition"]), f"systematic_bias_{data.slugs[cond]}")
     for name, mapping in (groups or {}).items():
         if not mapping or len(set(mapping.values())) < 2:
-            w.note(f"Grouping {name!r}: fewer than two groups; skipped.")
+            s.note(f"Grouping {name!r}: fewer than two groups; skipped.")
             continue
-        w.heading(f"Recovery within {name} groups")
+        s.heading(f"Recovery within {name} groups")
         within = within_group_recovery(scores, mapping, by, confidence=cfg.confidence)
-        w.text(
+        s.text(
             f"Each job's candidates restricted to the generator's {name} group; "
             f"recovery with exact {cfg.confidence:.0%} binomial CIs, chance 1/group size."
         )
-        w.table(within, f"within_{name}")
-        for cond in conditions:
+        s.table(within, f"within_{name}")
+        for cond in data.conditions:
             cj = jobs[jobs["condition"] == cond]
             n = int(cj["n_train"].max())
             counts = group_confusion(cj[cj["n_train"] == n], mapping)
             norm = group_confusion(cj[cj["n_train"] == n], mapping, normalize=True)
-            w.heading(f"{cond}, N = {F.format_count(n)}: generator {name} × winner {name}")
-            w.table(counts, f"group_confusion_{name}_{slugs[cond]}_counts", index=True, show=False)
-            w.table(norm, f"group_confusion_{name}_{slugs[cond]}", index=True)
+            slug = data.slugs[cond]
+            s.heading(f"{cond}, N = {F.format_count(n)}: generator {name} × winner {name}")
+            s.table(counts, f"group_confusion_{name}_{slug}_counts", index=True, show=False)
+            s.table(norm, f"group_confusion_{name}_{slug}", index=True)
+    return s.build()
 
 
+def section_geometry(
+    data: ReportInputs,
+    features: Mapping[str, np.ndarray] | None = None,
+    transforms: Mapping[str, np.ndarray] | None = None,
+    human_embedding: np.ndarray | None = None,
+    config: ReportConfig | None = None,
+) -> Section:
+    """Model RDMs before and after probing (table ``geometry``, the regression's model
+    properties), their similarity and MDS, the distance to the human RDM; notes only
+    without features."""
+    cfg = config or ReportConfig()
+    s = _Builder("geometry", "Representational geometry")
+    if not features:
+        s.note("No features given: geometry, MDS and the regression are skipped.")
+        s.skipped("geometry and regression skipped (no features).")
+        return s.build()
+    if not transforms:
+        s.note("No transforms W given: only raw-feature geometry is shown.")
+    rdms = model_rdms(
+        features, transforms, human_embedding, max_concepts=cfg.max_concepts, seed=cfg.seed
+    )
+    geometry = model_geometry(
+        features,
+        transforms,
+        human_embedding,
+        method=cfg.rdm_method,
+        rdms=rdms,
+        max_concepts=cfg.max_concepts,
+        seed=cfg.seed,
+    )
+    s.text(
+        f"RDM comparison: {cfg.rdm_method}; transforms of level {geometry_level(data, cfg)}; "
+        f"{int(geometry['n_concepts'].iloc[0])} concepts."
+    )
+    s.table(geometry, "geometry")
+    sim = rdm_similarity(rdms, cfg.rdm_method)
+    s.table(sim, "rdm_similarity", index=True, show=False)
+    if len(sim) >= 2:
+        coords = mds_coordinates(sim, seed=cfg.seed, labels=sorted(rdms))
+        s.figure(
+            F.plot_mds(coords),
+            "mds",
+            f"Metric MDS of 1 − RDM similarity ({cfg.rdm_method}) of raw and probed "
+            "model RDMs, with the human embedding's RDM.",
+        )
+        s.table(coords, "mds", show=False)
+    if human_embedding is not None:
+        s.figure(
+            F.plot_human_distance(geometry),
+            "human_distance",
+            "Distance of each model's RDM to the human RDM before and after probing.",
+        )
+        shift, shift_summary = human_shift(geometry)
+        s.text(
+            f"Shift towards the human reference (distance before − after probing): "
+            f"{int(shift_summary['n_moved_towards'])} of {int(shift_summary['n_models'])} "
+            f"models move towards it (mean shift {shift_summary['mean_shift']:.3f}); "
+            f"Spearman ρ between the distance before and the shift = "
+            f"{shift_summary['spearman_rho']:.2f} (p = {shift_summary['spearman_p']:.2g}; "
+            "> 0: models that start farther move more)."
+        )
+        s.table(shift, "human_distance")
+    else:
+        s.note("No human embedding given: distances to humans are not shown.")
+    return s.build()
+
+
+def section_regression(
+    data: ReportInputs, geometry: pd.DataFrame | None, config: ReportConfig | None = None
+) -> Section:
+    """Per condition of the geometry level: standardised OLS of the accuracy difference on
+    model properties (``geometry`` is :func:`section_geometry`'s table of that name;
+    None: skipped), table ``regression_<condition>``."""
+    cfg = config or ReportConfig()
+    jobs, scores = data.jobs, data.scores
+    s = _Builder("regression", "What predicts the accuracy difference?")
+    if geometry is None:
+        s.note("Skipped: needs features (and ideally transforms) for the model properties.")
+        return s.build()
+    geo_level = geometry_level(data, cfg)
+    reg_conds = sort_conditions(jobs.loc[jobs["level"].astype(str) == str(geo_level), "condition"])
+    if not reg_conds:
+        s.note(f"Skipped: no jobs of the geometry level {geo_level!r}.")
+    names = list(cfg.regression_properties or DEFAULT_PROPERTIES)
+    for cond in reg_conds:
+        cs = scores[scores["condition"] == cond]
+        try:
+            coefs = accuracy_difference_regression(
+                cs,
+                data.models,
+                geometry,
+                properties=names,
+                level=geo_level,
+                score_column=cfg.score_column,
+                n_boot=cfg.n_boot,
+                seed=cfg.seed,
+                confidence=cfg.confidence,
+            )
+        except ValueError as err:
+            s.note(f"{cond}: regression skipped ({err}).")
+            s.skipped(f"{cond}: regression skipped ({err}).")
+            continue
+        for note in coefs.attrs.get("notes", []):
+            s.note(f"{cond}: {note}.")
+            s.skipped(f"{cond}: regression property {note}.")
+        n_models = int(coefs["n_models"].iloc[0]) if len(coefs) else 0
+        if n_models < 3 or not np.isfinite(coefs["beta"]).any():
+            used = coefs.attrs.get("properties", [])
+            s.note(
+                f"{cond}: regression skipped ({n_models} models, too few pairs for "
+                f"{len(used)} properties)."
+            )
+            continue
+        n_max = int(cs["n_train"].max())
+        s.heading(f"{cond}, N = {F.format_count(n_max)}")
+        s.figure(
+            F.plot_regression(coefs, title=f"{cond}, N = {n_max:,}"),
+            f"regression_{data.slugs[cond]}",
+            f"Standardised OLS of the z-scored {cfg.score_column} difference (generator's "
+            "own − candidate's, on the generator's data, mean over seeds) on z-scored "
+            f"model properties of level {geo_level}; {cfg.n_boot:,} bootstrap resamples "
+            "over models; Bonferroni-corrected p-values.",
+        )
+        s.table(coefs, f"regression_{data.slugs[cond]}")
+    return s.build()
+
+
+def section_tradeoff(data: ReportInputs, config: ReportConfig | None = None) -> Section:
+    """The paper's table (``tradeoff``: human-data accuracy ± SEM against recovery at each
+    condition's largest N) and the trade-off at every N (``tradeoff_by_n``); a note only
+    without a models table with ``human_accuracy``."""
+    cfg = config or ReportConfig()
+    jobs, models = data.jobs, data.models
+    s = _Builder("tradeoff", "Recovery vs. predictive accuracy")
+    if models is None or "human_accuracy" not in models.columns:
+        s.note("Skipped: needs the models table with human_accuracy.")
+        return s.build()
+    trade = tradeoff_table(jobs, models, data.by, confidence=cfg.confidence)
+    paper = paper_table(
+        jobs, models, data.by, confidence=cfg.confidence, reference=cfg.paper_reference,
+        table=trade,
+    )  # fmt: skip
+    s.text(
+        "Per condition: mean prediction accuracy on held-out human triplets of that "
+        "level's generators (their rows of the models table at that level; ± SEM over "
+        f"models) and recovery accuracy with its exact {cfg.confidence:.0%} binomial CI "
+        "at the condition's largest N."
+        + (
+            " The paper_* columns are the paper's approximate numbers (Avitan & Golan, "
+            "NeurIPS 2025: 20 models, its largest N), shown for reference only."
+            if cfg.paper_reference
+            else ""
+        )
+    )
+    s.table(paper, "tradeoff")
+    if paper["n_train"].nunique() > 1:
+        s.note(
+            "The largest N differs between conditions "
+            f"({', '.join(F.format_count(n) for n in sorted(paper['n_train'].unique()))}): "
+            "compare recovery at a common N in the table below."
+        )
+    short = paper[paper["n_models"] < paper["n_generators"]]
+    for _, row in short.iterrows():
+        s.skipped(
+            f"{row['condition']}: human accuracy known for {row['n_models']} of "
+            f"{row['n_generators']} generators at this level."
+        )
+    s.figure(
+        F.plot_tradeoff(
+            trade,
+            group="condition",
+            paper=_paper_points(data.levels) if cfg.paper_reference else None,
+        ),
+        "tradeoff",
+        "Recovery accuracy (exact CI) at each condition's largest N against the mean "
+        "accuracy of that level's generators on held-out human triplets (± SEM over "
+        "models); small markers: smaller N; grey: the paper's approximate numbers.",
+    )
+    s.heading("At every N")
+    s.table(trade, "tradeoff_by_n")
+    return s.build()
+
+
+def section_provenance(
+    data: ReportInputs,
+    config: ReportConfig | None = None,
+    *,
+    features: Mapping[str, np.ndarray] | None = None,
+    transforms: Mapping[str, np.ndarray] | None = None,
+    human_embedding: np.ndarray | None = None,
+    provenance: Mapping[str, Any] | None = None,
+    notes: Sequence[str] = (),
+) -> Section:
+    """The configuration, a summary of the data (with the tables' fingerprints), the
+    provenance as given and the ``notes`` (what the other sections skipped)."""
+    cfg = config or ReportConfig()
+    jobs, conditions = data.jobs, list(data.conditions)
+    s = _Builder("provenance", "Configuration and provenance")
+    summary = {
+        "conditions": conditions,
+        "n_jobs": len(jobs),
+        "n_score_rows": len(data.scores),
+        "training sizes": sorted(int(n) for n in jobs["n_train"].unique()),
+        "seeds per condition": {
+            c: int(jobs.loc[jobs["condition"] == c, "seed"].nunique()) for c in conditions
+        },
+        "generators": sorted(jobs["generator"].unique()),
+        "features given for": sorted(features) if features else [],
+        "transforms given for": sorted(transforms) if transforms else [],
+        "human embedding": (
+            list(np.asarray(human_embedding).shape) if human_embedding is not None else None
+        ),
+        "table fingerprints (sha256)": {
+            "jobs": table_fingerprint(jobs, ["job_id"]),
+            "scores": table_fingerprint(data.scores, ["job_id", "candidate"]),
+            "models": table_fingerprint(data.models, ["model", "level"]),
+        },
+    }
+    s.heading("Configuration")
+    s.html(_dict_html(dataclasses.asdict(cfg)))
+    s.heading("Data")
+    s.html(_dict_html(summary))
+    s.heading("Provenance")
+    s.html(_dict_html(dict(provenance or {})))
+    if notes:
+        s.heading("Notes")
+        s.html("<ul>" + "".join(f"<li>{_esc(n)}</li>" for n in notes) + "</ul>")
+    return s.build()
+
+
+# ----------------------------------------------------------------------------- writer
+@dataclass(frozen=True)
+class ReportFiles:
+    """What :func:`write_report` wrote: the page, and name -> path of every CSV and PNG."""
+
+    html: Path
+    tables: dict[str, Path]
+    figures: dict[str, Path]
+
+
+def _link(path: str, label: str | None = None) -> str:
+    return f'<a href="{_esc(path)}"><code>{_esc(label or path)}</code></a>'
+
+
+def write_report(
+    sections: Iterable[Section | None],
+    out_dir: str | Path,
+    *,
+    title: str = "Model recovery report",
+    dpi: int = 110,
+) -> ReportFiles:
+    """Write the sections' tables (``tables/<name>.csv``), figures (``figures/<name>.png``
+    and ``.svg``) and one self-contained page ``report.html`` (figures embedded, every CSV
+    and figure file linked); None sections are left out. ``sections`` may be a generator:
+    each section is written (and its figures cleared) before the next is asked for."""
+    out_dir = Path(out_dir)
+    fig_dir, tab_dir = out_dir / "figures", out_dir / "tables"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    parts: list[str] = []
+    toc: list[tuple[str, str]] = []
+    tables: dict[str, Path] = {}
+    figures: dict[str, Path] = {}
+    for sec in sections:
+        if sec is None:
+            continue
+        for name, df in sec.tables.items():
+            indexed = name in sec.indexed
+            tables[name] = F.save_table(df if indexed else df.reset_index(drop=True), tab_dir, name)
+        embedded: dict[str, str] = {}
+        for name, fig in sec.figures.items():
+            figures[name] = F.save_figure(fig, fig_dir, name, dpi=dpi)["png"]
+            fig.clear()
+            embedded[name] = base64.b64encode(figures[name].read_bytes()).decode("ascii")
+        anchor = _slug(sec.title)
+        toc.append((anchor, sec.title))
+        parts.append(f'<h2 id="{anchor}">{_esc(sec.title)}</h2>')
+        shown_tables, shown_figures = set(), set()
+        for b in sec.blocks:
+            if b.kind == "heading":
+                parts.append(f"<h3>{_esc(b.text)}</h3>")
+            elif b.kind == "text":
+                parts.append(f"<p>{_esc(b.text)}</p>")
+            elif b.kind == "note":
+                parts.append(f'<div class="note">{_esc(b.text)}</div>')
+            elif b.kind == "html":
+                parts.append(b.text)
+            elif b.kind == "figure" and b.name in embedded:
+                parts.append(_figure_html(b.name, b.text, embedded[b.name]))
+                shown_figures.add(b.name)
+            elif b.kind == "table" and b.show and b.name in sec.tables:
+                parts.append(
+                    f"<p><small>Table {_link(f'tables/{b.name}.csv')}</small></p>"
+                    + _table_html(sec.tables[b.name], index=b.name in sec.indexed)
+                )
+                shown_tables.add(b.name)
+        for name in sec.figures:  # figures no block placed: at the section's end
+            if name not in shown_figures:
+                parts.append(_figure_html(name, name, embedded[name]))
+        unshown = [name for name in sec.tables if name not in shown_tables]
+        if unshown:
+            links = ", ".join(_link(f"tables/{name}.csv") for name in unshown)
+            parts.append(f"<p><small>Also written: {links}</small></p>")
+    nav = "".join(f'<a href="#{a}">{_esc(t)}</a>' for a, t in toc)
+    doc = (
+        "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+        f"<title>{_esc(title)}</title><style>{_CSS}</style></head><body>"
+        f"<h1>{_esc(title)}</h1><nav>{nav}</nav>" + "\n".join(parts) + "</body></html>\n"
+    )
+    path = out_dir / "report.html"
+    path.write_text(doc, encoding="utf-8")
+    return ReportFiles(html=path, tables=tables, figures=figures)
+
+
+def _figure_html(name: str, caption: str, data: str) -> str:
+    return (
+        f'<figure><img src="data:image/png;base64,{data}" alt="{_esc(caption)}" '
+        f'data-figure="{_esc(name)}"><figcaption>{_esc(caption)} '
+        f"({_link(f'figures/{name}.png')}, {_link(f'figures/{name}.svg', '.svg')})"
+        "</figcaption></figure>"
+    )
+
+
+# ----------------------------------------------------------------------------- report
 def build_report(
     jobs: pd.DataFrame,
     scores: pd.DataFrame,
@@ -397,6 +1040,9 @@ def build_report(
     groups: Mapping[str, Mapping[str, str]] | None = None,
 ) -> Report:
     """Run every analysis and write figures, CSV tables and ``out_dir/report.html``.
+
+    Each analysis is a ``section_*`` function (tables and figures, no files);
+    :func:`write_report` writes them all.
 
     Parameters
     ----------
@@ -424,382 +1070,49 @@ def build_report(
     table (``report.paper_table``, also ``report.tables["tradeoff"]``).
     """
     cfg = config or ReportConfig()
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    w = _Writer(out_dir, cfg.dpi)
-    notes: list[str] = []
+    data = prepare_inputs(jobs, scores, models)
+    notes = list(data.notes)
+    kept: dict[str, Section] = {}
 
-    n_jobs_in = len(jobs)
-    jobs = dedupe_jobs(jobs)
-    if len(jobs) < n_jobs_in:
-        notes.append(
-            f"{n_jobs_in - len(jobs)} duplicate job rows dropped "
-            "(same condition, generator, N and seed, or same job_id)."
-        )
-    cond_cols = condition_columns(jobs)
-    jobs = add_condition(jobs, cond_cols)
-    n_scores_in = len(scores)
-    scores = follow_jobs(scores, jobs[["job_id", "condition", *cond_cols]], ["job_id", "candidate"])
-    for col in ("condition", *cond_cols):  # the job's condition, whatever scores carried
-        scores[col] = jobs.set_index("job_id")[col].reindex(scores["job_id"]).to_numpy()
-    if len(scores) < n_scores_in:
-        notes.append(
-            f"{n_scores_in - len(scores)} score rows dropped (duplicates, or of jobs not kept)."
-        )
-    if models is not None:
-        models = ensure_models_level(models, jobs)
-    by = ["condition", *cond_cols, "n_train"]
-    conditions = sort_conditions(jobs["condition"])
-    slugs = _condition_slugs(conditions)
-    levels = sorted(jobs["level"].dropna().astype(str).unique(), key=level_sort_key)
-
-    # --- conditions ------------------------------------------------------------------
-    w.section("Conditions")
-    w.text(
-        "Each condition is analysed on its own; jobs are pooled only within a condition "
-        "(one result per condition, generator, N and seed)."
-    )
-    w.table(_conditions_table(jobs, cond_cols), "conditions")
-
-    # --- recovery --------------------------------------------------------------------
-    w.section("Recovery accuracy")
-    acc = recovery_accuracy(jobs, by, confidence=cfg.confidence)
-    w.figure(
-        F.plot_recovery_curves(acc, group="condition"),
-        "recovery_accuracy",
-        "Recovery accuracy per training-set size and condition; bands and bars: exact "
-        f"(Clopper-Pearson) {cfg.confidence:.0%} binomial CI; dotted: chance 1/n_candidates.",
-    )
-    w.table(acc, "recovery_accuracy")
-    if len(conditions) > 1:
-        w.heading("Conditions side by side")
-        w.table(_side_by_side(acc, conditions), "recovery_side_by_side", index=True)
-    cr = correct_rank(
-        jobs, by, confidence=cfg.confidence, n_resamples=cfg.n_resamples, seed=cfg.seed
-    )
-    mrr = mean_reciprocal_rank(jobs, by)
-    rank_by_n = cr.rename(
-        columns={"mean_rank": "correct_rank", "ci_low": "rank_ci_low", "ci_high": "rank_ci_high"}
-    ).merge(mrr.drop(columns="n"), on=by, how="left")
-    w.heading("Rank of the generator on its own data, and mean reciprocal rank")
-    w.table(rank_by_n, "ranks_by_n")
-
-    # --- triplet selection (grids with designs or another crowning rule) ---------------
-    design_cols = [c for c in ("triplet_selection", "selection_criterion") if c in jobs.columns]
-    if design_cols and jobs[design_cols].notna().any().any():
-        from modelrecovery.analysis.selection import (
-            budget_to_reach,
-            plot_selection,
-            selection_table,
-        )
-
-        w.section("Triplet selection and crowning")
-        sel = selection_table(jobs, scores, confidence=cfg.confidence)
-        human = "generator_human_accuracy" in sel and sel["generator_human_accuracy"].notna().any()
-        held_out = (
-            "the human held-out test triplets (the noise-ceiling set; grid.human_heldout)"
-            if human
-            else "held-out uniformly sampled test triplets"
-        )
-        w.figure(
-            plot_selection(sel),
-            "selection",
-            "Left: recovery accuracy per triplet selection (random: uniform, the study; "
-            "discriminating: one-shot design; sequential: batches under refitted probes) "
-            f"with exact {cfg.confidence:.0%} binomial CI bands; undecided jobs (crowning "
-            "rule paired) count as not recovered, their share dotted. Right: the generator's "
-            f"own refit on {held_out} (mean ± SEM over jobs).",
-        )
-        w.table(sel, "selection")
-        w.heading("Training triplets needed for 80% recovery")
-        w.table(budget_to_reach(sel, 0.8), "selection_budget")
-
-    # --- confusion -------------------------------------------------------------------
-    w.section("Confusion matrices")
-    for cond in conditions:
-        cj = jobs[jobs["condition"] == cond]
-        cs = scores[scores["condition"] == cond]
-        ns = sorted(cj["n_train"].unique())
-        chosen = [n for n in (cfg.confusion_n or (ns[-1],)) if n in set(ns)]
-        if not chosen:
-            notes.append(f"{cond}: none of confusion_n={cfg.confusion_n} present; skipped.")
-        cands = sorted(set(cs["candidate"]) | set(cj["winner"])) if len(cs) else None
-        gens = sorted(set(cj["generator"]))
-        for n in chosen:
-            kw = {"n_train": int(n), "generators": gens, "candidates": cands}
-            counts = confusion_matrix(cj, **kw)
-            norm = confusion_matrix(cj, normalize=True, **kw)
-            name = f"confusion_{slugs[cond]}_n{int(n)}"
-            w.heading(f"{cond}, N = {F.format_count(n)}")
-            w.figure(
-                F.plot_confusion(counts, norm, title=f"{cond}: generator × winner, N = {n:,}"),
-                name,
-                f"Confusion matrix ({cond}, N = {n:,}): rows generators, columns winners.",
-            )
-            long = (
-                counts.stack()
-                .rename("count")
-                .to_frame()
-                .join(norm.stack().rename("share"))
-                .reset_index()
-            )
-            w.table(long, name, show=False)
-            w.table(counts, f"{name}_counts", index=True, show=False)
-            w.table(norm, f"{name}_normalized", index=True)
-
-    # --- ranks and wins --------------------------------------------------------------
-    w.section("Correct and false ranks, wins")
-    for cond in conditions:
-        cj = jobs[jobs["condition"] == cond]
-        cs = scores[scores["condition"] == cond]
-        ns = sorted(cj["n_train"].unique())
-        n = cfg.rank_n if cfg.rank_n in set(ns) else ns[-1]
-        jn, sn = cj[cj["n_train"] == n], cs[cs["n_train"] == n]
-        slug = f"{slugs[cond]}_n{int(n)}"
-        w.heading(f"{cond}, N = {F.format_count(n)}")
-        if len(sn):
-            ranks = rank_summary(
-                jn,
-                sn,
-                ["condition", "n_train"],
-                confidence=cfg.confidence,
-                n_resamples=cfg.n_resamples,
-                seed=cfg.seed,
-            )
-            w.figure(
-                F.plot_ranks(ranks, title=f"{cond}, N = {n:,}"),
-                f"ranks_{slug}",
-                "Correct rank (the generator's rank on its own data, mean with BCa bootstrap "
-                "CI) and false rank (a model's mean rank on other models' data, ± SEM); tied "
-                "candidates share the rank their condition's tie rule gives them.",
-            )
-            w.table(ranks, f"ranks_{slug}")
-        else:
-            notes.append(f"{cond}: no scores rows at N = {n}; per-model ranks skipped.")
-        cands = sorted(set(cs["candidate"]) | set(cj["winner"])) if len(cs) else None
-        shares = win_share(jn, ["condition", "n_train"], candidates=cands)
-        w.figure(
-            F.plot_win_share(shares, title=f"{cond}, N = {n:,}"),
-            f"wins_{slug}",
-            "Share of jobs won by each candidate; dashed: the fair share 1/n_candidates; "
-            "vermillion: significantly more than fair (exact one-sided binomial test).",
-        )
-        w.table(shares, f"wins_{slug}")
-
-    # --- groups and systematic bias --------------------------------------------------
-    _groups_section(w, jobs, scores, groups, conditions, slugs, cfg)
-
-    # --- geometry --------------------------------------------------------------------
-    w.section("Representational geometry")
-    geometry = None
-    geo_level = (
-        cfg.geometry_level
-        or cfg.geometry_family
-        or (levels[-1] if levels else None)  # the most flexible level
-    )
-    if not features:
-        w.note("No features given: geometry, MDS and the regression are skipped.")
-        notes.append("geometry and regression skipped (no features).")
-    else:
-        if not transforms:
-            w.note("No transforms W given: only raw-feature geometry is shown.")
-        rdms = model_rdms(
-            features, transforms, human_embedding, max_concepts=cfg.max_concepts, seed=cfg.seed
-        )
-        geometry = model_geometry(
-            features,
-            transforms,
-            human_embedding,
-            method=cfg.rdm_method,
-            rdms=rdms,
-            max_concepts=cfg.max_concepts,
-            seed=cfg.seed,
-        )
-        w.text(
-            f"RDM comparison: {cfg.rdm_method}; transforms of level {geo_level}; "
-            f"{int(geometry['n_concepts'].iloc[0])} concepts."
-        )
-        w.table(geometry, "geometry")
-        sim = rdm_similarity(rdms, cfg.rdm_method)
-        w.table(sim, "rdm_similarity", index=True, show=False)
-        if len(sim) >= 2:
-            coords = mds_coordinates(sim, seed=cfg.seed, labels=sorted(rdms))
-            w.figure(
-                F.plot_mds(coords),
-                "mds",
-                f"Metric MDS of 1 − RDM similarity ({cfg.rdm_method}) of raw and probed "
-                "model RDMs, with the human embedding's RDM.",
-            )
-            w.table(coords, "mds", show=False)
-        if human_embedding is not None:
-            w.figure(
-                F.plot_human_distance(geometry),
-                "human_distance",
-                "Distance of each model's RDM to the human RDM before and after probing.",
-            )
-            shift, shift_summary = human_shift(geometry)
-            w.text(
-                f"Shift towards the human reference (distance before − after probing): "
-                f"{int(shift_summary['n_moved_towards'])} of {int(shift_summary['n_models'])} "
-                f"models move towards it (mean shift {shift_summary['mean_shift']:.3f}); "
-                f"Spearman ρ between the distance before and the shift = "
-                f"{shift_summary['spearman_rho']:.2f} (p = {shift_summary['spearman_p']:.2g}; "
-                "> 0: models that start farther move more)."
-            )
-            w.table(shift, "human_distance")
-        else:
-            w.note("No human embedding given: distances to humans are not shown.")
-
-    # --- regression ------------------------------------------------------------------
-    w.section("What predicts the accuracy difference?")
-    if geometry is None:
-        w.note("Skipped: needs features (and ideally transforms) for the model properties.")
-    else:
-        reg_conds = sort_conditions(
-            jobs.loc[jobs["level"].astype(str) == str(geo_level), "condition"]
-        )
-        if not reg_conds:
-            w.note(f"Skipped: no jobs of the geometry level {geo_level!r}.")
-        names = list(cfg.regression_properties or DEFAULT_PROPERTIES)
-        for cond in reg_conds:
-            cs = scores[scores["condition"] == cond]
-            try:
-                coefs = accuracy_difference_regression(
-                    cs,
-                    models,
-                    geometry,
-                    properties=names,
-                    level=geo_level,
-                    score_column=cfg.score_column,
-                    n_boot=cfg.n_boot,
-                    seed=cfg.seed,
-                    confidence=cfg.confidence,
-                )
-            except ValueError as err:
-                w.note(f"{cond}: regression skipped ({err}).")
-                notes.append(f"{cond}: regression skipped ({err}).")
-                continue
-            for note in coefs.attrs.get("notes", []):
-                w.note(f"{cond}: {note}.")
-                notes.append(f"{cond}: regression property {note}.")
-            n_models = int(coefs["n_models"].iloc[0]) if len(coefs) else 0
-            if n_models < 3 or not np.isfinite(coefs["beta"]).any():
-                used = coefs.attrs.get("properties", [])
-                w.note(
-                    f"{cond}: regression skipped ({n_models} models, too few pairs for "
-                    f"{len(used)} properties)."
-                )
-                continue
-            n_max = int(cs["n_train"].max())
-            w.heading(f"{cond}, N = {F.format_count(n_max)}")
-            w.figure(
-                F.plot_regression(coefs, title=f"{cond}, N = {n_max:,}"),
-                f"regression_{slugs[cond]}",
-                f"Standardised OLS of the z-scored {cfg.score_column} difference (generator's "
-                "own − candidate's, on the generator's data, mean over seeds) on z-scored "
-                f"model properties of level {geo_level}; {cfg.n_boot:,} bootstrap resamples "
-                "over models; Bonferroni-corrected p-values.",
-            )
-            w.table(coefs, f"regression_{slugs[cond]}")
-
-    # --- trade-off -------------------------------------------------------------------
-    w.section("Recovery vs. predictive accuracy")
-    trade = paper = None
-    if models is None or "human_accuracy" not in models.columns:
-        w.note("Skipped: needs the models table with human_accuracy.")
-    else:
-        trade = tradeoff_table(jobs, models, by, confidence=cfg.confidence)
-        paper = paper_table(
-            jobs, models, by, confidence=cfg.confidence, reference=cfg.paper_reference,
-            table=trade,
-        )  # fmt: skip
-        w.text(
-            "Per condition: mean prediction accuracy on held-out human triplets of that "
-            "level's generators (their rows of the models table at that level; ± SEM over "
-            f"models) and recovery accuracy with its exact {cfg.confidence:.0%} binomial CI "
-            "at the condition's largest N."
-            + (
-                " The paper_* columns are the paper's approximate numbers (Avitan & Golan, "
-                "NeurIPS 2025: 20 models, its largest N), shown for reference only."
-                if cfg.paper_reference
-                else ""
-            )
-        )
-        w.table(paper, "tradeoff")
-        if paper["n_train"].nunique() > 1:
-            w.note(
-                "The largest N differs between conditions "
-                f"({', '.join(F.format_count(n) for n in sorted(paper['n_train'].unique()))}): "
-                "compare recovery at a common N in the table below."
-            )
-        short = paper[paper["n_models"] < paper["n_generators"]]
-        for _, row in short.iterrows():
-            notes.append(
-                f"{row['condition']}: human accuracy known for {row['n_models']} of "
-                f"{row['n_generators']} generators at this level."
-            )
-        w.figure(
-            F.plot_tradeoff(
-                trade,
-                group="condition",
-                paper=_paper_points(levels) if cfg.paper_reference else None,
+    def sections() -> Iterator[Section]:
+        steps: list[tuple[str, Callable[[], Section | None]]] = [
+            ("conditions", lambda: section_conditions(data)),
+            ("recovery", lambda: section_recovery(data, cfg)),
+            ("selection", lambda: section_selection(data, cfg)),
+            ("confusion", lambda: section_confusion(data, cfg)),
+            ("ranks", lambda: section_ranks(data, cfg)),
+            ("groups", lambda: section_groups(data, groups, cfg)),
+            (
+                "geometry",
+                lambda: section_geometry(data, features, transforms, human_embedding, cfg),
             ),
-            "tradeoff",
-            "Recovery accuracy (exact CI) at each condition's largest N against the mean "
-            "accuracy of that level's generators on held-out human triplets (± SEM over "
-            "models); small markers: smaller N; grey: the paper's approximate numbers.",
-        )
-        w.heading("At every N")
-        w.table(trade, "tradeoff_by_n")
+            (
+                "regression",
+                lambda: section_regression(data, kept["geometry"].tables.get("geometry"), cfg),
+            ),
+            ("tradeoff", lambda: section_tradeoff(data, cfg)),
+        ]
+        for name, make in steps:
+            sec = make()
+            if sec is None:
+                continue
+            notes.extend(sec.notes)
+            kept[name] = dataclasses.replace(sec, figures={})  # its tables, for the Report
+            yield sec
+        yield section_provenance(
+            data, cfg, features=features, transforms=transforms,
+            human_embedding=human_embedding, provenance=provenance, notes=notes,
+        )  # fmt: skip
 
-    # --- configuration and provenance ------------------------------------------------
-    w.section("Configuration and provenance")
-    cfg_dict = dataclasses.asdict(cfg)
-    summary = {
-        "conditions": conditions,
-        "n_jobs": len(jobs),
-        "n_score_rows": len(scores),
-        "training sizes": sorted(int(n) for n in jobs["n_train"].unique()),
-        "seeds per condition": {
-            c: int(jobs.loc[jobs["condition"] == c, "seed"].nunique()) for c in conditions
-        },
-        "generators": sorted(jobs["generator"].unique()),
-        "features given for": sorted(features) if features else [],
-        "transforms given for": sorted(transforms) if transforms else [],
-        "human embedding": (
-            list(np.asarray(human_embedding).shape) if human_embedding is not None else None
-        ),
-        "table fingerprints (sha256)": {
-            "jobs": table_fingerprint(jobs, ["job_id"]),
-            "scores": table_fingerprint(scores, ["job_id", "candidate"]),
-            "models": table_fingerprint(models, ["model", "level"]),
-        },
-    }
-    w.heading("Configuration")
-    w.parts.append(_dict_html(cfg_dict))
-    w.heading("Data")
-    w.parts.append(_dict_html(summary))
-    w.heading("Provenance")
-    w.parts.append(_dict_html(dict(provenance)))
-    if notes:
-        w.heading("Notes")
-        w.parts.append("<ul>" + "".join(f"<li>{_esc(n)}</li>" for n in notes) + "</ul>")
-
-    toc = "".join(f'<a href="#{a}">{_esc(t)}</a>' for a, t in w.toc)
-    doc = (
-        "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
-        f"<title>{_esc(cfg.title)}</title><style>{_CSS}</style></head><body>"
-        f"<h1>{_esc(cfg.title)}</h1><nav>{toc}</nav>" + "\n".join(w.parts) + "</body></html>\n"
-    )
-    path = out_dir / "report.html"
-    path.write_text(doc, encoding="utf-8")
+    files = write_report(sections(), out_dir, title=cfg.title, dpi=cfg.dpi)
+    trade = kept["tradeoff"].tables
     return Report(
-        html=path,
-        out_dir=out_dir,
-        tables=dict(w.tables),
-        figures=dict(w.figures),
-        paper_table=paper,
-        tradeoff=trade,
-        recovery=acc,
+        html=files.html,
+        out_dir=Path(out_dir),
+        tables=files.tables,
+        figures=files.figures,
+        paper_table=trade.get("tradeoff"),
+        tradeoff=trade.get("tradeoff_by_n"),
+        recovery=kept["recovery"].tables["recovery_accuracy"],
         notes=tuple(notes),
     )
