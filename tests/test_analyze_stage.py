@@ -149,18 +149,26 @@ def test_recovery_metrics_never_mix_levels_or_conditions():
     a = synthetic_run("full", "1" * 16, (0, 1), "c0", win=1.0)["jobs"]
     b = synthetic_run("full", "2" * 16, (0, 1), "c0", win=0.0, tie_rule="first")["jobs"]
     z = synthetic_run("zero_shot", "3" * 16, (0, 1), "c0", win=1.0, sizes=(50, 100))["jobs"]
-    metrics = recovery_metrics(pd.concat([b, z, a], ignore_index=True))
+    d = synthetic_run("diagonal", "4" * 16, (0,), "c0", win=1.0, sizes=(50,))["jobs"]
+    d["triplet_selection"] = "discriminating"
+    metrics = recovery_metrics(pd.concat([b, z, a, d], ignore_index=True))
+    # the recover stage's names; a condition key only where two conditions share a level
     assert metrics == {
         "recovery_accuracy_zero_shot": {50: 1.0, 100: 1.0},
+        "recovery_accuracy_diagonal_discriminating": {50: 1.0},
         "recovery_accuracy_full_11111111": {100: 1.0, 1000: 1.0},
         "recovery_accuracy_full_22222222": {100: 0.0, 1000: 0.0},
     }
 
 
-def log_recover_run(tables: dict[str, pd.DataFrame], groups: dict | None = None) -> str:
-    """A finished run shaped like the recover stage's (results/*.parquet artifacts, and
-    results/groups.json when ``groups`` is given)."""
+def log_recover_run(
+    tables: dict[str, pd.DataFrame], groups: dict | None = None, config: dict | None = None
+) -> str:
+    """A finished run shaped like the recover stage's (results/*.parquet artifacts,
+    results/groups.json when ``groups`` is given, config.yaml when ``config`` is)."""
     with mlflow.start_run(run_name="recover/test", tags=standard_tags("recover")) as run:
+        if config is not None:
+            mlflow.log_dict(config, "config.yaml")
         with tempfile.TemporaryDirectory() as tmp:
             for name, frame in tables.items():
                 frame.to_parquet(Path(tmp) / f"{name}.parquet", index=False)
@@ -262,3 +270,38 @@ def test_analyze_reports_model_groups_of_the_runs(tmp_path, monkeypatch):
     assert set(counts.index) == {"supervised", "self-supervised"}
     assert int(counts.to_numpy().sum()) == 3 * 3  # 3 generators x 3 seeds at the largest N
     assert out["run_id"]
+
+
+def test_analyze_gives_the_report_features_transforms_and_human_embedding(
+    tmp_path, monkeypatch, capsys
+):
+    """As the recover run's report: the top level's W (generator runs' artifacts), the
+    features (their logged features_path; a file gone since is skipped with a warning)
+    and the study's human embedding (config.yaml); metrics named as the recover run's."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    setup_experiment("geometry")
+    rng = np.random.default_rng(0)
+    runs = {}
+    for p, model in enumerate(GENERATORS, start=4):
+        np.save(tmp_path / f"{model}.npy", rng.normal(size=(12, p)))
+        with mlflow.start_run(run_name=f"generator/{model}/full") as run:
+            mlflow.log_param("features_path", str(tmp_path / f"{model}.npy"))
+            with tempfile.TemporaryDirectory() as tmp:
+                np.save(Path(tmp) / "W.npy", np.eye(p) + 0.3 * rng.normal(size=(p, p)))
+                mlflow.log_artifacts(tmp, artifact_path="generator")
+        runs[model] = run.info.run_id
+    (tmp_path / "c.npy").unlink()
+    np.save(tmp_path / "human.npy", rng.normal(size=(12, 3)))
+    tables = synthetic_run("full", "1" * 16, (0, 1), "c0ffee")
+    tables["models"]["generator_run"] = tables["models"]["model"].map(runs)
+    config = {"data": {"kind": "files", "human_embedding": str(tmp_path / "human.npy")}}
+    log_recover_run(tables, config=config)
+    out = analyze("geometry", out_dir=tmp_path / "rep")
+    geometry = pd.read_csv(tmp_path / "rep" / "tables" / "geometry.csv")
+    assert sorted(geometry["model"]) == ["a", "b"] and geometry["n_concepts"].eq(12).all()
+    assert geometry["human_distance_after"].notna().all()
+    assert (tmp_path / "rep" / "figures" / "mds.png").exists()
+    err = capsys.readouterr().err
+    assert err.count("analyze: geometry: model c (full) skipped") == 1, err
+    metrics = mlflow.get_run(out["run_id"]).data.metrics
+    assert {k for k in metrics if k.startswith("recovery_accuracy")} == {"recovery_accuracy_full"}

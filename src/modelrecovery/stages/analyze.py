@@ -7,18 +7,33 @@ seed)`` (the key derived from the condition columns for tables that lack it), no
 ``job_id`` (which changes with every code commit). Seeds or sizes added by later runs pool
 with earlier ones; a job present in several runs counts once, the latest run winning;
 different conditions stay apart and are reported side by side
-(:func:`modelrecovery.analysis.pooling.pool_tables`)."""
+(:func:`modelrecovery.analysis.pooling.pool_tables`).
+
+The report gets what a recover run's report gets: for the most flexible level, each
+generator's fitted ``W`` (its run's ``generator/W.npy``) and the model's features (the
+file its generator run logged as ``features_path``), and the study's human embedding
+(from the latest run's ``config.yaml``); what can no longer be found is skipped with a
+one-line warning. Recovery accuracy is logged under the recover stage's metric names
+(:func:`modelrecovery.analysis.metrics.recovery_metric_points`)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
+from typing import Any
 
 import mlflow
+import numpy as np
 import pandas as pd
 
-from modelrecovery.analysis.metrics import add_condition, level_sort_key
+from modelrecovery.analysis.metrics import (
+    add_condition,
+    level_sort_key,
+    recovery_curve,
+    recovery_metric_points,
+)
 from modelrecovery.analysis.pooling import Pooled, ensure_condition_key, pool_tables
 from modelrecovery.tracking import TRACKING_DIR, setup_experiment, standard_tags
 
@@ -95,23 +110,94 @@ def gather_tables(run_ids: list[str]) -> dict[str, pd.DataFrame]:
 
 
 def recovery_metrics(jobs: pd.DataFrame) -> dict[str, dict[int, float]]:
-    """Recovery accuracy per metric name and N, never mixing levels or conditions.
+    """Recovery accuracy per metric name and N, never mixing levels or conditions: the
+    names and values the analyze run logs (name -> {N: accuracy}).
 
-    Names are ``recovery_accuracy_<level>``, with ``_<first 8 hex of condition_key>``
-    appended when several conditions share the level.
+    Names are the recover stage's, ``recovery_accuracy_<level>`` (``_<selection>`` for a
+    triplet selection other than random), with ``_<first 8 hex of condition_key>``
+    appended only when several conditions share the level and selection
+    (:func:`~modelrecovery.analysis.metrics.recovery_metric_points`).
     """
-    jobs = ensure_condition_key(jobs)
     out: dict[str, dict[int, float]] = {}
-    levels = sorted(jobs["level"].astype(str).unique(), key=level_sort_key)
-    for level in levels:
-        sub = jobs[jobs["level"].astype(str) == level]
-        keys = sorted(sub["condition_key"].astype(str).unique())
-        for key in keys:
-            part = sub[sub["condition_key"].astype(str) == key]
-            name = f"recovery_accuracy_{level}" + (f"_{key[:8]}" if len(keys) > 1 else "")
-            acc = part.groupby("n_train")["recovered"].mean()
-            out[name] = {int(n): float(v) for n, v in acc.items()}
+    for name, value, step in recovery_metric_points(recovery_curve(jobs, split_conditions=True)):
+        out.setdefault(name, {})[step] = value
     return out
+
+
+def _warn(message: str) -> None:
+    print(f"analyze: {message}", file=sys.stderr)
+
+
+def load_generator_inputs(
+    models: pd.DataFrame | None, level: str | None
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Features and fitted ``W`` of the generators of ``level`` (``models`` rows with a
+    ``generator_run``): ``W.npy`` from the run's ``generator`` artifact, the features from
+    the file the run logged as ``features_path``. A model whose run, ``W`` or feature file
+    is gone is skipped with a one-line warning. Returns ``(features, transforms)``."""
+    from modelrecovery.features.io import load_features
+
+    features: dict[str, np.ndarray] = {}
+    transforms: dict[str, np.ndarray] = {}
+    if models is None or level is None or "generator_run" not in models.columns:
+        return features, transforms
+    rows = models[(models["level"].astype(str) == str(level)) & models["generator_run"].notna()]
+    for model, run_id in zip(rows["model"], rows["generator_run"], strict=True):
+        try:
+            path = mlflow.get_run(str(run_id)).data.params.get("features_path")
+            if not path:
+                raise ValueError(f"generator run {run_id} logged no features_path")
+            local = mlflow.artifacts.download_artifacts(
+                run_id=str(run_id), artifact_path="generator"
+            )
+            w = np.load(Path(local) / "W.npy")
+            x = load_features(path)
+        except Exception as err:  # any missing piece (run, W, file): skip this model
+            first = str(err).splitlines()[0] if str(err) else type(err).__name__
+            _warn(f"geometry: model {model} ({level}) skipped: {first}")
+            continue
+        features[str(model)], transforms[str(model)] = x, w
+    return features, transforms
+
+
+def load_human_embedding(config: dict[str, Any] | None) -> np.ndarray | None:
+    """The study's human embedding, if it has one: ``data.human_embedding`` of a files
+    study, the world's ``human_embedding.npy`` of a world study (when the world is still
+    there); None otherwise (with a warning when it was named but is not found)."""
+    data = (config or {}).get("data") or {}
+    try:
+        if data.get("kind") == "files" and data.get("human_embedding"):
+            from modelrecovery.features.io import load_features
+
+            return load_features(data["human_embedding"]).astype(np.float64)
+        if data.get("kind") == "world" and data.get("world_config"):
+            from modelrecovery.config import CONF_DIR
+            from modelrecovery.world import WorldConfig
+            from modelrecovery.world.build import EMBEDDING_FILE, default_world_root
+
+            path = Path(data["world_config"])
+            if not path.is_absolute() and not path.exists():
+                path = CONF_DIR.parent / path
+            world = WorldConfig.from_yaml(path, data.get("world_overrides"))
+            root = Path(data["root"]) if data.get("root") else default_world_root()
+            return np.load(root / world.folder_name() / EMBEDDING_FILE, allow_pickle=False)
+    except Exception as err:  # the report goes on without it
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        _warn(f"human embedding skipped: {first}")
+    return None
+
+
+def load_run_config(run_ids: list[str]) -> dict[str, Any] | None:
+    """The ``config.yaml`` of the last of ``run_ids`` that logged one (None if none did)."""
+    import yaml
+
+    for run_id in reversed(run_ids):
+        try:
+            local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="config.yaml")
+        except Exception:  # a run without config.yaml: try the one before
+            continue
+        return yaml.safe_load(Path(local).read_text(encoding="utf-8"))
+    return None
 
 
 def analyze(
@@ -122,12 +208,20 @@ def analyze(
     out_dir: str | Path | None = None,
 ) -> dict:
     """Pool the recover runs, build the report, log it as a run ``analyze/<study>``."""
-    from modelrecovery.analysis import build_report
+    from modelrecovery.analysis import ReportConfig, build_report
 
     setup_experiment(experiment)
     sources = find_recover_runs(experiment, run_ids, filter_string)
     pooled = pool_runs(sources)
     tables = pooled.tables
+    models = tables["models"] if not tables["models"].empty else None
+    # geometry: the most flexible level's generators, as the recover run's report
+    levels = sorted(ensure_condition_key(tables["jobs"])["level"].dropna().astype(str).unique(),
+                    key=level_sort_key)  # fmt: skip
+    top = levels[-1] if levels else None
+    features, transforms = load_generator_inputs(models, top)
+    ordered = sorted(sources, key=lambda r: (_start_time(r), sources.index(r)))
+    human_embedding = load_human_embedding(load_run_config(ordered)) if features else None
     tags = standard_tags("analyze") | {"sources": ",".join(sources)}
     with mlflow.start_run(run_name=f"analyze/{experiment}", tags=tags) as run:
         mlflow.log_params(
@@ -147,20 +241,25 @@ def analyze(
         report = build_report(
             tables["jobs"],
             tables["scores"],
-            tables["models"] if not tables["models"].empty else None,
+            models,
+            features=features,
+            transforms=transforms,
+            human_embedding=human_embedding,
             provenance={
                 "source_runs": sources,
                 "analyze_run": run.info.run_id,
                 "jobs kept per source run": pooled.kept_per_source,
                 "duplicate job rows dropped": pooled.n_duplicates,
+                "geometry_level": top,
             },
             out_dir=out,
+            config=ReportConfig(geometry_level=top),
             groups=load_run_groups(sources) or None,
         )
         mlflow.log_artifacts(str(out), artifact_path="report")
-        for name, values in recovery_metrics(tables["jobs"]).items():
-            for n, value in values.items():
-                mlflow.log_metric(name, value, step=n)
+        curve = recovery_curve(tables["jobs"], split_conditions=True)
+        for name, value, step in recovery_metric_points(curve):
+            mlflow.log_metric(name, value, step=step)
     return {
         "run_id": run.info.run_id,
         "sources": sources,
