@@ -1,0 +1,118 @@
+"""Running a command: parse, check the tracking stores, call the subcommand's handler,
+print its result, and turn every failure into one line and an exit code."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from modelrecovery import interrupts
+from modelrecovery.cli.parser import PROG, build_parser, check_args
+from modelrecovery.cli.signals import _end_open_runs, _interrupted_exit, _Signals
+
+
+def format_value(value: object) -> str:
+    """Numbers with 6 significant digits (4.5e-10 stays 4.5e-10), the rest as text."""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def _print(result: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(result, indent=2, default=str))
+        return
+    if not result:
+        return
+    width = max(len(k) for k in result)
+    for key, value in result.items():
+        print(f"{key:<{width}}  {format_value(value)}")
+
+
+def _error_line(err: BaseException) -> str:
+    text = " ".join(str(err).split()) if str(err).strip() else type(err).__name__
+    return text
+
+
+def _quiet_third_party() -> None:
+    """Keep the console to progress and results: no third-party deprecation warnings."""
+    import logging
+    import warnings
+
+    for category in (DeprecationWarning, FutureWarning, PendingDeprecationWarning):
+        warnings.filterwarnings("ignore", category=category)
+    # MLflow announces creating and migrating its database on every new store
+    for name in ("mlflow.store.db.utils", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``modelrecovery`` console script."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as done:  # --help (0) or an argument error (2, one line printed)
+        return done.code if isinstance(done.code, int) else 2
+    command = f"{PROG} {args.command}"
+    problem = check_args(args)
+    if problem:
+        print(f"{command}: error: {problem}", file=sys.stderr)
+        return 2
+    _quiet_third_party()
+    with _Signals(command):
+        try:
+            if any(args.stores):
+                from modelrecovery.store_checks import check_stores
+
+                check_stores(mlflow=args.stores[0], optuna=args.stores[1])
+            result = args.handler(args)
+        except BaseException as err:  # noqa: BLE001 - every outcome becomes one line
+            return _report(err, command, args)
+    _print(result, args.json)
+    return 0
+
+
+def console() -> None:
+    """The ``modelrecovery`` console script: :func:`main` and its exit code."""
+    code = main()
+    _interrupted_exit(code)
+    raise SystemExit(code)
+
+
+def _report(err: BaseException, command: str, args: argparse.Namespace) -> int:
+    """One line on stderr for ``err`` and the exit code."""
+    _end_open_runs()
+    interrupted = interrupts.interrupted_in(err)
+    if interrupted is not None:
+        tracked = " (open MLflow runs marked FAILED)" if any(args.stores) else ""
+        print(
+            f"{command}: {interrupted}; stopped, nothing recorded as finished{tracked}",
+            file=sys.stderr,
+            flush=True,
+        )
+        return interrupted.exit_code
+    if isinstance(err, SystemExit):
+        raise err
+    if isinstance(err, (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError)):
+        print(f"{command}: error: {_error_line(err)}", file=sys.stderr)
+        return 2
+    if type(err).__name__ == "MlflowException":
+        print(f"{command}: error: MLflow: {_error_line(err)}", file=sys.stderr)
+        # a run, experiment or model that is not there is bad input, not a failure
+        missing = getattr(err, "error_code", "") in ("RESOURCE_DOES_NOT_EXIST",)
+        return 2 if missing else 1
+    if type(err).__name__ == "StackError":  # a stack service that did not start or stop
+        print(f"{command}: error: {_error_line(err)}", file=sys.stderr)
+        return 1
+    if args.traceback:
+        import traceback
+
+        traceback.print_exception(err)
+    print(
+        f"{command}: unexpected error: {type(err).__name__}: {_error_line(err)}"
+        + ("" if args.traceback else f" (rerun with `{PROG} --traceback ...` for details)"),
+        file=sys.stderr,
+    )
+    return 1
