@@ -13,11 +13,12 @@ import yaml
 from PIL import Image
 
 from modelrecovery.cli import main
-from modelrecovery.config import CONF_DIR, load_config
+from modelrecovery.config import CONF_DIR
 from modelrecovery.features.pca import pca_feature_file, pca_scores
 from modelrecovery.recovery.grid import GridConfig, Level
-from modelrecovery.stages.inputs import model_names, study_inputs, study_models
-from modelrecovery.stages.recover import grid_config, level_grids
+from modelrecovery.study.inputs import model_names, study_inputs
+from modelrecovery.study.pipeline import grid_config, level_grids
+from modelrecovery.study.spec import StudySpec, load_spec
 
 # scripts_configurations/shared_args.yaml of brainsandmachines/oddoneout_model_recovery
 STUDY_MODELS = [
@@ -33,31 +34,32 @@ STUDY_EXTRA = [
 
 
 @pytest.fixture(scope="module")
-def config() -> dict:
-    return load_config("things_paper")
+def config() -> StudySpec:
+    return load_spec("things_paper")
 
 
 def test_the_twenty_models_and_their_metadata(config):
-    assert sorted(config["models"]) == sorted(STUDY_MODELS)
-    assert sorted(config["extra_models"]) == sorted(STUDY_EXTRA)
-    entries = study_models(config)
-    objectives = [e["objective"] for e in entries.values()]
-    architectures = [e["architecture"] for e in entries.values()]
+    assert sorted(config.models) == sorted(STUDY_MODELS)
+    assert sorted(config.extra_models) == sorted(STUDY_EXTRA)
+    entries = config.file_models()
+    assert sorted(entries) == sorted(STUDY_MODELS)  # extra models only when included
+    objectives = [e.objective for e in entries.values()]
+    architectures = [e.architecture for e in entries.values()]
     # as the study's models_objective and architecture_dict
     assert objectives.count("supervised") == 11
     assert objectives.count("self-supervised") == 6
     assert objectives.count("image-text") == 3
     assert architectures.count("transformer") == 7 and architectures.count("CNN") == 13
-    assert entries["Clip_RN50"]["backbone"] == "open_clip:RN50:openai"
-    slots = sorted(n for n, e in entries.items() if not e["backbone"])
+    assert entries["Clip_RN50"].backbone == "open_clip:RN50:openai"
+    slots = sorted(n for n, e in entries.items() if not e.backbone)
     assert slots == sorted(
         [
             "CORnet_S", "BarlowTwins_RN50", "SWAV_RN50", "VicReg_RN50", "Fair_SimCLR_ViT_Large",
             "Fair_Clip_ViT_Large", "Fair_SLIP_ViT_Large",
         ]
     )  # fmt: skip
-    assert all(entries[n].get("source") for n in slots)  # where to get them
-    every = load_config("things_paper", ["include_extra_models=true"])
+    assert all(entries[n].source for n in slots)  # where to get them
+    every = load_spec("things_paper", ["include_extra_models=true"])
     assert len(model_names(every)) == 30
 
 
@@ -66,10 +68,10 @@ def test_every_identifier_is_known_to_timm_or_open_clip(config):
     import timm
 
     clip_tags = set(open_clip.list_pretrained())
-    entries = {**config["models"], **config["extra_models"]}
+    entries = {**config.models, **config.extra_models}
     checked = 0
     for name, entry in entries.items():
-        backbone = entry["backbone"]
+        backbone = entry.backbone
         if backbone is None:
             continue
         library, _, spec = backbone.partition(":")
@@ -86,8 +88,8 @@ def test_every_identifier_is_known_to_timm_or_open_clip(config):
 
 
 def test_levels_sizes_and_seeds_as_the_study(config):
-    levels = config["grid"]["levels"]
-    assert [(lv["family"], lv.get("k")) for lv in levels] == [
+    levels = config.grid.levels
+    assert [(lv.family, lv.k) for lv in levels] == [
         ("zero_shot", None),
         ("diagonal", None),
         ("rectangular", 30),
@@ -111,12 +113,12 @@ def test_levels_sizes_and_seeds_as_the_study(config):
 
 
 def test_ablations_are_overrides(config):
-    l1 = load_config("things_paper", ["probe.regulariser=l1", "grid.regulariser=l1"])
-    assert l1["probe"]["regulariser"] == l1["grid"]["regulariser"] == "l1"
-    pca = load_config("things_paper", ["data.pca=500", "study=things-paper-pca500"])
-    assert pca["data"]["pca"] == 500
+    l1 = load_spec("things_paper", ["probe.regulariser=l1", "grid.regulariser=l1"])
+    assert l1.probe.regulariser == l1.grid.regulariser == "l1"
+    pca = load_spec("things_paper", ["data.pca=500", "study=things-paper-pca500"])
+    assert pca.data.pca == 500 and pca.study == "things-paper-pca500"
     with pytest.raises(ValueError, match=r"data.pca = 0"):
-        load_config("things_paper", ["data.pca=0"])
+        load_spec("things_paper", ["data.pca=0"])
 
 
 def test_bad_model_entries_are_one_line(tmp_path, config):
@@ -124,8 +126,14 @@ def test_bad_model_entries_are_one_line(tmp_path, config):
     raw["models"]["ResNet50"]["objective"] = "unsupervised"
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(raw))
-    with pytest.raises(ValueError, match=r"models.ResNet50 = .*expected 'objective' one of"):
-        load_config(str(path))
+    with pytest.raises(ValueError) as caught:
+        load_spec(str(path))
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message == (
+        f"config {path}: models.ResNet50.objective = 'unsupervised': expected one of "
+        "supervised, self-supervised, image-text (or null)"
+    )
 
 
 def _tiny_study(tmp_path: Path, models: dict) -> Path:
@@ -221,7 +229,7 @@ def test_missing_feature_files_say_how_to_make_them(tmp_path):
         },
     )
     with pytest.raises(FileNotFoundError) as err:
-        study_inputs(load_config(str(study)), progress=False)
+        study_inputs(load_spec(str(study)), progress=False)
     text = str(err.value)
     assert "2 feature file(s) not found" in text
     assert "A: " in text and "(extract timm:resnet50.tv_in1k)" in text
@@ -268,7 +276,7 @@ def test_pca_study_inputs(tmp_path):
     rows += [f"{i % 5 + 1}\t{(i + 1) % 5 + 1}\t{(i + 2) % 5 + 1}\t1\t0\t0" for i in range(20)]
     rows += ["1\t2\t3\t1\t1\t2", "1\t2\t3\t2\t2\t2"]
     (tmp_path / "triplets.csv").write_text("\n".join(rows) + "\n")
-    config = load_config(str(study), ["data.pca=3"])
+    config = load_spec(str(study), ["data.pca=3"])
     inputs = study_inputs(config, progress=False)
     assert inputs.feature_paths["A"] == tmp_path / "features" / "pca3" / "A.npy"
     assert np.load(inputs.feature_paths["B"]).shape == (5, 3)
