@@ -392,8 +392,8 @@ def test_human_heldout_scores_every_fit_on_human_triplets_and_changes_no_winner(
 
 
 def test_human_heldout_enters_job_ids_only_when_on_and_needs_human_data(tmp_path):
-    from modelrecovery.config import load_config
-    from modelrecovery.stages.recover import grid_config
+    from modelrecovery.study.pipeline import grid_config
+    from modelrecovery.study.spec import load_spec
 
     features = {"a": None, "b": None}
     extra = {"generators": {"full": {"a": "g1", "b": "g2"}}}
@@ -416,7 +416,7 @@ def test_human_heldout_enters_job_ids_only_when_on_and_needs_human_data(tmp_path
     with pytest.raises(ValueError, match="human_heldout needs the human held-out test"):
         run_grid(config, inputs, store, progress=False)
     assert not store.done()
-    # conf/selection.yaml turns it on, through the schema and grid_config
-    study = load_config("selection")
-    assert study["grid"]["human_heldout"] is True
+    # conf/selection.yaml turns it on, through the specification and grid_config
+    study = load_spec("selection")
+    assert study.grid.human_heldout is True
     assert grid_config(study, ["a", "b"]).human_heldout
