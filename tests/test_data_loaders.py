@@ -350,7 +350,7 @@ def test_blank_first_line(tmp_path: Path) -> None:
 
 
 # ----------------------------------------------------------------------------------------------
-# Paths that are no readable file; compressed files (modelrecovery.files)
+# Paths that are no readable file; compressed files (modelrecovery.input_files)
 # ----------------------------------------------------------------------------------------------
 
 
@@ -389,7 +389,7 @@ def test_unreadable_triplet_file(tmp_path: Path) -> None:
 
 def test_unreadable_file_as_seen_by_both_loaders(tmp_path: Path, monkeypatch) -> None:
     """Whoever runs the tests (root reads every file): the access check answers no."""
-    import modelrecovery.files as files
+    import modelrecovery.input_files as files
     from modelrecovery.features import FeatureDataError, load_features
 
     triplets = _write(tmp_path / "t.csv", "i,j,k,odd\n0,1,2,0\n")
@@ -522,7 +522,7 @@ def test_npz_is_recognised_by_content(tmp_path: Path) -> None:
 
 
 def test_features_beyond_the_largest_triplet_id_suggest_n_concepts(tmp_path: Path) -> None:
-    from modelrecovery.stages.common import load_human_data, load_model_features
+    from modelrecovery.study.inputs import load_human_data, load_model_features
 
     rng = np.random.default_rng(4)
     ids = _random_triplets(rng, 60, 8)  # ids 0-7 used
