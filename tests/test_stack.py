@@ -20,8 +20,9 @@ import mlflow
 import pytest
 
 from modelrecovery import stack as stack_module
-from modelrecovery.config import load_config, split_overrides
+from modelrecovery.config import split_overrides
 from modelrecovery.stack import StackSettings
+from modelrecovery.study.spec import load_spec
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
 
@@ -156,7 +157,8 @@ def test_wrong_s3_keys_are_rejected_and_nothing_is_written(stack):
 def study(stack, tmp_path_factory):
     """The tiny recover study, run once on a 2-worker Dask LocalCluster, logging to the
     stack; returns (summary, experiment id)."""
-    from modelrecovery.stages.recover import run_study
+    from modelrecovery.study.mlflow_tracker import MLflowTracker
+    from modelrecovery.study.pipeline import run_study
 
     work = tmp_path_factory.mktemp("study")
     with pytest.MonkeyPatch.context() as mp:
@@ -166,8 +168,8 @@ def study(stack, tmp_path_factory):
             mp.delenv(variable, raising=False)
         mp.setenv("MODELRECOVERY_DATA", str(work / "data"))
         mp.chdir(work)
-        config = load_config("default", TINY + [f"store={work / 'store'}"])
-        summary = run_study(config, progress=False)
+        spec = load_spec("default", TINY + [f"store={work / 'store'}"])
+        summary = run_study(spec, MLflowTracker(spec.study), progress=False).summary()
         experiment_id = mlflow.get_experiment_by_name(STUDY).experiment_id
         mlflow.set_tracking_uri(None)
     return summary, experiment_id
@@ -364,25 +366,26 @@ def test_s3_stopped_mid_grid_fails_clearly_and_a_rerun_completes(stack, client_e
     """S3 goes down after the second job: the study fails with an error naming the
     artifact upload, no run of it is FINISHED without its artifacts, and a rerun after
     the restart completes from the results store."""
-    from modelrecovery.stages import recover
+    from modelrecovery.study import pipeline
+    from modelrecovery.study.mlflow_tracker import MLflowTracker
 
     study = "stack-s3-fault"
-    config = load_config(
+    spec = load_spec(
         "default", TINY + [f"study={study}", f"store={client_env / 'store'}", "report=false"]
     )
     logged = []
-    original = recover._log_job
+    original = pipeline.record_job
 
-    def log_then_stop_s3(job, result, device="cpu"):
-        original(job, result, device)
+    def record_then_stop_s3(tracker, parent, job, result, device="cpu"):
+        original(tracker, parent, job, result, device)
         logged.append(job.job_id)
         if len(logged) == 2:
             stack_module.down(stack, services=("s3",), timeout=30)
 
-    monkeypatch.setattr(recover, "_log_job", log_then_stop_s3)
+    monkeypatch.setattr(pipeline, "record_job", record_then_stop_s3)
     try:
         with pytest.raises(Exception) as err:
-            recover.run_study(config, progress=False)
+            pipeline.run_study(spec, MLflowTracker(study), progress=False)
         text = f"{type(err.value).__name__}: {err.value}".lower()
         assert any(word in text for word in ("artifact", "s3", "upload", "500", "connect"))
         experiment_id = mlflow.get_experiment_by_name(study).experiment_id
@@ -390,8 +393,8 @@ def test_s3_stopped_mid_grid_fails_clearly_and_a_rerun_completes(stack, client_e
         assert list(recover_runs["status"]) == ["FAILED"]
     finally:
         stack_module.up(stack, services=("s3",))
-    monkeypatch.setattr(recover, "_log_job", original)
-    summary = recover.run_study(config, progress=False)
+    monkeypatch.setattr(pipeline, "record_job", original)
+    summary = pipeline.run_study(spec, MLflowTracker(study), progress=False).summary()
     assert summary["jobs"] == 8 and summary["jobs_run_now"] == 0
     runs = mlflow.search_runs([experiment_id], "tags.stage = 'recover'")
     assert sorted(runs["status"]) == ["FAILED", "FINISHED"]
