@@ -10,8 +10,10 @@ import pandas as pd
 import pytest
 
 from modelrecovery.cli import main
-from modelrecovery.config import load_config, split_overrides
-from modelrecovery.stages.recover import run_study
+from modelrecovery.config import split_overrides
+from modelrecovery.study.mlflow_tracker import MLflowTracker
+from modelrecovery.study.pipeline import run_study as run
+from modelrecovery.study.spec import load_spec
 
 TINY = split_overrides(
     [
@@ -25,6 +27,11 @@ TINY = split_overrides(
 )
 
 
+def run_study(spec) -> dict:
+    """The study through MLflow, as ``modelrecovery recover`` runs it: its summary."""
+    return run(spec, MLflowTracker(spec.study), progress=False).summary()
+
+
 @pytest.fixture
 def env(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
@@ -36,8 +43,8 @@ def env(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_recover_runs_the_study_and_resumes(env, capsys):
-    config = load_config("default", TINY + [f"store={env / 'store'}"])
-    summary = run_study(config, progress=False)
+    config = load_spec("default", TINY + [f"store={env / 'store'}"])
+    summary = run_study(config)
     assert summary["jobs"] == summary["jobs_run_now"] == 8
     run = mlflow.get_run(summary["run_id"])
     assert run.data.tags["stage"] == "recover"
@@ -78,7 +85,7 @@ def test_recover_runs_the_study_and_resumes(env, capsys):
     assert set(table["generator"]) == {"resnet10t", "lcnet_100"}
     # again: generators reused, every job found in the store
     n_fits = len(mlflow.search_runs([experiment], "tags.stage = 'fit'"))
-    again = run_study(config, progress=False)
+    again = run_study(config)
     assert again["jobs_run_now"] == 0 and again["jobs"] == 8
     assert len(mlflow.search_runs([experiment], "tags.stage = 'fit'")) == n_fits
     # simulate writes one job's data
@@ -120,10 +127,10 @@ def test_recover_with_the_scripts_rules_runs_their_whole_profile(env):
     generators (their conditions, parameters and calibration target)."""
     # zero-shot and diagonal: the p x p full fits of the scripts would take minutes here
     levels = "grid.levels=[{family: zero_shot},{family: diagonal}]"
-    config = load_config(
+    config = load_spec(
         "default", TINY + [levels, f"store={env / 'store'}", "rules=study_scripts"]
     )
-    summary = run_study(config, progress=False)
+    summary = run_study(config)
     assert summary["jobs"] == summary["jobs_run_now"] == 8
     params = mlflow.get_run(summary["run_id"]).data.params
     assert params["rules"] == "study_scripts" and params["tie_rule"] == "study"

@@ -13,26 +13,35 @@ from helpers import planted_triplets, repeated_triplets, write_things2023
 from modelrecovery.data import Triplets
 from modelrecovery.probe.calibrate import calibrate_temperature, expected_agreement
 from modelrecovery.probe.fit import triplet_probabilities
-from modelrecovery.stages.common import load_human_data
-from modelrecovery.stages.fit import fit_and_log
-from modelrecovery.stages.generators import GeneratorSpec, build_generators
-from modelrecovery.stages.tune import TuneSettings, tune_and_fit
-from modelrecovery.tracking import setup_experiment
+from modelrecovery.study.calibration import calibrate
+from modelrecovery.study.fitting import ProbeSetup, fit_probe
+from modelrecovery.study.generators import GeneratorSetup, build_generators
+from modelrecovery.study.inputs import load_human_data
+from modelrecovery.study.mlflow_tracker import MLflowTracker
+from modelrecovery.study.spec import Level, TuneSpec
+from modelrecovery.study.tracker import NullTracker
+from modelrecovery.study.tuning import tune_and_fit
 
 
 @pytest.fixture
 def tracking(tmp_path, monkeypatch):
-    """A private MLflow store and Optuna storage (separate SQLite files)."""
+    """A tracker on a private MLflow store and Optuna storage (separate SQLite files)."""
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
     monkeypatch.setenv("OPTUNA_STORAGE", f"sqlite:///{tmp_path}/optuna.db")
-    experiment_id = setup_experiment("test-study")
-    yield experiment_id
+    yield MLflowTracker("test-study")
     mlflow.end_run()
 
 
-def runs(experiment_id: str, stage: str | None = None) -> pd.DataFrame:
+def runs(tracker: MLflowTracker, stage: str | None = None) -> pd.DataFrame:
     query = f"tags.stage = '{stage}'" if stage else ""
-    return mlflow.search_runs(experiment_ids=[experiment_id], filter_string=query)
+    return mlflow.search_runs(experiment_ids=[tracker.experiment_id], filter_string=query)
+
+
+def setups(tune: TuneSpec, *families: str, ceiling: float | None = None) -> list:
+    """Generator setups of the given levels (default: full W)."""
+    return [
+        GeneratorSetup(ProbeSetup(Level(family)), tune, ceiling) for family in families or ("full",)
+    ]
 
 
 @pytest.fixture
@@ -50,9 +59,15 @@ def zero_shot_world(tmp_path):
 @pytest.mark.slow
 def test_tune_finds_planted_lambda_and_logs_study_and_runs(zero_shot_world, tracking):
     x, human, _ = zero_shot_world
-    settings = TuneSettings(lams=(1e-2, 1.0, 100.0), n_folds=3)
+    settings = TuneSpec(lams=(1e-2, 1.0, 100.0), n_folds=3)
     outcome = tune_and_fit(
-        x, human.train, model="zs", settings=settings, test=human.test, dtype="float64"
+        x,
+        human.train,
+        tracker=tracking,
+        model="zs",
+        setup=ProbeSetup(dtype="float64"),
+        settings=settings,
+        test=human.test,
     )
     assert outcome.best_lam == 100.0
     study = optuna.load_study(
@@ -95,7 +110,10 @@ def test_calibration_hits_target_and_moves_the_right_way():
 @pytest.mark.slow
 def test_logged_probe_loads_back_and_predicts_the_same(zero_shot_world, tracking):
     x, human, _ = zero_shot_world
-    outcome = fit_and_log(x, human.train, model="zs", lam=0.1, test=human.test, dtype="float64")
+    setup = ProbeSetup(dtype="float64")
+    outcome = fit_probe(
+        x, human.train, tracker=tracking, model="zs", setup=setup, lam=0.1, test=human.test
+    )
     loaded = mlflow.pyfunc.load_model(f"runs:/{outcome.run_id}/probe")
     query = pd.DataFrame(human.test.ids[:50], columns=["i", "j", "k"])
     predicted = loaded.predict(query).to_numpy()
@@ -111,11 +129,11 @@ def test_generators_are_reused_on_a_second_identical_call(zero_shot_world, track
     rng = np.random.default_rng(5)
     np.save(tmp / "other.npy", np.tanh(x @ rng.normal(size=(24, 9))).astype(np.float32))
     paths = {"zs": tmp / "zs.npy", "other": tmp / "other.npy"}
-    tune = TuneSettings(lams=(1e-2, 1.0), n_folds=2)
-    first = build_generators(paths, human, experiment_id=tracking, tune=tune, progress=False)
+    tune = TuneSpec(lams=(1e-2, 1.0), n_folds=2)
+    first = build_generators(paths, human, tracker=tracking, setups=setups(tune), progress=False)
     n_fit = len(runs(tracking, "fit"))
     assert n_fit == 2 and not any(g.reused for g in first.values())
-    second = build_generators(paths, human, experiment_id=tracking, tune=tune, progress=False)
+    second = build_generators(paths, human, tracker=tracking, setups=setups(tune), progress=False)
     assert len(runs(tracking, "fit")) == n_fit  # nothing refitted
     assert all(g.reused for g in second.values())
     for name in paths:
@@ -135,26 +153,22 @@ def test_generators_are_reused_on_a_second_identical_call(zero_shot_world, track
 
 def test_bad_input_fails_before_any_fitting(zero_shot_world, tracking, tmp_path):
     x, human, tmp = zero_shot_world
-    tune = TuneSettings(lams=(1.0,), n_folds=2)
+    tune = TuneSpec(lams=(1.0,), n_folds=2)
     with pytest.raises(FileNotFoundError, match="missing.npy"):
-        build_generators({"m": tmp / "missing.npy"}, human, experiment_id=tracking, tune=tune)
+        build_generators({"m": tmp / "missing.npy"}, human, tracker=tracking, setups=setups(tune))
     with pytest.raises(ValueError, match="ceiling must lie in"):
         build_generators(
-            {"zs": tmp / "zs.npy"},
-            human,
-            experiment_id=tracking,
-            tune=tune,
-            specs=[GeneratorSpec(ceiling=1.2)],
+            {"zs": tmp / "zs.npy"}, human, tracker=tracking, setups=setups(tune, ceiling=1.2)
         )
     np.save(tmp / "short.npy", x[:30].astype(np.float32))
     with pytest.raises(ValueError, match="short.npy"):
-        build_generators({"short": tmp / "short.npy"}, human, experiment_id=tracking, tune=tune)
-    with pytest.raises(ValueError, match="every λ of the grid must be"):
-        TuneSettings(lams=(0.0, 1.0))
+        build_generators({"short": tmp / "short.npy"}, human, tracker=tracking, setups=setups(tune))
+    with pytest.raises(ValueError, match="greater than 0"):
+        TuneSpec(lams=(0.0, 1.0))
     with pytest.raises(ValueError, match="lam must be > 0"):
-        fit_and_log(x, human.train, model="zs", lam=0.0)
+        fit_probe(x, human.train, tracker=tracking, model="zs", setup=ProbeSetup(), lam=0.0)
     with pytest.raises(ValueError, match="no models given"):
-        build_generators({}, human, experiment_id=tracking, tune=tune)
+        build_generators({}, human, tracker=tracking, setups=setups(tune))
     assert len(runs(tracking)) == 0  # nothing was started
 
 
@@ -201,7 +215,6 @@ def test_lambda_selection_ties_go_to_the_smallest_lambda():
 
 def test_calibration_weighs_triplets_by_their_responses(tracking):
     from modelrecovery.data import Triplets
-    from modelrecovery.stages.calibrate import calibrate_and_log
 
     rng = np.random.default_rng(3)
     z = rng.normal(size=(30, 5))
@@ -209,7 +222,11 @@ def test_calibration_weighs_triplets_by_their_responses(tracking):
     counts = np.where(np.arange(40) < 10, 12, 2)  # 10 triplets answered 12 times, 30 twice
     rows = np.repeat(ids, counts, axis=0)
     repeated = Triplets(rows, rng.integers(0, 3, len(rows)), 30)
-    result = calibrate_and_log(z, repeated, model="m", family="full", ceiling=0.6)
+    tracker = NullTracker()
+    result = calibrate(z, repeated, tracker=tracker, model="m", level="full", ceiling=0.6)
+    (run,) = tracker.named("calibrate/m/full")
+    assert run.metric("temperature") == result["temperature"]
+    assert run.params["n_responses"] == len(repeated)
     probs = triplet_probabilities(torch.tensor(z), repeated, result["temperature"])
     assert probs.max(1).mean() == pytest.approx(0.6, abs=1e-6)  # over responses
     unique = Triplets(ids, np.zeros(40), 30)
@@ -221,7 +238,7 @@ def test_every_human_set_is_excluded_from_simulations(tmp_path):
     from helpers import write_things2023
     from modelrecovery.data import Triplets
     from modelrecovery.data.triplets import triplet_keys
-    from modelrecovery.stages.common import human_exclusion_keys, load_human_data
+    from modelrecovery.study.inputs import human_exclusion_keys, load_human_data
 
     rng = np.random.default_rng(0)
 
@@ -249,36 +266,35 @@ def test_generators_built_side_by_side_are_children_of_the_run_and_match(
     rng = np.random.default_rng(5)
     np.save(tmp / "other.npy", np.tanh(x @ rng.normal(size=(24, 9))).astype(np.float32))
     paths = {"zs": tmp / "zs.npy", "other": tmp / "other.npy"}
-    tune = TuneSettings(lams=(1e-2, 1.0), n_folds=2)
-    specs = [GeneratorSpec("diagonal"), GeneratorSpec("full")]
+    tune = TuneSpec(lams=(1e-2, 1.0), n_folds=2)
+    specs = setups(tune, "diagonal", "full")
     threads = torch.get_num_threads()
-    with mlflow.start_run(run_name="parent") as parent:
+    with tracking.run("parent") as parent:
         side = build_generators(
             paths,
             human,
-            experiment_id=tracking,
-            specs=specs,
-            tune=tune,
+            tracker=tracking,
+            setups=specs,
+            parent=parent,
             progress=False,
             workers=2,
         )
     assert torch.get_num_threads() == threads  # restored
     gen_runs = runs(tracking, "generator")
     assert len(gen_runs) == 4
-    assert set(gen_runs["tags.mlflow.parentRunId"]) == {parent.info.run_id}
+    assert set(gen_runs["tags.mlflow.parentRunId"]) == {parent.id}
     assert set(gen_runs["status"]) == {"FINISHED"}
     # the same generators one after another, in a fresh store: equal to rounding
     other = tmp_path / "second"
     other.mkdir()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{other}/mlflow.db")
     monkeypatch.setenv("OPTUNA_STORAGE", f"sqlite:///{other}/optuna.db")
-    second_id = setup_experiment("test-study-serial")
     serial = build_generators(
-        paths, human, experiment_id=second_id, specs=specs, tune=tune, progress=False
+        paths, human, tracker=MLflowTracker("test-study-serial"), setups=specs, progress=False
     )
     assert set(side) == set(serial)
     for key in side:
         assert side[key].lam == serial[key].lam
         np.testing.assert_allclose(side[key].z, serial[key].z, rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="probe.workers"):
-        build_generators(paths, human, experiment_id=tracking, tune=tune, workers=0)
+        build_generators(paths, human, tracker=tracking, setups=specs, workers=0)

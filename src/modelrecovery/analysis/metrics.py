@@ -21,6 +21,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from modelrecovery.study.spec import FAMILIES
+
 __all__ = [
     "CONDITION_COLUMNS",
     "LEVEL_ORDER",

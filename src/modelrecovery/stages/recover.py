@@ -5,6 +5,8 @@ and the report's summaries printed."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -60,9 +62,12 @@ def cmd_recover(args: argparse.Namespace) -> dict:
     result = run_study(
         spec, MLflowTracker(spec.study), executor=executor, progress=not args.no_progress
     )
-    print(result.curve.to_string(index=False))
-    if result.report is not None:
-        if result.report.paper_table is not None:
-            print(result.report.paper_table.to_string(index=False))
-        print_group_summary(result.report.tables)
+    # the tables for a reader; under --json, stdout holds the JSON result alone
+    out = sys.stderr if getattr(args, "json", False) else sys.stdout
+    with contextlib.redirect_stdout(out):
+        print(result.curve.to_string(index=False))
+        if result.report is not None:
+            if result.report.paper_table is not None:
+                print(result.report.paper_table.to_string(index=False))
+            print_group_summary(result.report.tables)
     return result.summary()

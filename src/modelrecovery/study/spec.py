@@ -419,10 +419,11 @@ class StudySpec(_Spec):
         "published scripts set to the scripts' behaviour)",
     )
     data: DataSpec = Field(description="a mapping (the data section)")
-    models: dict[str, ModelEntry] | tuple[ModelEntry, ...] | None = Field(
+    models: dict[str, ModelEntry] | None = Field(
         None,
         description="files studies: a mapping model name -> feature file or model entry; "
-        "world studies: null (the default set), a backbone name or a list of them",
+        "world studies: null (the default set), a backbone name, a list of them or a "
+        "mapping name -> backbone",
     )
     extra_models: dict[str, FileModel] | None = Field(
         None, description="null or a mapping model name -> feature file or model entry"
@@ -452,10 +453,21 @@ class StudySpec(_Spec):
             entries = value.get(section)
             if isinstance(entries, str):
                 entries = [entries]
+            if isinstance(entries, (list, tuple)) and tag == "file":
+                raise _Complete(
+                    f"{section} = {_show(entries)}: expected a mapping model name -> feature "
+                    "file name (in data.features_dir), as data.kind is files"
+                )
+            if isinstance(entries, (list, tuple)):  # world studies: a list of backbones
+                names = [_entry_name(v) for v in entries]
+                repeated = sorted({n for n in names if names.count(n) > 1})
+                if repeated:
+                    raise _Complete(f"{section}: model names repeat: {repeated}")
+                entries = dict(zip(names, entries, strict=True)) if entries else None
             if isinstance(entries, Mapping):
-                value[section] = {k: _tagged(v, tag) for k, v in entries.items()}
-            elif isinstance(entries, (list, tuple)):
-                value[section] = [_tagged(v, tag) for v in entries] if entries else None
+                value[section] = {str(k): _tagged(v, tag) for k, v in entries.items()}
+            elif entries is None:
+                value[section] = None
         if value.get("executor") is None:
             value.pop("executor", None)
         probe = value.get("probe")
@@ -512,8 +524,7 @@ class StudySpec(_Spec):
         fields (None: the default set)."""
         if not self.models:
             return None
-        entries = self.models.values() if isinstance(self.models, Mapping) else self.models
-        return [entry.model_dump() for entry in entries]
+        return [entry.model_dump() for entry in self.models.values()]
 
     def as_config(self) -> dict[str, Any]:
         """The specification as plain data (what ``config.yaml`` of a recover run holds)."""
@@ -521,6 +532,13 @@ class StudySpec(_Spec):
 
 
 _INHERITED = ("stopping", "reduction", "reshuffle")
+
+
+def _entry_name(entry: Any) -> str:
+    """A world model's name in a list (its backbone)."""
+    if isinstance(entry, Mapping):
+        return str(entry.get("name", entry))
+    return str(entry)
 
 
 def _tagged(entry: Any, tag: str) -> Any:

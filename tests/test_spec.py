@@ -12,8 +12,9 @@ from typing import get_args
 import pytest
 import yaml
 
-from modelrecovery.config import CONF_DIR, load_config
-from modelrecovery.config_schema import FAMILIES, REGULARISERS, validate_config
+from modelrecovery.config import CONF_DIR
+from modelrecovery.study import spec as vocabulary
+from modelrecovery.study.spec import StudySpec, load_spec, validate_spec
 
 SHIPPED = ("default", "things_paper")
 
@@ -35,7 +36,7 @@ BAD = [
     ("grid.seeds=-1", "grid.seeds = -1: expected an integer >= 0"),
     ("tune.seed=-1", "tune.seed = -1: expected an integer >= 0"),
     ("grid.criterion=best", "grid.criterion = 'best': expected one of accuracy, nll"),
-    ("grid.tie_rule=last", "grid.tie_rule = 'last': expected one of random, first"),
+    ("grid.tie_rule=last", "grid.tie_rule = 'last': expected one of random, first, study"),
     ("grid.stopping=never", "grid.stopping = 'never': expected one of converged, study"),
     ("tune.stopping=never", "tune.stopping = 'never': expected one of converged, study"),
     ("grid.dtype=float16", "grid.dtype = 'float16': expected one of float32, float64"),
@@ -84,7 +85,7 @@ BAD = [
 
 def _error(overrides: list[str], name: str = "default") -> str:
     with pytest.raises(ValueError) as info:
-        load_config(name, overrides)
+        load_spec(name, overrides)
     return str(info.value)
 
 
@@ -122,7 +123,7 @@ def test_several_problems_on_one_line() -> None:
 
 
 def test_scalars_where_lists_are_expected_become_lists() -> None:
-    config = load_config(
+    spec = load_spec(
         "default",
         [
             "grid.sizes=4000",
@@ -133,52 +134,107 @@ def test_scalars_where_lists_are_expected_become_lists() -> None:
             "generators=resnet10t",
         ],
     )
-    assert config["grid"]["sizes"] == [4000]
-    assert config["grid"]["seeds"] == [3]
-    assert config["grid"]["lams"] == [10.0]
-    assert config["tune"]["lams"] == [0.01]
-    assert config["grid"]["levels"] == [{"family": "rectangular", "k": 4}]
-    assert config["generators"] == ["resnet10t"]
-    assert config["candidates"] == "all"
+    assert spec.grid.sizes == (4000,)
+    assert spec.grid.seeds == (3,)
+    assert spec.grid.lams == (10.0,)
+    assert spec.tune.lams == (0.01,)
+    assert spec.grid.level_list == (vocabulary.Level("rectangular", 4),)
+    assert spec.generators == ("resnet10t",)
+    assert spec.candidates == "all"
 
 
-def test_shipped_configs_validate_unchanged() -> None:
-    for name in SHIPPED:
+def test_shipped_configs_validate_and_keep_every_value() -> None:
+    """Every value a shipped file gives is the specification's value (nothing dropped or
+    changed); keys it does not give take the specification's defaults."""
+    for name in ("default", "things_paper", "selection"):
         raw = yaml.safe_load((CONF_DIR / f"{name}.yaml").read_text())
-        assert load_config(name) == raw  # nothing added, nothing dropped
+        spec = load_spec(name).as_config()
+        for section, values in raw.items():
+            if not isinstance(values, dict) or section in ("models", "extra_models"):
+                continue
+            for key, value in values.items():
+                given = spec[section][key]
+                if key == "levels":
+                    given = [{k: v for k, v in lv.items() if v is not None} for lv in given]
+                elif isinstance(value, (int, float, str, bool)) and isinstance(given, list):
+                    given = given[0] if len(given) == 1 else given
+                assert given == value, (name, section, key)
+
+
+def test_spec_is_frozen_and_flows_as_an_object() -> None:
+    spec = load_spec("default")
+    assert isinstance(spec, StudySpec)
+    with pytest.raises(ValueError):
+        spec.grid.n_folds = 5  # frozen
+    # the grid's and the tuner's stopping rule default to the probe's
+    spec = load_spec("default", ["probe.stopping=converged"])
+    raw = yaml.safe_load((CONF_DIR / "default.yaml").read_text())
+    assert raw["grid"]["stopping"] == "study" and spec.grid.stopping == "study"  # given
+    del raw["grid"]["stopping"], raw["tune"]["stopping"]
+    raw["probe"]["stopping"] = "converged"
+    spec = validate_spec(raw, "mine")
+    assert spec.grid.stopping == spec.tune.stopping == "converged"
 
 
 def test_the_recover_tests_settings_validate() -> None:
     from test_recover_stage import TINY
 
-    config = load_config("default", TINY)
-    assert config["grid"]["levels"] == [{"family": "zero_shot"}, {"family": "full"}]
-    assert config["models"] == ["timm:resnet10t", "timm:lcnet_100"]
+    spec = load_spec("default", TINY)
+    assert [lv.label for lv in spec.grid.level_list] == ["zero_shot", "full"]
+    assert [m["name"] for m in spec.world_models()] == ["timm:resnet10t", "timm:lcnet_100"]
 
 
-def test_allowed_names_match_the_probe_and_the_grid() -> None:
-    from modelrecovery.probe import families
-    from modelrecovery.recovery import grid
+def test_each_name_list_exists_once() -> None:
+    """The vocabulary is defined in study/spec.py and imported everywhere else: the
+    probe's, the grid's, the executors' and the command line's names are the spec's
+    objects, not copies."""
+    from modelrecovery.cli import parser
+    from modelrecovery.probe import families, reduced
+    from modelrecovery.recovery import executors, grid
 
-    assert FAMILIES == families.FAMILIES
-    assert REGULARISERS == families.REGULARISERS
-    from modelrecovery import config_schema
+    assert families.FAMILIES is vocabulary.FAMILIES
+    assert families.REGULARISERS is vocabulary.REGULARISERS
+    assert reduced.REDUCTIONS is vocabulary.REDUCTIONS
+    assert grid.FULL_LAMBDAS is vocabulary.FULL_LAMBDAS
+    assert grid.Level is vocabulary.Level
+    assert executors.EXECUTORS is vocabulary.EXECUTORS
+    assert vocabulary.REDUCTIONS == tuple(get_args(vocabulary.Reduction))
+    choices = {
+        action.dest: tuple(action.choices)
+        for sub in parser.build_parser()._subparsers._group_actions[0].choices.values()
+        for action in sub._actions
+        if action.choices is not None and not isinstance(action.choices, dict)
+    }
+    assert choices["family"] == vocabulary.FAMILIES
+    assert choices["regulariser"] == vocabulary.REGULARISERS
+    assert choices["reduction"] == vocabulary.REDUCTIONS
+    source = Path(vocabulary.__file__).parents[1]
+    literal = '("zero_shot", "diagonal", "rectangular", "full")'
+    copies = [p for p in source.rglob("*.py") if literal in p.read_text(encoding="utf-8")]
+    assert copies == [], copies
 
-    assert config_schema.CRITERIA == grid.CRITERIA
-    assert config_schema.TIE_RULES == grid.TIE_RULES
-    assert config_schema.STOPPING_RULES == grid.STOPPING_RULES
-    from modelrecovery import cli
-    from modelrecovery.probe import reduced
 
-    assert config_schema.REDUCTIONS == grid.REDUCTIONS == cli.REDUCTIONS == reduced.REDUCTIONS
-    assert config_schema.REDUCTIONS == tuple(get_args(config_schema.Reduction))
-    assert config_schema.EVALUATIONS == grid.EVALUATIONS
-    assert config_schema.MATMUL_PRECISIONS == grid.MATMUL_PRECISIONS
+@pytest.mark.parametrize(
+    ("override", "fragment"),
+    [
+        ("data.noise_ceiling=file.tsv", "unknown key data.noise_ceiling (known: ["),
+        ("probe.family=full", "unknown key probe.family (known: ['ceiling', 'device'"),
+        ("executor.comment=x", "unknown key executor.comment (known: ['address'"),
+        ("notes=free", "unknown key notes (known: ["),
+        ("data.triplets=t.csv", "data.triplets = 't.csv': expected no triplets with data.kind"),
+    ],
+)
+def test_unknown_keys_are_refused_at_every_level(override: str, fragment: str) -> None:
+    message = _error([override])
+    _one_clean_line(message)
+    assert fragment in message, message
+    assert f"(override {override})" in message
+    if "noise_ceiling" in override:  # the data section's own keys, not the file's
+        assert "'human_embedding'" in message and "'world_config'" in message
 
 
 def test_unknown_keys_in_files(tmp_path: Path) -> None:
     raw = yaml.safe_load((CONF_DIR / "default.yaml").read_text())
-    # grid and tune pass every key on: an unknown one is an error naming the known ones
     raw["grid"]["n_fold"] = 3
     path = tmp_path / "typo.yaml"
     path.write_text(yaml.safe_dump(raw))
@@ -186,13 +242,15 @@ def test_unknown_keys_in_files(tmp_path: Path) -> None:
     _one_clean_line(message)
     assert f"config {path}: unknown key grid.n_fold (known: [" in message
     assert "'n_folds'" in message
-    # other sections ignore unknown keys, as before
     del raw["grid"]["n_fold"]
-    raw["notes"] = "free text"
-    raw["executor"]["comment"] = "kept"
+    raw["executor"]["comment"] = "kept?"
     path.write_text(yaml.safe_dump(raw))
-    config = load_config(str(path))
-    assert config["notes"] == "free text" and config["executor"]["comment"] == "kept"
+    assert "unknown key executor.comment" in _error([], str(path))
+    raw = yaml.safe_load((CONF_DIR / "things_paper.yaml").read_text())
+    raw["models"]["ResNet50"]["weights"] = "imagenet"
+    path.write_text(yaml.safe_dump(raw))
+    message = _error([], str(path))
+    assert "unknown key models.ResNet50.weights (known: ['architecture', 'backbone'" in message
 
 
 def test_files_kind_needs_models_and_triplets(tmp_path: Path) -> None:
@@ -202,9 +260,11 @@ def test_files_kind_needs_models_and_triplets(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump(raw))
     message = _error([], str(path))
     _one_clean_line(message)
-    assert "models = ['clip_rn50']: expected a mapping model name -> feature file" in message
+    assert "models = " in message and "expected a mapping model name -> feature file" in message
     message = _error(["models={a: a.npy}", "data.triplets=null"], "things_paper")
     assert "data.triplets is missing" in message
+    spec = load_spec("things_paper", ["models={a: a.npy, b: {file: b.npy, objective: supervised}}"])
+    assert spec.file_models()["a"].file == "a.npy" and spec.file_models()["b"].objective == "supervised"
 
 
 def test_missing_required_keys_and_bad_yaml(tmp_path: Path) -> None:
@@ -221,13 +281,13 @@ def test_missing_required_keys_and_bad_yaml(tmp_path: Path) -> None:
     assert message.startswith(f"config {path}: line 2: not valid YAML")
 
 
-def test_validate_config_directly() -> None:
+def test_validate_spec_directly() -> None:
     raw = yaml.safe_load((CONF_DIR / "default.yaml").read_text())
     raw["grid"]["sizes"] = "4000"
-    assert validate_config(raw, "mine")["grid"]["sizes"] == [4000]
+    assert validate_spec(raw, "mine").grid.sizes == (4000,)
     raw["grid"]["sizes"] = None
     with pytest.raises(ValueError, match=r"^config mine: grid.sizes = None: expected"):
-        validate_config(raw, "mine")
+        validate_spec(raw, "mine")
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
