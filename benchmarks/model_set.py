@@ -22,7 +22,7 @@ import torch
 from modelrecovery.features.io import load_features
 from modelrecovery.probe import accuracy_and_nll, fit_probe
 from modelrecovery.probe.crossval import CrossValidation, make_folds, select_lambda
-from modelrecovery.stages.common import load_human_data
+from modelrecovery.study.inputs import load_human_data
 from modelrecovery.world import WorldConfig, build_world
 from modelrecovery.world.model_report import rdm_correlations
 from modelrecovery.world.models import (

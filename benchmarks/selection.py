@@ -106,26 +106,29 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from modelrecovery.analysis.selection import budget_to_reach, selection_table
-    from modelrecovery.config import load_config
 
     pd.set_option("display.width", 200)
     pd.set_option("display.max_columns", 30)
     overrides = list(args.set)
     if args.quick:
         overrides += ["grid.sizes=[400]", "grid.seeds=[0]"]
-    run_id = args.run_id
-    if run_id is None:
-        from modelrecovery.stages.recover import run_study
+    if args.run_id is None:
+        from modelrecovery.study.mlflow_tracker import MLflowTracker
+        from modelrecovery.study.pipeline import run_study
+        from modelrecovery.study.spec import load_spec
 
-        config = load_config(args.config, overrides)
+        spec = load_spec(args.config, overrides)
         tic = time.perf_counter()
-        summary = run_study(config, progress=False)
-        run_id = summary["run_id"]
+        result = run_study(spec, MLflowTracker(spec.study), progress=False)
+        summary = result.summary()
         print(
-            f"recover run {run_id}: {summary['jobs']} jobs ({summary['jobs_run_now']} run now) "
-            f"in {time.perf_counter() - tic:.0f} s (jobs {summary.get('jobs_seconds', 0):.0f} s)"
+            f"recover run {result.run_id}: {summary['jobs']} jobs ({summary['jobs_run_now']} "
+            f"run now) in {time.perf_counter() - tic:.0f} s (jobs "
+            f"{summary.get('jobs_seconds', 0):.0f} s)"
         )
-    tables = _tables(run_id)
+        tables = {"jobs": result.jobs, "scores": result.scores}
+    else:
+        tables = _tables(args.run_id)
     jobs, scores = tables["jobs"], tables["scores"]
     show = ["triplet_selection", "n_train", "n_jobs", "accuracy", "ci_low", "ci_high"]
     by_rule = {}

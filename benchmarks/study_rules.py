@@ -41,13 +41,6 @@ KEYS = ["level", "generator", "n_train", "seed"]
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "things"
 
 
-def _tables(run_id: str) -> dict[str, pd.DataFrame]:
-    import mlflow
-
-    local = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="results"))
-    return {name: pd.read_parquet(local / f"{name}.parquet") for name in ("jobs", "scores", "fits")}
-
-
 def _selected(scores: pd.DataFrame) -> pd.DataFrame:
     return scores.pivot_table(index=KEYS, columns="candidate", values="best_lam")
 
@@ -82,8 +75,10 @@ def compare(base: dict, other: dict, name: str) -> dict:
 
 
 def world(overrides: list[str]) -> None:
-    from modelrecovery.config import load_config, split_overrides
-    from modelrecovery.stages.recover import run_study
+    from modelrecovery.config import split_overrides
+    from modelrecovery.study.mlflow_tracker import MLflowTracker
+    from modelrecovery.study.pipeline import run_study
+    from modelrecovery.study.spec import load_spec
 
     variants = {
         "base": [],
@@ -92,12 +87,13 @@ def world(overrides: list[str]) -> None:
     }
     tables, seconds = {}, {}
     for name, extra in variants.items():
-        config = load_config("default", split_overrides(overrides) + extra)
+        spec = load_spec("default", split_overrides(overrides) + extra)
         tic = time.perf_counter()
-        summary = run_study(config, progress=False)
+        # in MLflow, so the generators of the first run (or of `make recover`) are reused
+        result = run_study(spec, MLflowTracker(spec.study), progress=False)
         seconds[name] = time.perf_counter() - tic
-        tables[name] = _tables(summary["run_id"])
-        print(f"{name}: run {summary['run_id']}, {seconds[name]:.0f} s", flush=True)
+        tables[name] = {"jobs": result.jobs, "scores": result.scores, "fits": result.fits}
+        print(f"{name}: run {result.run_id}, {seconds[name]:.0f} s", flush=True)
     rows = [
         compare(tables["base"], tables["converged"], "converged vs study"),
         compare(tables["converged"], tables["converged-warm"], "warm vs cold (converged)"),
