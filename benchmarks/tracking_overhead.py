@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
 import os
 import random
 import shutil
@@ -46,16 +45,22 @@ from pathlib import Path
 import mlflow
 
 from modelrecovery import stack as stack_module
-from modelrecovery.config import load_config, split_overrides
+from modelrecovery.config import split_overrides
 from modelrecovery.features.io import load_features
 from modelrecovery.recovery.executors import GridInputs, run_grid
 from modelrecovery.recovery.grid import jobs_of
 from modelrecovery.recovery.store import ResultsStore
-from modelrecovery.stages.common import human_exclusion_keys
-from modelrecovery.stages.generators import build_generators, settings_from_config
-from modelrecovery.stages.inputs import model_names, select_names, study_inputs
-from modelrecovery.stages.recover import _log_job, grid_config, grid_provenance
-from modelrecovery.tracking import ensure_experiment
+from modelrecovery.study.generators import build_generators, generator_setups
+from modelrecovery.study.inputs import (
+    human_exclusion_keys,
+    model_names,
+    select_names,
+    study_inputs,
+)
+from modelrecovery.study.mlflow_tracker import MLflowTracker
+from modelrecovery.study.pipeline import grid_config, grid_provenance, record_job
+from modelrecovery.study.spec import ExecutorSpec, StudySpec, load_spec
+from modelrecovery.study.tracker import standard_tags
 
 QUICK = [
     "grid.levels=[{family: zero_shot},{family: full}]",
@@ -63,26 +68,24 @@ QUICK = [
 ]
 
 
-def prepare(config: dict, folder: Path):
+def prepare(spec: StudySpec, folder: Path):
     """Inputs and generators of the study (built in a temporary local store)."""
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{folder / 'prepare.db'}"
     os.environ["OPTUNA_STORAGE"] = f"sqlite:///{folder / 'optuna.db'}"
     mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
-    inputs = study_inputs(config, True)
+    inputs = study_inputs(spec, True)
     models = list(inputs.feature_paths)
-    specs, tune = settings_from_config(config)
-    wanted = select_names(config.get("generators"), models, "generators")
+    wanted = select_names(spec.generators, models, "generators")
     generators = build_generators(
         {m: inputs.feature_paths[m] for m in wanted},
         inputs.human,
-        experiment_id=ensure_experiment("tracking-overhead-prepare"),
-        specs=specs,
-        tune=tune,
+        tracker=MLflowTracker("tracking-overhead-prepare"),
+        setups=generator_setups(spec),
         progress=True,
-        workers=config["probe"].get("workers", 1),
+        workers=spec.probe.workers,
     )
-    candidates = select_names(config.get("candidates"), models, "candidates")
-    grid = grid_config(config, models, grid_provenance(inputs, candidates, generators))
+    candidates = select_names(spec.candidates, models, "candidates")
+    grid = grid_config(spec, models, grid_provenance(inputs, candidates, generators))
     features = {
         m: load_features(inputs.feature_paths[m], n_concepts=inputs.human.train.n_concepts)
         for m in grid.candidates
@@ -95,19 +98,19 @@ def prepare(config: dict, folder: Path):
     return grid, grid_inputs
 
 
-def timed_grid(grid, grid_inputs, execution: dict, folder: Path, uri: str | None) -> float:
+def timed_grid(grid, grid_inputs, execution: ExecutorSpec, folder: Path, uri: str | None) -> float:
     """Seconds for the whole grid from an empty store; logged to ``uri`` unless None."""
     shutil.rmtree(folder / "store", ignore_errors=True)
     store = ResultsStore(folder / "store")
-    experiment_id = None
+    tracker = None
     if uri is not None:  # the store exists already in practice: its creation is not timed
-        mlflow.set_tracking_uri(uri)
-        experiment_id = ensure_experiment("tracking-overhead")
+        os.environ["MLFLOW_TRACKING_URI"] = uri
+        tracker = MLflowTracker("tracking-overhead")
     tic = time.perf_counter()
     kwargs = dict(
-        executor=execution.get("kind", "dask"),
-        dask_address=execution.get("address"),
-        n_workers=int(execution.get("n_workers", 2)),
+        executor=execution.kind,
+        dask_address=execution.address,
+        n_workers=execution.n_workers,
         progress=False,
     )
 
@@ -118,19 +121,18 @@ def timed_grid(grid, grid_inputs, execution: dict, folder: Path, uri: str | None
             frame.to_parquet(out / f"{name}.parquet", index=False)
         return out
 
-    if uri is None:
+    if tracker is None:
         run_grid(grid, grid_inputs, store, **kwargs)
         tables_to(folder / "results")
     else:
-        with mlflow.start_run(run_name="recover/tracking-overhead", experiment_id=experiment_id):
-            run_grid(
-                grid,
-                grid_inputs,
-                store,
-                on_done=functools.partial(_log_job, device=grid.device),
-                **kwargs,
-            )
-            mlflow.log_artifacts(str(tables_to(folder / "results")), artifact_path="results")
+        tags = standard_tags("recover") | {"study": "tracking-overhead"}
+        with tracker.run("recover/tracking-overhead", tags=tags) as parent:
+
+            def on_done(job, result) -> None:  # as the study records each job
+                record_job(tracker, parent, job, result, grid.device)
+
+            run_grid(grid, grid_inputs, store, on_done=on_done, **kwargs)
+            parent.log_artifacts(tables_to(folder / "results"), "results")
     return time.perf_counter() - tic
 
 
@@ -210,16 +212,16 @@ def main() -> None:
     args = parser.parse_args()
     quick = []
     if args.quick:  # the first four models of the default set
-        names = ",".join(model_names(load_config("default"))[:4])
+        names = ",".join(model_names(load_spec("default"))[:4])
         quick = [*QUICK, f"generators=[{names}] candidates=[{names}]"]
-    config = load_config("default", split_overrides(quick + args.set))
+    spec = load_spec("default", split_overrides(quick + args.set))
     folder = Path(tempfile.mkdtemp(prefix="tracking-overhead-"))
     folder.chmod(0o755)
     settings = stack_module.settings_on_free_ports(folder / "stack", mlflow_loop=args.mlflow_loop)
     try:
-        grid, grid_inputs = prepare(config, folder)
+        grid, grid_inputs = prepare(spec, folder)
         n_jobs = len(jobs_of(grid))
-        execution = config.get("executor") or {}
+        execution = spec.executor
         local = folder / "local" / "tracking"
         local.mkdir(parents=True)
         stack_module.up(settings)
