@@ -14,7 +14,6 @@ import pytest
 import torch
 
 from helpers import planted_grid_config, planted_recovery_world, planted_triplets
-from modelrecovery.config_schema import STUDY_SCRIPTS
 from modelrecovery.data.sampling import sample_triplets
 from modelrecovery.data.triplets import Triplets
 from modelrecovery.probe.fit import LBFGSSettings, build_problem, fit_probe
@@ -29,6 +28,7 @@ from modelrecovery.probe.reduced import (
 )
 from modelrecovery.recovery.grid import GridConfig, Job, Level, jobs_of
 from modelrecovery.recovery.job import _Evaluator, run_job, select_and_score, simulate
+from modelrecovery.study.spec import STUDY_SCRIPTS
 from study_loop import study_loop
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -384,30 +384,30 @@ def test_study_evaluation_takes_the_first_position_on_prediction_ties():
         assert study["test_accuracy"] == study_credit
 
 
-def _things_paper_scripts() -> dict:
-    from modelrecovery.config import load_config
+def _things_paper_scripts():
+    from modelrecovery.study.spec import load_spec
 
-    return load_config(str(ROOT / "conf" / "things_paper_scripts.yaml"))
+    return load_spec(str(ROOT / "conf" / "things_paper_scripts.yaml"))
 
 
 def test_study_scripts_preset_sets_every_piece_and_refuses_conflicting_overrides():
-    from modelrecovery.config import load_config
+    from modelrecovery.study.spec import load_spec as load_config
 
     config = _things_paper_scripts()
-    assert config["rules"] == "study_scripts" and config["study"] == "things-paper-scripts"
-    assert config["models"] == load_config(str(ROOT / "conf" / "things_paper.yaml"))["models"]
+    assert config.rules == "study_scripts" and config.study == "things-paper-scripts"
+    assert config.models == load_config(str(ROOT / "conf" / "things_paper.yaml")).models
     # the preset replaces the files' values (default.yaml: tie_rule random, ...)
     default = load_config("default", ["rules=study_scripts"])
     for loaded in (config, default):
         for section, values in STUDY_SCRIPTS.items():
             for key, value in values.items():
-                assert loaded[section][key] == value, (section, key)
+                assert getattr(getattr(loaded, section), key) == value, (section, key)
     grid = GridConfig(
         generators=("a",),
         candidates=("a",),
         sizes=(10,),
         seeds=(0,),
-        **{k: v for k, v in default["grid"].items() if k in STUDY_SCRIPTS["grid"]},
+        **{k: v for k, v in default.grid.settings().items() if k in STUDY_SCRIPTS["grid"]},
     )
     assert grid.condition(Level("full"))["reduction"] == "never"
     # ... but a --set override that contradicts it is refused, in one line
@@ -419,14 +419,14 @@ def test_study_scripts_preset_sets_every_piece_and_refuses_conflicting_overrides
 
 
 def test_things_paper_keeps_the_corrected_behaviour():
-    from modelrecovery.config import load_config
+    from modelrecovery.study.spec import load_spec
 
-    config = load_config(str(ROOT / "conf" / "things_paper.yaml"))
-    assert config.get("rules", "platform") == "platform"
-    grid = config["grid"]
-    assert grid["paper_compatible_sampling"] is False
-    assert grid.get("tie_rule") == "random"
-    assert grid.get("evaluation", "exact") == "exact"
+    config = load_spec(str(ROOT / "conf" / "things_paper.yaml"))
+    assert config.rules == "platform"
+    grid = config.grid
+    assert grid.paper_compatible_sampling is False
+    assert grid.tie_rule == "random"
+    assert grid.evaluation == "exact"
 
 
 def test_lightning_module_follows_the_path_and_the_reshuffle():
@@ -452,11 +452,11 @@ def tracking(tmp_path, monkeypatch):
     """A private MLflow store and Optuna storage."""
     import mlflow
 
-    from modelrecovery.tracking import setup_experiment
+    from modelrecovery.study.mlflow_tracker import MLflowTracker
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
     monkeypatch.setenv("OPTUNA_STORAGE", f"sqlite:///{tmp_path}/optuna.db")
-    yield setup_experiment("test-study")
+    yield MLflowTracker("test-study")
     mlflow.end_run()
 
 
@@ -471,8 +471,10 @@ def test_fit_and_tune_commands_take_the_reduction_and_the_reshuffle(tmp_path, tr
 
     from helpers import repeated_triplets, write_things2023
     from modelrecovery.cli import main
-    from modelrecovery.stages.common import load_human_data
-    from modelrecovery.stages.tune import TuneSettings, tune_and_fit
+    from modelrecovery.study.fitting import ProbeSetup
+    from modelrecovery.study.inputs import load_human_data
+    from modelrecovery.study.spec import TuneSpec
+    from modelrecovery.study.tuning import tune_and_fit
 
     x, train = _p_above_n(n=40, p=60, m=600)
     repeated = repeated_triplets(x[:, :5], 30, 8, seed=3)
@@ -511,8 +513,10 @@ def test_fit_and_tune_commands_take_the_reduction_and_the_reshuffle(tmp_path, tr
     outcome = tune_and_fit(
         x,
         human.train,
+        tracker=tracking,
         model="wide",
-        settings=TuneSettings(lams=(0.1, 10.0), n_folds=2, stopping="study", reduction="never"),
+        setup=ProbeSetup(stopping="study", reduction="never"),
+        settings=TuneSpec(lams=(0.1, 10.0), n_folds=2, stopping="study", reduction="never"),
         log_model=False,
     )
     refit = mlflow.get_run(outcome.fit.run_id).data.params
@@ -521,7 +525,7 @@ def test_fit_and_tune_commands_take_the_reduction_and_the_reshuffle(tmp_path, tr
 
 
 def test_a_config_base_that_is_missing_circular_or_not_a_name_is_one_line(tmp_path):
-    from modelrecovery.config import load_config
+    from modelrecovery.study.spec import load_spec as load_config
 
     cases = {
         "missing.yaml": ("base: nope\nstudy: x\n", "base = 'nope': config 'nope' not found"),
@@ -539,8 +543,8 @@ def test_a_config_base_that_is_missing_circular_or_not_a_name_is_one_line(tmp_pa
         f"base: {ROOT / 'conf' / 'default.yaml'}\nstudy: child\ngrid:\n  seeds: [7]\n"
     )
     child = load_config(str(tmp_path / "child.yaml"))
-    assert child["study"] == "child" and child["grid"]["seeds"] == [7]
-    assert child["grid"]["sizes"] == load_config("default")["grid"]["sizes"]
+    assert child.study == "child" and child.grid.seeds == (7,)
+    assert child.grid.sizes == load_config("default").grid.sizes
 
 
 @pytest.mark.parametrize(
