@@ -14,9 +14,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from modelrecovery.config import CONF_DIR, load_config
+from modelrecovery.config import CONF_DIR
 from modelrecovery.recovery.store import ResultsStore
-from modelrecovery.stages.recover import run_study
+from modelrecovery.study.mlflow_tracker import MLflowTracker
+from modelrecovery.study.pipeline import run_study
+from modelrecovery.study.spec import load_spec
 
 N = 1854
 N_TRAIN_TRIPLETS = 20_000
@@ -137,11 +139,13 @@ def test_things_shaped_study(things_dir, tmp_path, monkeypatch):
     raw["store"] = str(tmp_path / "store")
     path = tmp_path / "things_shaped.yaml"
     path.write_text(yaml.safe_dump(raw))
-    config = load_config(str(path))
+    spec = load_spec(str(path))
 
-    summary = run_study(config, progress=False)
+    result = run_study(spec, MLflowTracker(spec.study), progress=False)
+    summary = result.summary()
 
     assert summary["jobs"] == 5 * 2 * 3 + 5 * 2 * 2
+    assert len(result.jobs) == summary["jobs"] == summary["jobs_run_now"]
     report = tmp_path / "tracking" / "reports" / summary["run_id"]
     assert (report / "report.html").is_file()
     tables = report / "tables"
