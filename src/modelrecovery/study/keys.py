@@ -23,25 +23,26 @@ from modelrecovery.input_files import sha256
 SCIENCE_PACKAGES = ("data", "features", "probe", "recovery", "world", "study")
 SCIENCE_MODULES = ("config.py", "devices.py", "input_files.py", "interrupts.py", "lazy.py")
 #: modules of the science packages that record results but change none
-NOT_SCIENCE = ("study/tracker.py", "study/mlflow_tracker.py")
+NOT_SCIENCE = ("study/tracker.py", "study/mlflow_tracker.py", "study/mlflow_model.py")
 
 
-def science_files() -> list[Path]:
-    """The source files :func:`science_hash` reads, sorted."""
-    root = Path(modelrecovery.__file__).resolve().parent
+def science_files(root: Path | None = None) -> list[Path]:
+    """The source files :func:`science_hash` reads, sorted (``root``: a copy of the
+    package's folder; default the package itself)."""
+    root = root or Path(modelrecovery.__file__).resolve().parent
     files = [root / name for name in SCIENCE_MODULES if (root / name).exists()]
     for package in SCIENCE_PACKAGES:
         files += (root / package).rglob("*.py")
     return sorted(p for p in files if p.relative_to(root).as_posix() not in NOT_SCIENCE)
 
 
-@functools.lru_cache(maxsize=1)
-def science_hash() -> str:
+@functools.lru_cache(maxsize=4)
+def science_hash(root: Path | None = None) -> str:
     """SHA-256 of the science's source files (relative paths and contents, sorted): it
     changes with any edit of them (committed or not) and with nothing else."""
-    root = Path(modelrecovery.__file__).resolve().parent
+    root = root or Path(modelrecovery.__file__).resolve().parent
     digest = hashlib.sha256()
-    for path in science_files():
+    for path in science_files(root):
         digest.update(path.relative_to(root).as_posix().encode())
         digest.update(b"\0")
         digest.update(path.read_bytes())

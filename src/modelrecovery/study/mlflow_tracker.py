@@ -164,7 +164,7 @@ class MLflowTracker:
 
     def log_probe(self, run: MLflowRun, z: Any, temperature: float) -> None:
         """The probe as a pyfunc model ``probe`` of the run (``runs:/<run>/probe``)."""
-        from modelrecovery.probe.pyfunc import log_probe_model
+        from modelrecovery.study.mlflow_model import log_probe_model
 
         with tempfile.TemporaryDirectory() as tmp, mlflow.start_run(run_id=run.id):
             log_probe_model(z, temperature, Path(tmp) / "probe")
