@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from modelrecovery.files import sha256 as file_sha256
+from modelrecovery.input_files import sha256 as file_sha256
 
 __all__ = [
     "DownloadError",

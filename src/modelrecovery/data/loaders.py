@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from modelrecovery.data.triplets import TripletDataError, Triplets
-from modelrecovery.files import (
+from modelrecovery.input_files import (
     DECOMPRESSION_ERRORS,
     check_compression,
     check_file,

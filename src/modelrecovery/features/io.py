@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from modelrecovery.files import check_file, read_failure
+from modelrecovery.input_files import check_file, read_failure
 
 __all__ = [
     "FEATURE_SUFFIXES",

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from modelrecovery.files import sha256
+from modelrecovery.input_files import sha256
 
 __all__ = ["pca_scores", "pca_feature_file"]
 
