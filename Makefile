@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/tracking/mlflow.db
 
-.PHONY: install recover ui stack-up stack-down stack-status test test-fast lint bench clean
+.PHONY: install recover ui stack-up stack-down stack-status test test-fast lint bench clean mlproject
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,10 @@ test: install
 
 test-fast: install
 	$(PY) -m pytest -q -m "not slow and not service"
+
+# MLproject is generated from the command line (its defaults are the options' defaults)
+mlproject: install
+	$(PY) -m modelrecovery.cli.mlproject > MLproject
 
 lint: install
 	$(VENV)/bin/ruff check src tests benchmarks

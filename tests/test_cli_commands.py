@@ -333,3 +333,31 @@ def test_files_study_commands(files, capsys):
         ["simulate", *study, "--generator", "m1", "--n-train", "20", "--out", "sim"],
     )
     assert simulated and (files / "sim" / "simulation.json").is_file()
+
+
+def test_mlproject_is_generated_from_the_parser() -> None:
+    """MLproject's entry points and defaults derive from the command line (and so from
+    the spec): the committed file is what the generator writes, and every command it
+    runs parses with its defaults."""
+    import shlex
+
+    import yaml
+
+    from modelrecovery.cli import build_parser
+    from modelrecovery.cli.mlproject import render
+
+    root = Path(__file__).resolve().parents[1]
+    text = (root / "MLproject").read_text()
+    assert text == render(), "MLproject is stale: run `make mlproject`"
+    project = yaml.safe_load(text)
+    parser = build_parser()
+    for name, entry in project["entry_points"].items():
+        values = {
+            key: str(p["default"]) if isinstance(p, dict) else "1"
+            for key, p in entry["parameters"].items()
+        }
+        args = parser.parse_args(shlex.split(entry["command"].format(**values))[1:])
+        for key, p in entry["parameters"].items():
+            dest = "set" if key == "overrides" else key
+            if isinstance(p, dict) and p["default"] not in ("", None):
+                assert str(getattr(args, dest)) == p["default"], (name, key)
