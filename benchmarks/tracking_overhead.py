@@ -46,19 +46,17 @@ import mlflow
 
 from modelrecovery import stack as stack_module
 from modelrecovery.config import split_overrides
-from modelrecovery.features.io import load_features
-from modelrecovery.recovery.executors import GridInputs, run_grid
+from modelrecovery.recovery.executors import run_grid
 from modelrecovery.recovery.grid import jobs_of
 from modelrecovery.recovery.store import ResultsStore
 from modelrecovery.study.generators import build_generators, generator_setups
 from modelrecovery.study.inputs import (
-    human_exclusion_keys,
     model_names,
     select_names,
     study_inputs,
 )
 from modelrecovery.study.mlflow_tracker import MLflowTracker
-from modelrecovery.study.pipeline import grid_config, grid_provenance, record_job
+from modelrecovery.study.pipeline import grid_config, grid_inputs, grid_provenance, record_job
 from modelrecovery.study.spec import ExecutorSpec, StudySpec, load_spec
 from modelrecovery.study.tracker import standard_tags
 
@@ -86,16 +84,7 @@ def prepare(spec: StudySpec, folder: Path):
     )
     candidates = select_names(spec.candidates, models, "candidates")
     grid = grid_config(spec, models, grid_provenance(inputs, candidates, generators))
-    features = {
-        m: load_features(inputs.feature_paths[m], n_concepts=inputs.human.train.n_concepts)
-        for m in grid.candidates
-    }
-    grid_inputs = GridInputs(
-        {key: (g.z, g.temperature) for key, g in generators.items()},
-        features,
-        human_exclusion_keys(inputs.human),
-    )
-    return grid, grid_inputs
+    return grid, grid_inputs(inputs, generators, grid.candidates)
 
 
 def timed_grid(grid, grid_inputs, execution: ExecutorSpec, folder: Path, uri: str | None) -> float:

@@ -127,9 +127,7 @@ def test_recover_with_the_scripts_rules_runs_their_whole_profile(env):
     generators (their conditions, parameters and calibration target)."""
     # zero-shot and diagonal: the p x p full fits of the scripts would take minutes here
     levels = "grid.levels=[{family: zero_shot},{family: diagonal}]"
-    config = load_spec(
-        "default", TINY + [levels, f"store={env / 'store'}", "rules=study_scripts"]
-    )
+    config = load_spec("default", TINY + [levels, f"store={env / 'store'}", "rules=study_scripts"])
     summary = run_study(config)
     assert summary["jobs"] == summary["jobs_run_now"] == 8
     params = mlflow.get_run(summary["run_id"]).data.params

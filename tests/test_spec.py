@@ -263,8 +263,9 @@ def test_files_kind_needs_models_and_triplets(tmp_path: Path) -> None:
     assert "models = " in message and "expected a mapping model name -> feature file" in message
     message = _error(["models={a: a.npy}", "data.triplets=null"], "things_paper")
     assert "data.triplets is missing" in message
-    spec = load_spec("things_paper", ["models={a: a.npy, b: {file: b.npy, objective: supervised}}"])
-    assert spec.file_models()["a"].file == "a.npy" and spec.file_models()["b"].objective == "supervised"
+    models = "models={a: a.npy, b: {file: b.npy, objective: supervised}}"
+    entries = load_spec("things_paper", [models]).file_models()
+    assert entries["a"].file == "a.npy" and entries["b"].objective == "supervised"
 
 
 def test_missing_required_keys_and_bad_yaml(tmp_path: Path) -> None:

@@ -353,9 +353,7 @@ class TripletObjective:
             self._products = self.x[self.prep.pair_rows] * self.x[self.prep.pair_cols]
         return self._products
 
-    def _diagonal_nll(
-        self, theta: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _diagonal_nll(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """NLL, gradient and the pairs' similarities of the diagonal pair form."""
         q = self._pair_products()
         sims = q @ (theta * theta)

@@ -9,24 +9,31 @@ import argparse
 from modelrecovery.devices import require_device
 
 
-def cmd_fit(args: argparse.Namespace) -> dict:
-    """Fit one probe on human triplets and log it to MLflow."""
-    from modelrecovery.study.fitting import ProbeSetup, check_lambda, fit_probe
-    from modelrecovery.study.inputs import load_cli_inputs
-    from modelrecovery.study.mlflow_tracker import MLflowTracker
+def probe_setup(args: argparse.Namespace):
+    """The probe of ``fit`` and ``tune``'s options (level, regulariser, dtype, device,
+    stopping rule, reduction, reshuffle), the device checked."""
+    from modelrecovery.study.fitting import ProbeSetup
     from modelrecovery.study.spec import Level
 
-    check_lambda(args.regulariser, args.family, args.lam)
-    device = require_device(args.device, "--device")
-    setup = ProbeSetup(
+    return ProbeSetup(
         Level(args.family, args.k),
         args.regulariser,
         args.dtype,
-        device,
+        require_device(args.device, "--device"),
         args.stopping,
         args.reduction,
         args.reshuffle,
     )
+
+
+def cmd_fit(args: argparse.Namespace) -> dict:
+    """Fit one probe on human triplets and log it to MLflow."""
+    from modelrecovery.study.fitting import check_lambda, fit_probe
+    from modelrecovery.study.inputs import load_cli_inputs
+    from modelrecovery.study.mlflow_tracker import MLflowTracker
+
+    check_lambda(args.regulariser, args.family, args.lam)
+    setup = probe_setup(args)
     human, features, hashes, model = load_cli_inputs(args)
     outcome = fit_probe(
         features,

@@ -6,28 +6,18 @@ from __future__ import annotations
 
 import argparse
 
-from modelrecovery.devices import require_device
 from modelrecovery.store_checks import check_optuna_url, hide_password
 
 
 def cmd_tune(args: argparse.Namespace) -> dict:
     """Choose λ by cross-validation (Optuna), refit with it, log everything to MLflow."""
-    from modelrecovery.study.fitting import ProbeSetup
+    from modelrecovery.stages.fit import probe_setup
     from modelrecovery.study.inputs import load_cli_inputs
     from modelrecovery.study.mlflow_tracker import MLflowTracker
-    from modelrecovery.study.spec import STUDY_LAMBDAS, Level, TuneSpec
+    from modelrecovery.study.spec import STUDY_LAMBDAS, TuneSpec
     from modelrecovery.study.tuning import tune_and_fit
 
-    device = require_device(args.device, "--device")
-    setup = ProbeSetup(
-        Level(args.family, args.k),
-        args.regulariser,
-        args.dtype,
-        device,
-        args.stopping,
-        args.reduction,
-        args.reshuffle,
-    )
+    setup = probe_setup(args)
     settings = TuneSpec(
         method=args.method,
         lams=tuple(args.lams) if args.lams else STUDY_LAMBDAS,

@@ -162,6 +162,25 @@ def models_table(
     return table
 
 
+def grid_inputs(
+    inputs: StudyInputs,
+    generators: dict[tuple[str, str], Generator],
+    candidates: tuple[str, ...] | list[str],
+) -> GridInputs:
+    """What the grid's jobs read: each generator's (Z, T), the candidates' features, the
+    keys of every human triplet (never simulated) and the human test triplets."""
+    features = {
+        m: load_features(inputs.feature_paths[m], n_concepts=inputs.human.train.n_concepts)
+        for m in candidates
+    }
+    return GridInputs(
+        {key: (g.z, g.temperature) for key, g in generators.items()},
+        features,
+        human_exclusion_keys(inputs.human),
+        human_test=inputs.human.test,
+    )
+
+
 def model_groups(metadata: dict[str, dict]) -> dict[str, dict[str, str]]:
     """The report's groupings from the models' metadata: training objective and
     architecture, where the study's specification gives them."""
@@ -283,16 +302,7 @@ def run_study(
                 "sampling": "paper_compatible" if grid.paper_compatible_sampling else "uniform",
             }
         )
-        features = {
-            m: load_features(inputs.feature_paths[m], n_concepts=inputs.human.train.n_concepts)
-            for m in grid.candidates
-        }
-        grid_inputs = GridInputs(
-            {key: (g.z, g.temperature) for key, g in generators.items()},
-            features,
-            human_exclusion_keys(inputs.human),
-            human_test=inputs.human.test,
-        )
+        jobs_read = grid_inputs(inputs, generators, grid.candidates)
         store = ResultsStore(spec.store or tracker.home / "results" / spec.study)
         tic = time.perf_counter()
         ran: list[Job] = []
@@ -304,7 +314,7 @@ def run_study(
         for part in grids:  # one grid per distinct (sizes, seeds) of the levels
             ran += run_grid(
                 part,
-                grid_inputs,
+                jobs_read,
                 store,
                 executor=executor,
                 dask_address=execution.address,
@@ -333,7 +343,9 @@ def run_study(
         report = None
         if spec.report:
             tic = time.perf_counter()
-            report = study_report(tracker, parent, tables, models_df, generators, features, inputs)
+            report = study_report(
+                tracker, parent, tables, models_df, generators, jobs_read.candidate_features, inputs
+            )
             timings["report_seconds"] = time.perf_counter() - tic
         timings["seconds"] = time.perf_counter() - start
         parent.log_metrics(timings)
@@ -430,16 +442,13 @@ def run_job(
     g = built[(chosen.label, generator)]
     grid = dataclasses.replace(grid, sizes=(int(n_train),), seeds=(int(seed),), levels=(chosen,))
     job = next(j for j in jobs_of(grid) if j.generator == generator)
-    features = {
-        m: load_features(inputs.feature_paths[m], n_concepts=inputs.human.train.n_concepts)
-        for m in grid.candidates
-    }
+    read = grid_inputs(inputs, built, grid.candidates)
     return compute_job(
         job,
         grid,
         g.z,
         g.temperature,
-        features,
-        human_exclusion_keys(inputs.human),
-        human_test=inputs.human.test if grid.human_heldout else None,
+        read.candidate_features,
+        read.exclude_keys,
+        human_test=read.human_test if grid.human_heldout else None,
     )
