@@ -228,3 +228,24 @@ def test_null_and_mlflow_trackers_give_the_same_tables(home, tmp_path) -> None:
         [run.info.experiment_id], f"tags.mlflow.parentRunId = '{tracked.run_id}'"
     )
     assert set(children["tags.stage"]) == {"generator", "job"}
+
+
+@pytest.mark.slow
+def test_one_job_through_the_api_is_the_grids_job(home, tmp_path) -> None:
+    """`run_job` gives the same job (id, winner, scores) as the study's grid."""
+    from modelrecovery.study.pipeline import run_job, run_study
+
+    spec = load_spec("default", SMALL)
+    tracker = NullTracker(tmp_path / "runs")
+    study = run_study(spec, tracker, progress=False)
+    one = run_job(spec, "lcnet_100", n_train=60, seed=0, level="zero_shot", tracker=tracker)
+    row = one.job.iloc[0]
+    match = study.jobs[study.jobs["job_id"] == row["job_id"]]
+    assert len(match) == 1
+    for column in ("generator", "n_train", "winner", "recovered", "generator_rank"):
+        assert match.iloc[0][column] == row[column], column
+    scores = study.scores[study.scores["job_id"] == row["job_id"]].set_index("candidate")
+    for _, s in one.scores.iterrows():
+        assert scores.loc[s["candidate"], "score"] == s["score"]
+    with pytest.raises(ValueError, match="is not a level of the grid"):
+        run_job(spec, "lcnet_100", n_train=60, level="full", tracker=tracker)

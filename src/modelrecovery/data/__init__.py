@@ -1,47 +1,34 @@
 """Triplet data: the triplet type, loaders, concept splits, sampling, noise ceiling."""
 
-from modelrecovery.data.loaders import (
-    CSV_COLUMNS,
-    THINGS2023_COLUMNS,
-    THINGS_N_CONCEPTS,
-    detect_format,
-    load_concept_ids,
-    load_csv,
-    load_sortindex,
-    load_things2020,
-    load_things2023,
-    load_things2023_split,
-    load_things2023_table,
-    load_triplets,
-    save_csv,
-)
-from modelrecovery.data.noise_ceiling import noise_ceiling, noise_ceiling_details
-from modelrecovery.data.sampling import excluded_keys, sample_responses, sample_triplets
-from modelrecovery.data.splits import ConceptFold, concept_folds
-from modelrecovery.data.triplets import TripletDataError, Triplets, triplet_keys
+from __future__ import annotations
 
-__all__ = [
-    "Triplets",
-    "TripletDataError",
-    "triplet_keys",
-    "CSV_COLUMNS",
-    "THINGS2023_COLUMNS",
-    "THINGS_N_CONCEPTS",
-    "detect_format",
-    "load_concept_ids",
-    "load_csv",
-    "load_sortindex",
-    "load_things2020",
-    "load_things2023",
-    "load_things2023_split",
-    "load_things2023_table",
-    "load_triplets",
-    "save_csv",
-    "noise_ceiling",
-    "noise_ceiling_details",
-    "excluded_keys",
-    "sample_responses",
-    "sample_triplets",
-    "ConceptFold",
-    "concept_folds",
-]
+from modelrecovery.lazy import lazy_exports
+
+_SOURCES = {
+    "CSV_COLUMNS": "loaders",
+    "THINGS2023_COLUMNS": "loaders",
+    "THINGS_N_CONCEPTS": "loaders",
+    "detect_format": "loaders",
+    "load_concept_ids": "loaders",
+    "load_csv": "loaders",
+    "load_sortindex": "loaders",
+    "load_things2020": "loaders",
+    "load_things2023": "loaders",
+    "load_things2023_split": "loaders",
+    "load_things2023_table": "loaders",
+    "load_triplets": "loaders",
+    "save_csv": "loaders",
+    "noise_ceiling": "noise_ceiling",
+    "noise_ceiling_details": "noise_ceiling",
+    "excluded_keys": "sampling",
+    "sample_responses": "sampling",
+    "sample_triplets": "sampling",
+    "ConceptFold": "splits",
+    "concept_folds": "splits",
+    "TripletDataError": "triplets",
+    "Triplets": "triplets",
+    "triplet_keys": "triplets",
+}
+
+__all__ = sorted(_SOURCES)
+__getattr__, __dir__ = lazy_exports(__name__, _SOURCES, globals())

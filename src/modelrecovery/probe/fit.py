@@ -40,6 +40,7 @@ import torch
 
 from modelrecovery import interrupts
 from modelrecovery.data.triplets import Triplets
+from modelrecovery.devices import require_device
 from modelrecovery.probe.families import Family
 from modelrecovery.probe.lbfgs import COORDINATES, LBFGS, LBFGSCore
 from modelrecovery.probe.objective import PreparedTriplets, TripletObjective
@@ -463,13 +464,10 @@ def check_features(
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
-    """``cpu``, ``cuda`` (error if unavailable) or ``auto`` (CUDA when available)."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device='cuda' was asked for but torch sees no CUDA device")
-    return device
+    """``cpu``, ``cuda`` / ``cuda:<n>`` (error if absent) or ``auto`` (CUDA when
+    available) as a torch device: :func:`modelrecovery.devices.require_device`, the one
+    resolution of a device name."""
+    return torch.device(require_device(device))
 
 
 @dataclass

@@ -1,31 +1,27 @@
 """The study core: its typed specification (:mod:`~modelrecovery.study.spec`, the
 project's one vocabulary, importing no torch), the tracker interface
-(:mod:`~modelrecovery.study.tracker`) and the pipeline that runs a study and returns
-results (:mod:`~modelrecovery.study.pipeline`). Importing this package imports nothing
-heavy; ``run_study`` is loaded on first use."""
+(:mod:`~modelrecovery.study.tracker`, with :mod:`~modelrecovery.study.mlflow_tracker`)
+and the pipeline that runs a study and returns results
+(:mod:`~modelrecovery.study.pipeline`: :func:`run_study`, :func:`run_job`). Every
+package's names are imported on first use (PEP 562): importing this one imports nothing
+heavy."""
 
 from __future__ import annotations
 
-from typing import Any
+from modelrecovery.lazy import lazy_exports
 
-__all__ = ["run_study", "run_job", "load_spec", "StudySpec", "NullTracker", "MLflowTracker"]
+_SOURCES = {
+    "run_study": "pipeline",
+    "run_job": "pipeline",
+    "StudyResult": "pipeline",
+    "load_spec": "spec",
+    "validate_spec": "spec",
+    "StudySpec": "spec",
+    "Level": "spec",
+    "Tracker": "tracker",
+    "NullTracker": "tracker",
+    "MLflowTracker": "mlflow_tracker",
+}
 
-
-def __getattr__(name: str) -> Any:
-    if name in ("run_study", "run_job", "StudyResult"):
-        from modelrecovery.study import pipeline
-
-        return getattr(pipeline, name)
-    if name in ("load_spec", "StudySpec"):
-        from modelrecovery.study import spec
-
-        return getattr(spec, name)
-    if name == "NullTracker":
-        from modelrecovery.study.tracker import NullTracker
-
-        return NullTracker
-    if name == "MLflowTracker":
-        from modelrecovery.study.mlflow_tracker import MLflowTracker
-
-        return MLflowTracker
-    raise AttributeError(f"module 'modelrecovery.study' has no attribute {name!r}")
+__all__ = sorted(_SOURCES)
+__getattr__, __dir__ = lazy_exports(__name__, _SOURCES, globals())

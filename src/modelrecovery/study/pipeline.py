@@ -414,8 +414,9 @@ def run_job(
     overrides: list[str] | tuple[str, ...] = (),
 ) -> JobResult:
     """One recovery job of the study (its generator at ``level``, default the grid's
-    last, simulating ``n_train`` training triplets with ``seed``): the job's tables, not
-    stored. The generators it needs are built (or reused) through ``tracker``."""
+    last, simulating ``n_train`` training triplets with ``seed``): the job's tables (the
+    same job, id and numbers, as the study's grid runs), not stored. The generator it
+    needs is built (or reused) through ``tracker``."""
     from modelrecovery.recovery.job import run_job as compute_job
 
     if not isinstance(spec, StudySpec):
@@ -440,6 +441,8 @@ def run_job(
         progress=False,
     )
     g = built[(chosen.label, generator)]
+    candidates = list(grid.candidates)
+    grid = grid_config(spec, models, grid_provenance(inputs, candidates, built))  # the study's ids
     grid = dataclasses.replace(grid, sizes=(int(n_train),), seeds=(int(seed),), levels=(chosen,))
     job = next(j for j in jobs_of(grid) if j.generator == generator)
     read = grid_inputs(inputs, built, grid.candidates)

@@ -23,35 +23,30 @@ both; neither imports it. The model-set modules (torch, timm) load on first use.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from modelrecovery.lazy import lazy_exports
 
-from modelrecovery.world.behaviour import (
-    HumanBehaviour,
-    calibrate_temperature,
-    expected_noise_ceiling,
-    human_behaviour,
-    odd_one_out_probabilities,
-)
-from modelrecovery.world.build import (
-    World,
-    build_world,
-    default_world_root,
-    load_world,
-    write_things2023,
-)
-from modelrecovery.world.config import WORLD_FORMAT, WorldConfig, parse_overrides
-from modelrecovery.world.embedding import concept_names, human_embedding
-from modelrecovery.world.generated import generated_features
-from modelrecovery.world.render import (
-    ATTRIBUTES,
-    jitter_attributes,
-    render_image,
-    render_world_images,
-    visual_attributes,
-)
-
-_LAZY = {
+_SOURCES = {
+    "HumanBehaviour": "behaviour",
+    "calibrate_temperature": "behaviour",
+    "expected_noise_ceiling": "behaviour",
+    "human_behaviour": "behaviour",
+    "odd_one_out_probabilities": "behaviour",
+    "World": "build",
+    "build_world": "build",
+    "default_world_root": "build",
+    "load_world": "build",
+    "write_things2023": "build",
+    "WORLD_FORMAT": "config",
+    "WorldConfig": "config",
+    "parse_overrides": "config",
+    "concept_names": "embedding",
+    "human_embedding": "embedding",
+    "generated_features": "generated",
+    "ATTRIBUTES": "render",
+    "jitter_attributes": "render",
+    "render_image": "render",
+    "render_world_images": "render",
+    "visual_attributes": "render",
     "ModelSpec": "models",
     "Readout": "models",
     "DEFAULT_MODELS": "models",
@@ -69,35 +64,5 @@ _LAZY = {
     "model_set_report": "model_report",
 }
 
-__all__ = [
-    "WORLD_FORMAT",
-    "WorldConfig",
-    "parse_overrides",
-    "World",
-    "HumanBehaviour",
-    "build_world",
-    "load_world",
-    "default_world_root",
-    "write_things2023",
-    "concept_names",
-    "human_embedding",
-    "odd_one_out_probabilities",
-    "expected_noise_ceiling",
-    "calibrate_temperature",
-    "human_behaviour",
-    "ATTRIBUTES",
-    "visual_attributes",
-    "jitter_attributes",
-    "render_image",
-    "render_world_images",
-    "generated_features",
-    *_LAZY,
-]
-
-
-def __getattr__(name: str) -> Any:
-    """Load the model-set names (which import torch) on first use."""
-    if name in _LAZY:
-        module = importlib.import_module(f"modelrecovery.world.{_LAZY[name]}")
-        return getattr(module, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__all__ = sorted(_SOURCES)
+__getattr__, __dir__ = lazy_exports(__name__, _SOURCES, globals())
