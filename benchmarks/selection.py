@@ -66,7 +66,7 @@ def scaling(pool_sizes=(1_000, 10_000, 100_000), candidates=(2, 10, 20), repeats
     """Seconds to score a pool (mutual information) and choose its best 10%, per pool size
     and number of candidates (median of ``repeats``), on random predictive distributions;
     and the seconds to compute the candidates' predictions (d = 24) on the pool."""
-    from modelrecovery.recovery.selection import odd_one_out_probabilities, one_shot
+    from modelrecovery.recovery.triplet_design import odd_one_out_probabilities, one_shot
 
     rng = np.random.default_rng(0)
     rows = []
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target", type=float, default=0.8)
     args = parser.parse_args(argv)
 
-    from modelrecovery.analysis.selection import budget_to_reach, selection_table
+    from modelrecovery.analysis.design_and_crowning import budget_to_reach, selection_table
 
     pd.set_option("display.width", 200)
     pd.set_option("display.max_columns", 30)

@@ -12,7 +12,7 @@ from helpers import planted_grid_config, planted_grid_inputs, planted_recovery_w
 from modelrecovery.recovery.executors import run_grid
 from modelrecovery.recovery.grid import GridConfig, Level, jobs_of
 from modelrecovery.recovery.job import paired_decision, simulate
-from modelrecovery.recovery.selection import (
+from modelrecovery.recovery.triplet_design import (
     batch_sizes,
     concentration,
     mean_pairwise_js,
@@ -229,7 +229,7 @@ def _tables(store: ResultsStore) -> dict[str, pd.DataFrame]:
 
 
 def test_selection_grid_runs_counts_undecided_and_reproduces(tmp_path):
-    from modelrecovery.analysis.selection import budget_to_reach, selection_table
+    from modelrecovery.analysis.design_and_crowning import budget_to_reach, selection_table
 
     features = planted_recovery_world()
     config = _design_config(features, sizes=(60,), selection_criterion="paired")
@@ -254,7 +254,7 @@ def test_selection_grid_runs_counts_undecided_and_reproduces(tmp_path):
     assert (table["n_jobs"] == 3).all() and "undecided_share" in table
     assert (table["accuracy"] <= table["accuracy_decided"].fillna(1) + 1e-12).all()
     assert len(budget_to_reach(table)) == 3
-    from modelrecovery.analysis.selection import plot_selection
+    from modelrecovery.analysis.design_and_crowning import plot_selection
 
     figure = plot_selection(table)
     assert len(figure.axes) == 2 and len(figure.axes[0].get_lines()) >= 3
@@ -302,7 +302,7 @@ def _aligned(store: ResultsStore) -> dict[str, pd.DataFrame]:
 
 
 def test_human_heldout_scores_every_fit_on_human_triplets_and_changes_no_winner(tmp_path):
-    from modelrecovery.analysis.selection import plot_selection, selection_table
+    from modelrecovery.analysis.design_and_crowning import plot_selection, selection_table
 
     features = planted_recovery_world()
     rng = np.random.default_rng(6)

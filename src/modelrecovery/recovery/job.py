@@ -47,8 +47,8 @@ from modelrecovery.probe.fit import (
 from modelrecovery.probe.objective import PreparedTriplets
 from modelrecovery.probe.reduced import RowSpace, offset_of, reduction_applies, row_space
 from modelrecovery.recovery.grid import GridConfig, Job, derived_seed
-from modelrecovery.recovery.selection import odd_one_out_probabilities
-from modelrecovery.recovery.selection import sequential as selection_design
+from modelrecovery.recovery.triplet_design import odd_one_out_probabilities
+from modelrecovery.recovery.triplet_design import sequential as selection_design
 
 TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}  # of spec.DTYPES
 

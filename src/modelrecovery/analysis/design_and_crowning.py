@@ -1,5 +1,5 @@
 """Triplet selection and crowning rules compared (``grid.triplet_selection``,
-``grid.selection_criterion``; see :mod:`modelrecovery.recovery.selection`).
+``grid.selection_criterion``; see :mod:`modelrecovery.recovery.triplet_design`).
 
 :func:`selection_table` gives, per level, selection strategy, crowning rule and N: recovery
 accuracy with its exact binomial CI, the undecided jobs counted apart (``paired``), the
