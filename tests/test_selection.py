@@ -12,6 +12,7 @@ from helpers import planted_grid_config, planted_grid_inputs, planted_recovery_w
 from modelrecovery.recovery.executors import run_grid
 from modelrecovery.recovery.grid import GridConfig, Level, jobs_of
 from modelrecovery.recovery.job import paired_decision, simulate
+from modelrecovery.recovery.store import ResultsStore
 from modelrecovery.recovery.triplet_design import (
     batch_sizes,
     concentration,
@@ -21,7 +22,6 @@ from modelrecovery.recovery.triplet_design import (
     one_shot,
     sequential,
 )
-from modelrecovery.recovery.store import ResultsStore
 
 
 def _two_models(n=60, d=6, changed=10, seed=0):

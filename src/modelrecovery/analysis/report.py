@@ -547,7 +547,11 @@ def section_selection(data: ReportInputs, config: ReportConfig | None = None) ->
     design_cols = [c for c in ("triplet_selection", "selection_criterion") if c in jobs.columns]
     if not design_cols or not jobs[design_cols].notna().any().any():
         return None
-    from modelrecovery.analysis.design_and_crowning import budget_to_reach, plot_selection, selection_table
+    from modelrecovery.analysis.design_and_crowning import (
+        budget_to_reach,
+        plot_selection,
+        selection_table,
+    )
 
     s = _Builder("selection", "Triplet selection and crowning")
     sel = selection_table(jobs, data.scores, confidence=cfg.confidence)
