@@ -254,3 +254,31 @@ def test_the_circle_checker_sees_module_level_circles_only() -> None:
     assert import_circles(graph) == [["pkg.a", "pkg.c", "pkg.a"]]
     graph["pkg.b"].add("pkg.d")  # joins everything into one group: one circle reported
     assert import_circles(graph) == [["pkg", "pkg.a", "pkg.b", "pkg.d", "pkg"]]
+
+
+@pytest.mark.parametrize("layer", SCIENCE)
+def test_science_takes_only_the_vocabulary_from_the_study_core(layer: str) -> None:
+    """The science packages import the study's vocabulary (``study.spec``) and nothing
+    else of the study core: the pipeline, the trackers and the reuse keys sit above them."""
+    bad = [
+        f"{path.relative_to(PACKAGE)}:{line} imports {module}"
+        for path in sorted((PACKAGE / layer).rglob("*.py"))
+        for line, module in imported_modules(path.read_text(encoding="utf-8"), package_of(path))
+        if module.startswith("modelrecovery.study")
+        and not module.startswith("modelrecovery.study.spec")
+        and module != "modelrecovery.study"
+    ]
+    assert not bad, "\n".join(bad)
+
+
+@pytest.mark.parametrize(("layer", "above"), [("study", ("stages", "cli")), ("stages", ("cli",))])
+def test_the_core_sits_below_the_edges(layer: str, above: tuple[str, ...]) -> None:
+    """The study core never imports the stages or the command line; the stages never
+    import the command line."""
+    bad = [
+        f"{path.relative_to(PACKAGE)}:{line} imports {module}"
+        for path in sorted((PACKAGE / layer).rglob("*.py"))
+        for line, module in imported_modules(path.read_text(encoding="utf-8"), package_of(path))
+        if any(module.startswith(f"modelrecovery.{name}") for name in above)
+    ]
+    assert not bad, "\n".join(bad)
