@@ -221,6 +221,48 @@ def record_job(tracker: Tracker, parent: Run | None, job: Job, result: JobResult
     tracker.record(f"job/{job.job_id}", tags=tags, params=params, metrics=metrics, parent=parent)
 
 
+def grid_params(grid: GridConfig) -> dict[str, str]:
+    """The grid's settings as the study run's parameters."""
+    return {
+        "levels": ",".join(level.label for level in grid.levels),
+        "stopping": grid.stopping,
+        "tie_rule": grid.tie_rule,
+        "warm_start": grid.warm_start,
+        "criterion": grid.criterion,
+        "triplet_selection": ",".join(grid.triplet_selection),
+        "selection_criterion": grid.selection_criterion,
+        "reduction": grid.reduction,
+        "evaluation": grid.evaluation,
+        "reshuffle": grid.reshuffle,
+        "matmul_precision": grid.matmul_precision,
+        "sampling": "paper_compatible" if grid.paper_compatible_sampling else "uniform",
+    }
+
+
+def record_results(
+    run: Run,
+    tables: dict[str, pd.DataFrame],
+    curve: pd.DataFrame,
+    models: pd.DataFrame,
+    metadata: dict[str, dict],
+) -> None:
+    """The study's results on its run: recovery accuracy per level and N as metrics (step
+    = N), mean human accuracy per level, and the tables as ``results/`` artifacts (with
+    the model groups, for ``analyze`` to pool)."""
+    for name, value, step in recovery_metric_points(curve):
+        run.log_metrics({name: value}, step=step)
+    for level, part in models.groupby("level"):
+        run.log_metrics({f"human_accuracy_{level}": float(part["human_accuracy"].mean())})
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "results"
+        folder.mkdir()
+        for name, frame in {**tables, "models": models}.items():
+            frame.to_parquet(folder / f"{name}.parquet", index=False)
+        curve.to_csv(folder / "recovery_curve.csv", index=False)
+        (folder / "groups.json").write_text(json.dumps(model_groups(metadata)))
+        run.log_artifacts(folder, "results")
+
+
 def check_study(spec: StudySpec, executor: str | None = None) -> tuple[GridConfig, str]:
     """Every check that needs no data: names, sizes, files, devices. Raises a one-line
     error before any run is created; returns the grid (without provenance) and the
@@ -286,22 +328,7 @@ def run_study(
         timings["generators_seconds"] = time.perf_counter() - tic
         candidates = select_names(spec.candidates, models, "candidates")
         grid = grid_config(spec, models, grid_provenance(inputs, candidates, generators))
-        parent.log_params(
-            {
-                "levels": ",".join(level.label for level in grid.levels),
-                "stopping": grid.stopping,
-                "tie_rule": grid.tie_rule,
-                "warm_start": grid.warm_start,
-                "criterion": grid.criterion,
-                "triplet_selection": ",".join(grid.triplet_selection),
-                "selection_criterion": grid.selection_criterion,
-                "reduction": grid.reduction,
-                "evaluation": grid.evaluation,
-                "reshuffle": grid.reshuffle,
-                "matmul_precision": grid.matmul_precision,
-                "sampling": "paper_compatible" if grid.paper_compatible_sampling else "uniform",
-            }
-        )
+        parent.log_params(grid_params(grid))
         jobs_read = grid_inputs(inputs, generators, grid.candidates)
         store = ResultsStore(spec.store or tracker.home / "results" / spec.study)
         tic = time.perf_counter()
@@ -326,20 +353,8 @@ def run_study(
         timings["jobs_seconds"] = time.perf_counter() - tic
         tables = store.load({job.job_id for part in grids for job in jobs_of(part)})
         curve = recovery_curve(tables["jobs"])
-        for name, value, step in recovery_metric_points(curve):
-            parent.log_metrics({name: value}, step=step)
         models_df = models_table(generators, inputs.metadata)
-        for level, part in models_df.groupby("level"):
-            parent.log_metrics({f"human_accuracy_{level}": float(part["human_accuracy"].mean())})
-        with tempfile.TemporaryDirectory() as tmp:
-            folder = Path(tmp) / "results"
-            folder.mkdir()
-            for name, frame in {**tables, "models": models_df}.items():
-                frame.to_parquet(folder / f"{name}.parquet", index=False)
-            curve.to_csv(folder / "recovery_curve.csv", index=False)
-            # the model groups (training objective, architecture), for `analyze` to pool
-            (folder / "groups.json").write_text(json.dumps(model_groups(inputs.metadata)))
-            parent.log_artifacts(folder, "results")
+        record_results(parent, tables, curve, models_df, inputs.metadata)
         report = None
         if spec.report:
             tic = time.perf_counter()
