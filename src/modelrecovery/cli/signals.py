@@ -30,6 +30,7 @@ class _Signals:
         self.command = command
         self.saved: dict[int, object] = {}
         self.saved_hook = None
+        self.timers: list[threading.Timer] = []
 
     def _handle(self, signum: int, frame: object) -> None:
         if interrupts.requested():  # a second signal while cleaning up: stop now
@@ -65,7 +66,9 @@ class _Signals:
 
     def _unraisable(self, unraisable) -> None:
         if isinstance(unraisable.exc_value, interrupts.Interrupted):
-            threading.Timer(0.05, os.kill, (os.getpid(), self.REDELIVER)).start()
+            timer = threading.Timer(0.05, os.kill, (os.getpid(), self.REDELIVER))
+            self.timers.append(timer)
+            timer.start()
             return
         self.saved_hook(unraisable)
 
@@ -79,6 +82,12 @@ class _Signals:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        # a redelivery still pending must not meet SIGUSR1's default action (which ends the
+        # process): cancel it, and ignore SIGUSR1 where nobody handled it before
+        for timer in self.timers:
+            timer.cancel()
+        if self.saved.get(self.REDELIVER) == signal.SIG_DFL:
+            self.saved[self.REDELIVER] = signal.SIG_IGN
         for signum, handler in self.saved.items():
             signal.signal(signum, handler)
         if self.saved_hook is not None:
