@@ -48,7 +48,7 @@ mlproject: install
 	$(PY) -m modelrecovery.cli.mlproject > MLproject
 
 lint: install
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks examples
 
 bench: install
 	$(PY) benchmarks/probe_objective.py

@@ -142,6 +142,18 @@ def run_calibrate(args: argparse.Namespace) -> dict:
     return cmd_calibrate(args)
 
 
+def run_init(args: argparse.Namespace) -> dict:
+    from modelrecovery.stages.init import cmd_init
+
+    return cmd_init(args)
+
+
+def run_check(args: argparse.Namespace) -> dict:
+    from modelrecovery.stages.check import cmd_check
+
+    return cmd_check(args)
+
+
 def run_generators(args: argparse.Namespace) -> dict:
     from modelrecovery.stages.generators import cmd_generators
 

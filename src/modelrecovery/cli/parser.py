@@ -23,6 +23,7 @@ from modelrecovery.study.spec import (
     STOPPING_RULES,
     TRIPLET_FORMATS,
     TUNE_METHODS,
+    DataSpec,
     ExecutorSpec,
     ProbeSpec,
     TuneSpec,
@@ -421,6 +422,44 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--experiment", default="default")
     p.add_argument("--device", type=device, default=_default(ProbeSpec, "device"), help=DEVICE_HELP)
+
+    p = _command(
+        sub,
+        "init",
+        commands.run_init,
+        "Write a study config for your own data: one model per feature file, your training "
+        "triplets and repeated set, a grid sized to your data (every key commented).",
+    )
+    p.add_argument("dir", help="folder for the study (created; holds study.yaml)")
+    p.add_argument("--features", required=True, help="folder of feature files (.npy, .pt, text)")
+    p.add_argument("--triplets", required=True, help="the human training triplets (any format)")
+    p.add_argument(
+        "--repeated",
+        default=None,
+        help="the repeated human triplets, each answered by several people (any format); "
+        "default: a set of a THINGS 2023 --triplets file (--repeated-set)",
+    )
+    p.add_argument(
+        "--repeated-set",
+        type=integer(1),
+        default=_default(DataSpec, "repeated_set"),
+        help="the noise_ceiling set of a THINGS 2023 --triplets file that is the repeated set",
+    )
+    p.add_argument(
+        "--concepts", default=None, help="concept names, one per line (their number: n_concepts)"
+    )
+    p.add_argument("--study", default=None, help="the study's name (default: the folder's name)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing study.yaml")
+
+    p = _command(
+        sub,
+        "check",
+        commands.run_check,
+        "Check a study before running it (no MLflow run): every file, each model's zero-shot "
+        "fit to the held-out human triplets (uninformative, near-duplicate, badly scaled), "
+        "the noise ceiling, the grid's size and time.",
+    )
+    _add_config_args(p)
 
     p = _command(
         sub,

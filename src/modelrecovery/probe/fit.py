@@ -277,8 +277,9 @@ class FittedProbe:
         ):
             return (
                 f"the fit collapsed to W = 0 (loss log 3: no odd one preferred) from a start "
-                f"loss of {start:.4g}: the features' scale is too large for the probe to "
-                f"descend in it; {advice}"
+                f"loss of {start:.4g}: either the features carry no information about these "
+                "triplets (W = 0 is then the best fit; `modelrecovery check` tells) or their "
+                f"scale is too large for the probe to descend in it; {advice}"
             )
         if not self.converged:
             return (

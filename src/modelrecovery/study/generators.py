@@ -8,6 +8,7 @@ the science's source) is reused, not recomputed."""
 from __future__ import annotations
 
 import json
+import math
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -20,7 +21,9 @@ import torch
 from tqdm.auto import tqdm
 
 from modelrecovery.devices import require_device
+from modelrecovery.probe.fit import warn_once
 from modelrecovery.study.calibration import calibrate, check_ceiling
+from modelrecovery.study.diagnostics import uninformative_reason
 from modelrecovery.study.fitting import ProbeSetup
 from modelrecovery.study.inputs import HumanData, load_model_features
 from modelrecovery.study.keys import inputs_key
@@ -37,6 +40,9 @@ class GeneratorSetup:
     probe: ProbeSetup
     tune: TuneSpec = TuneSpec()
     ceiling: float | None = None
+    # calibrate (and so simulate from) a generator whose probe predicts the held-out
+    # human triplets no better than chance (study key include_uninformative)
+    calibrate_uninformative: bool = False
 
     @property
     def level(self) -> Level:
@@ -52,13 +58,19 @@ class GeneratorSetup:
             "probe": probe,
             "tune": self.tune.model_dump(),
             "ceiling": self.ceiling,
+            "calibrate_uninformative": self.calibrate_uninformative,
         }
 
 
 def generator_setups(spec: StudySpec) -> list[GeneratorSetup]:
     """One generator setup per level of the study's grid."""
     return [
-        GeneratorSetup(ProbeSetup.of(level, spec.probe, spec.tune), spec.tune, spec.probe.ceiling)
+        GeneratorSetup(
+            ProbeSetup.of(level, spec.probe, spec.tune),
+            spec.tune,
+            spec.probe.ceiling,
+            spec.include_uninformative,
+        )
         for level in spec.grid.level_list
     ]
 
@@ -78,17 +90,29 @@ class Generator:
     feature_dim: int
     reused: bool = False
     ceiling: float | None = None
+    # why its probe carries no information about the held-out human triplets, or None
+    uninformative: str | None = None
+    # per held-out human response: the probe's accuracy credit (ties share it) and NLL
+    human_correct: np.ndarray | None = None
+    human_nll: np.ndarray | None = None
 
     @property
     def label(self) -> str:
         """The level's label."""
         return self.level.label
 
+    @property
+    def simulates(self) -> bool:
+        """Whether it was calibrated, i.e. can generate data (not left out as
+        uninformative)."""
+        return math.isfinite(self.temperature)
+
 
 def load_generator(tracker: Tracker, run_id: str) -> Generator:
     """A generator from its run's artifacts."""
     local = tracker.artifacts(run_id, "generator")
     meta = json.loads((local / "generator.json").read_text())
+    scores = np.load(local / "human_test.npz") if (local / "human_test.npz").exists() else None
     return Generator(
         model=meta["model"],
         level=Level(meta["family"], meta.get("k")),
@@ -101,6 +125,9 @@ def load_generator(tracker: Tracker, run_id: str) -> Generator:
         feature_dim=meta["feature_dim"],
         reused=True,
         ceiling=meta.get("ceiling"),
+        uninformative=meta.get("uninformative"),
+        human_correct=None if scores is None else scores["correct"],
+        human_nll=None if scores is None else scores["nll"],
     )
 
 
@@ -175,16 +202,27 @@ def _build(model, features, features_path, human, tracker, setup, parent, key, h
         )
         fitted = tuned.fit.fitted
         z = fitted.transform(features).double().cpu().numpy()
-        calibration = calibrate(
-            z,
-            human.test,
-            tracker=tracker,
-            model=model,
-            level=level.label,
-            ceiling=setup.ceiling,
-            parent=run,
-            device=device,
-        )
+        correct, nll = response_scores(fitted.probabilities(features, human.test), human.test)
+        reason = uninformative_reason(float(correct.mean()), float(nll.mean()), len(correct))
+        if reason is None or setup.calibrate_uninformative:
+            calibration = calibrate(
+                z,
+                human.test,
+                tracker=tracker,
+                model=model,
+                level=level.label,
+                ceiling=setup.ceiling,
+                parent=run,
+                device=device,
+            )
+        else:  # not calibrated to the ceiling: it would be a nearly deterministic generator
+            calibration = {"temperature": math.nan, "ceiling": setup.ceiling}
+            warn_once(
+                f"generator/{model}/{level.label}: left out (no jobs): {reason}; "
+                "include_uninformative=true calibrates and runs it anyway"
+            )
+        if reason is not None:
+            run.set_tags({"uninformative": "true", "uninformative_reason": reason})
         meta = {
             "model": model,
             "family": level.family,
@@ -201,6 +239,7 @@ def _build(model, features, features_path, human, tracker, setup, parent, key, h
             "tune_run_id": tuned.run_id,
             "fit_run_id": tuned.fit.run_id,
             "optuna_study": tuned.study_name,
+            "uninformative": reason,
         }
         run.log_metrics(
             {
@@ -217,6 +256,7 @@ def _build(model, features, features_path, human, tracker, setup, parent, key, h
             np.save(folder / "z.npy", z.astype(np.float32))
             np.save(folder / "W.npy", fitted.matrix().cpu().numpy())
             (folder / "generator.json").write_text(json.dumps(meta, indent=2))
+            np.savez(folder / "human_test.npz", correct=correct, nll=nll)
             run.log_artifacts(folder, "generator")
     return Generator(
         model=model,
@@ -230,7 +270,23 @@ def _build(model, features, features_path, human, tracker, setup, parent, key, h
         feature_dim=int(features.shape[1]),
         reused=False,
         ceiling=calibration["ceiling"],
+        uninformative=reason,
+        human_correct=correct,
+        human_nll=nll,
     )
+
+
+def response_scores(probabilities: np.ndarray, triplets) -> tuple[np.ndarray, np.ndarray]:
+    """Per response: accuracy credit (1 when the odd one is the most probable, shared
+    among tied positions) and negative log-likelihood of the response."""
+    probs = np.asarray(probabilities, dtype=np.float64)
+    odd = np.asarray(triplets.odd)
+    rows = np.arange(len(odd))
+    top = probs.max(axis=1, keepdims=True)
+    tied = probs == top
+    correct = tied[rows, odd] / tied.sum(axis=1)
+    nll = -np.log(np.clip(probs[rows, odd], 1e-300, None))
+    return correct.astype(np.float64), nll
 
 
 def build_generators(

@@ -62,11 +62,14 @@ def load_human_data(
         if 0 not in sets:
             raise ValueError(f"{path}: no training rows (noise_ceiling = 0)")
         train = sets[0]
-        test = sets.get(test_set)
-        other = [t.ids for key, t in sets.items() if key not in (0, test_set)]
+        test = sets.get(test_set) if test_path is None else None
+        # every other set is avoided by simulations (with a repeated file given: all of them)
+        other = [t.ids for key, t in sets.items() if key != 0 and (key != test_set or test is None)]
         if test is None and test_path is None:
             raise ValueError(
-                f"{path}: no rows with noise_ceiling = {test_set} (sets present: {sorted(sets)})"
+                f"{path}: no rows with noise_ceiling = {test_set} (sets present: "
+                f"{sorted(sets)}); choose the repeated set with data.repeated_set, or give "
+                "a file of repeated triplets as data.repeated"
             )
     else:
         train = load_triplets(path, format=fmt, sortindex=sortindex, n_concepts=n_concepts)
@@ -161,9 +164,17 @@ def study_inputs(spec: StudySpec, progress: bool = True) -> StudyInputs:
     feature_paths = {name: folder / entry.file for name, entry in entries.items()}
     triplets = Path(data.triplets)
     human = load_human_data(
-        triplets, n_concepts=data.n_concepts, n_concepts_option="data.n_concepts"
+        triplets,
+        format=data.format or "auto",
+        sortindex=data.sortindex,
+        n_concepts=data.n_concepts,
+        test_path=data.repeated,
+        test_set=data.repeated_set,
+        n_concepts_option="data.n_concepts",
     )
     provenance: dict[str, Any] = {"triplets": str(triplets)}
+    if data.repeated:
+        provenance["repeated"] = str(data.repeated)
     if data.pca:
         from modelrecovery.features.pca import pca_feature_file
 
@@ -208,6 +219,19 @@ def check_study_files(spec: StudySpec) -> None:
             f"human triplet file not found: {triplets} (THINGS: `modelrecovery data things "
             f"--dest {triplets.parent}` fetches it)"
         )
+    if data.repeated:
+        if not Path(data.repeated).exists():
+            raise FileNotFoundError(
+                f"data.repeated: repeated triplet file not found: {data.repeated}"
+            )
+    else:
+        fmt = data.format if data.format not in (None, "auto") else detect_format(triplets)
+        if fmt != "things2023":
+            raise ValueError(
+                f"data.repeated is missing: {triplets} is a {fmt} file, which holds no repeated "
+                "set; give data.repeated: <file> (triplets each answered by several people: "
+                "the noise ceiling, the generators' calibration and the held-out test)"
+            )
     embedding = data.human_embedding
     if embedding and not Path(embedding).exists():
         raise FileNotFoundError(

@@ -97,19 +97,26 @@ def grid_config(spec: StudySpec, models: list[str], provenance: dict | None = No
     )
 
 
-def level_grids(grid: GridConfig, spec: StudySpec) -> list[GridConfig]:
+def level_grids(
+    grid: GridConfig, spec: StudySpec, left_out: dict[str, set[str]] | None = None
+) -> list[GridConfig]:
     """``grid`` split by the levels' own ``sizes`` / ``seeds`` (``grid.levels[i].sizes``,
     the study's: zero-shot, diagonal and rectangular at 4 sizes x 10 seeds, full W at 18 x
-    30): one grid per distinct (sizes, seeds), in level order. Job ids do not depend on
-    the sizes or seeds lists, so a level's jobs are the same whichever grid runs them."""
+    30) and by the generators each level runs (``left_out``: level label -> generators
+    that run no jobs there): one grid per distinct (sizes, seeds, generators), in level
+    order. Job ids depend on none of these lists, so a level's jobs are the same whichever
+    grid runs them."""
+    left_out = left_out or {}
     groups: dict[tuple, list] = {}
     for level, entry in zip(grid.levels, spec.grid.levels, strict=True):
         sizes = tuple(int(n) for n in (entry.sizes or grid.sizes))
         seeds = tuple(int(v) for v in (entry.seeds or grid.seeds))
-        groups.setdefault((sizes, seeds), []).append(level)
+        runs = tuple(g for g in grid.generators if g not in left_out.get(level.label, set()))
+        if runs:
+            groups.setdefault((sizes, seeds, runs), []).append(level)
     return [
-        dataclasses.replace(grid, sizes=sizes, seeds=seeds, levels=tuple(levels))
-        for (sizes, seeds), levels in groups.items()
+        dataclasses.replace(grid, sizes=sizes, seeds=seeds, levels=tuple(levels), generators=runs)
+        for (sizes, seeds, runs), levels in groups.items()
     ]
 
 
@@ -154,6 +161,7 @@ def models_table(
                 "lam": g.lam,
                 "temperature": g.temperature,
                 "generator_run": g.run_id,
+                "uninformative": g.uninformative,
             }
         )
     table = pd.DataFrame(rows)
@@ -333,7 +341,17 @@ def run_study(
         store = ResultsStore(spec.store or tracker.home / "results" / spec.study)
         tic = time.perf_counter()
         ran: list[Job] = []
-        grids = level_grids(grid, spec)
+        left_out: dict[str, set[str]] = {}
+        for (level, model), g in generators.items():
+            if not g.simulates:  # uninformative about the human triplets: no jobs
+                left_out.setdefault(level, set()).add(model)
+        grids = level_grids(grid, spec, left_out)
+        if not grids:
+            raise ValueError(
+                "every generator is uninformative about the held-out human triplets (see "
+                "the warnings above): nothing to recover; include_uninformative=true runs "
+                "them anyway"
+            )
 
         def on_done(job: Job, result: JobResult) -> None:
             record_job(tracker, parent, job, result, grid.device)
@@ -456,6 +474,11 @@ def run_job(
         progress=False,
     )
     g = built[(chosen.label, generator)]
+    if not g.simulates:
+        raise ValueError(
+            f"generator {generator} at level {chosen.label} is left out: {g.uninformative} "
+            "(include_uninformative=true calibrates it anyway)"
+        )
     candidates = list(grid.candidates)
     grid = grid_config(spec, models, grid_provenance(inputs, candidates, built))  # the study's ids
     grid = dataclasses.replace(grid, sizes=(int(n_train),), seeds=(int(seed),), levels=(chosen,))

@@ -57,6 +57,7 @@ TripletSelection = Literal["random", "discriminating", "sequential"]
 SelectionCriterion = Literal["accuracy", "loglik", "paired"]
 TripletFormat = Literal["auto", "things2023", "things2020", "csv", "npz"]
 Objective = Literal["supervised", "self-supervised", "image-text"]
+Reference = Literal["none", "paper"]
 Architecture = Literal["CNN", "transformer"]
 
 FAMILIES: tuple[str, ...] = get_args(Family)
@@ -78,6 +79,7 @@ SELECTION_CRITERIA: tuple[str, ...] = get_args(SelectionCriterion)
 TRIPLET_FORMATS: tuple[str, ...] = get_args(TripletFormat)
 OBJECTIVES: tuple[str, ...] = get_args(Objective)
 ARCHITECTURES: tuple[str, ...] = get_args(Architecture)
+REFERENCES: tuple[str, ...] = get_args(Reference)
 
 #: λ values the study cross-validates for its generators (1e-6 ... 100)
 STUDY_LAMBDAS: tuple[float, ...] = tuple(10.0**e for e in range(-6, 3))
@@ -205,7 +207,16 @@ class LevelEntry(_Spec):
 
 
 WORLD_KEYS = ("world_config", "world_overrides", "root")
-FILES_KEYS = ("triplets", "n_concepts", "features_dir", "pca", "human_embedding")
+FILES_KEYS = (
+    "triplets",
+    "format",
+    "sortindex",
+    "repeated",
+    "n_concepts",
+    "features_dir",
+    "pca",
+    "human_embedding",
+)
 
 
 class DataSpec(_Spec):
@@ -218,7 +229,28 @@ class DataSpec(_Spec):
         None, description="a mapping of world settings, e.g. {n_concepts: 120}"
     )
     root: str | None = Field(None, description="null or a folder path (text)")
-    triplets: str | None = Field(None, description="a path to the human triplet file (text)")
+    triplets: str | None = Field(
+        None,
+        description="a path to the human training triplets (text; THINGS 2023 / 2020, "
+        "plain CSV i,j,k,odd or .npz); a THINGS 2023 file also holds the repeated set",
+    )
+    format: TripletFormat | None = Field(
+        None, description=one_of(TRIPLET_FORMATS) + " (null: auto, guessed from the file)"
+    )
+    sortindex: str | None = Field(
+        None, description="null or a path to THINGS' sortindex (format things2020 only)"
+    )
+    repeated: str | None = Field(
+        None,
+        description="null or a path to the repeated human triplets (the held-out set every "
+        "triplet of which several people answered: noise ceiling, calibration, test), in "
+        "any format; null: the set repeated_set of a THINGS 2023 triplets file",
+    )
+    repeated_set: Annotated[Int, Field(ge=1)] = Field(
+        2,
+        description="an integer >= 1 (the noise_ceiling set of a THINGS 2023 file used as "
+        "the repeated set when data.repeated is null; THINGS: 2)",
+    )
     n_concepts: Annotated[Int | None, Field(ge=3)] = Field(
         None, description="null or an integer >= 3"
     )
@@ -238,7 +270,7 @@ class DataSpec(_Spec):
             raise _Complete(
                 "data.triplets is missing: expected the human triplet file, as data.kind is files"
             )
-        other = FILES_KEYS if self.kind == "world" else WORLD_KEYS
+        other = FILES_KEYS if self.kind == "world" else WORLD_KEYS  # repeated_set: default
         given = [key for key in other if getattr(self, key) not in (None, {})]
         if given:
             raise _Complete(
@@ -429,6 +461,17 @@ class StudySpec(_Spec):
         None, description="null or a mapping model name -> feature file or model entry"
     )
     include_extra_models: bool = Field(False, description="true or false")
+    include_uninformative: bool = Field(
+        False,
+        description="true or false (false: a generator whose fitted probe predicts the "
+        "held-out human triplets no better than chance is not calibrated, runs no jobs and "
+        "is listed in the report as left out)",
+    )
+    reference: Reference = Field(
+        "none",
+        description=one_of(REFERENCES) + " (paper: the report sets the paper's THINGS "
+        "figures beside the results; for studies of the THINGS data)",
+    )
     generators: Literal["all"] | tuple[str, ...] = Field("all", description=NAMES)
     candidates: Literal["all"] | tuple[str, ...] = Field("all", description=NAMES)
     probe: ProbeSpec = Field(ProbeSpec(), description="a mapping (the probe section)")
