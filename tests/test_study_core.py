@@ -249,3 +249,11 @@ def test_one_job_through_the_api_is_the_grids_job(home, tmp_path) -> None:
         assert scores.loc[s["candidate"], "score"] == s["score"]
     with pytest.raises(ValueError, match="is not a level of the grid"):
         run_job(spec, "lcnet_100", n_train=60, level="full", tracker=tracker)
+
+
+def test_results_go_beside_the_tracking_home(tmp_path) -> None:
+    from modelrecovery.study.mlflow_tracker import local_home
+
+    assert local_home(f"sqlite:///{tmp_path}/lab/mlflow.db") == tmp_path / "lab"
+    assert local_home("http://127.0.0.1:5000") == Path("tracking")
+    assert local_home("postgresql://u@127.0.0.1/mlflow") == Path("tracking")

@@ -146,7 +146,7 @@ def test_things_shaped_study(things_dir, tmp_path, monkeypatch):
 
     assert summary["jobs"] == 5 * 2 * 3 + 5 * 2 * 2
     assert len(result.jobs) == summary["jobs"] == summary["jobs_run_now"]
-    report = tmp_path / "tracking" / "reports" / summary["run_id"]
+    report = tmp_path / "reports" / summary["run_id"]  # beside tmp_path/mlflow.db
     assert (report / "report.html").is_file()
     tables = report / "tables"
     for name in ("within_objective", "within_architecture", "systematic_bias", "human_distance"):

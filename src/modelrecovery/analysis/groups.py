@@ -13,7 +13,8 @@ transformer).
   the crown goes to another group).
 - :func:`systematic_bias`: per model, how it fares on its own data (mean rank) and on the
   others' (mean rank, wins against the fair share): the study's models that "win too
-  often" (OpenAI CLIP RN50 in the paper).
+  often" (OpenAI CLIP RN50 in the paper); the test is :func:`excess_wins` (the one the
+  report's wins table and verdict use).
 - :func:`human_shift`: per model, the distance of its RDM to the human reference before
   and after probing, the shift towards humans, and whether models that start farther
   move more (the paper: all models move towards VICE, farther ones more).
@@ -33,6 +34,7 @@ from modelrecovery.analysis.metrics import binomial_ci, default_groups
 
 __all__ = [
     "group_confusion",
+    "excess_wins",
     "group_labels",
     "human_shift",
     "systematic_bias",
@@ -141,6 +143,83 @@ def group_confusion(
     return table
 
 
+def _excess_rows(sub: pd.DataFrame, models: Sequence[str]) -> list[dict]:
+    """The one test of systematic bias on one group's jobs (see :func:`excess_wins`)."""
+    errors = sub[sub["winner"] != sub["generator"]]
+    rows = []
+    for model in models:
+        other_jobs = sub[sub["generator"] != model]
+        other_errors = errors[errors["generator"] != model]
+        won = other_errors[other_errors["winner"] == model]
+        wins, n = len(won), len(other_errors)
+        fair = (
+            float(np.mean(np.sort(1.0 / (other_errors["n_candidates"].to_numpy(float) - 1.0))))
+            if n
+            else np.nan
+        )
+        p = stats.binomtest(wins, n, fair, alternative="greater").pvalue if n else np.nan
+        rows.append(
+            {
+                "model": model,
+                "false_wins": wins,
+                "n_other_jobs": len(other_jobs),
+                "n_other_errors": n,
+                "error_share": wins / n if n else np.nan,
+                "fair_error_share": fair,
+                "n_generators_won": int(won["generator"].nunique()),
+                "p_excess": float(p),
+            }
+        )
+    return rows
+
+
+def excess_wins(
+    jobs: pd.DataFrame,
+    by: Sequence[str] | None = None,
+    *,
+    candidates: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """The report's one test of systematic bias: does a model win other generators' jobs
+    more often than its fair share of the wrong crowns?
+
+    Of the jobs of the *other* generators that were crowned wrongly (winner != generator),
+    a model without bias takes its even share: each wrong crown goes to one of the
+    ``n_candidates - 1`` candidates other than the job's generator, so its fair share is
+    ``1 / (n_candidates - 1)`` (the mean over those jobs). ``p_excess`` is the exact
+    one-sided binomial test of its ``false_wins`` among the ``n_other_errors`` wrong crowns
+    against that share (conditional on the number of wrong crowns, so it neither credits
+    a model for winning its own data nor depends on how often recovery succeeds); NaN
+    where the other generators' jobs hold no wrong crown. The wins table of the report,
+    :func:`systematic_bias` and the verdict all use this test; it is uncorrected for the
+    number of models tested. A model that takes the crowns of one close neighbour only
+    (``n_generators_won`` = 1) is confused with that neighbour rather than favoured across
+    the board.
+
+    Returns
+    -------
+    ``by`` columns, ``model``, ``false_wins`` (jobs of other generators it won),
+    ``n_other_jobs``, ``n_other_errors`` (wrong crowns among those jobs), ``error_share``
+    (``false_wins / n_other_errors``), ``fair_error_share``, ``n_generators_won`` (distinct
+    generators whose jobs it won), ``p_excess``. ``candidates`` (default: sorted union of
+    generators and winners per group) lists the models reported.
+    """
+    by = _by(jobs, by)
+    out = []
+    grouped = jobs.groupby(by, sort=True, dropna=False) if by else [((), jobs)]
+    for key, sub in grouped:
+        key = key if isinstance(key, tuple) else (key,)
+        labels = dict(zip(by, key, strict=True))
+        models = (
+            list(candidates)
+            if candidates is not None
+            else sorted(set(sub["generator"]) | set(sub["winner"]))
+        )
+        out += [{**labels, **row} for row in _excess_rows(sub, models)]
+    cols = [*by, "model", "false_wins", "n_other_jobs", "n_other_errors", "error_share",
+            "fair_error_share", "n_generators_won", "p_excess"]  # fmt: skip
+    return pd.DataFrame(out, columns=cols)
+
+
 def systematic_bias(
     jobs: pd.DataFrame, scores: pd.DataFrame, by: Sequence[str] | None = None
 ) -> pd.DataFrame:
@@ -150,10 +229,12 @@ def systematic_bias(
     -------
     ``by`` columns, ``model``, ``own_mean_rank`` (the generator's rank on its own data),
     ``others_mean_rank`` (as a candidate on data of the other generators), ``false_wins``
-    (jobs of other generators it won), ``n_other_jobs``, ``false_win_share``,
-    ``fair_share`` (1 / n_candidates), ``p_excess`` (exact one-sided binomial test of the
-    false wins against the fair share), sorted by ``others_mean_rank`` (the most favoured
-    first within each group).
+    (jobs of other generators it won), ``n_other_jobs``, ``false_win_share``
+    (``false_wins / n_other_jobs``), ``fair_share`` (1 / n_candidates), and the test of
+    :func:`excess_wins`: ``n_other_errors``, ``error_share``, ``fair_error_share``,
+    ``n_generators_won`` and ``p_excess`` (its false wins among the other generators'
+    wrong crowns against ``1 / (n_candidates - 1)``); sorted by ``others_mean_rank`` (the
+    most favoured first within each group).
     """
     by = _by(jobs, by)
     rows = []
@@ -166,13 +247,10 @@ def systematic_bias(
             ssub = ssub[ssub[col] == value]
         models = sorted(set(sub["generator"]) | set(ssub["candidate"]))
         fair = float(np.mean(1.0 / sub["n_candidates"].to_numpy(dtype=float)))
-        for model in models:
+        for model, excess in zip(models, _excess_rows(sub, models), strict=True):
             own = sub.loc[sub["generator"] == model, "generator_rank"].to_numpy(dtype=float)
             others = ssub[(ssub["candidate"] == model) & (ssub["generator"] != model)]
-            other_jobs = sub[sub["generator"] != model]
-            wins = int((other_jobs["winner"] == model).sum())
-            n = len(other_jobs)
-            p = stats.binomtest(wins, n, fair, alternative="greater").pvalue if n else float("nan")
+            n = excess["n_other_jobs"]
             rows.append(
                 {
                     **labels,
@@ -183,11 +261,13 @@ def systematic_bias(
                         if len(others)
                         else np.nan
                     ),
-                    "false_wins": wins,
+                    "false_wins": excess["false_wins"],
                     "n_other_jobs": n,
-                    "false_win_share": wins / n if n else np.nan,
+                    "false_win_share": excess["false_wins"] / n if n else np.nan,
                     "fair_share": fair,
-                    "p_excess": p,
+                    **{k: excess[k] for k in ("n_other_errors", "error_share",
+                                              "fair_error_share", "n_generators_won",
+                                              "p_excess")},  # fmt: skip
                 }
             )
     out = pd.DataFrame(rows)

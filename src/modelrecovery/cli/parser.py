@@ -488,6 +488,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="where the grid's jobs run (default: the config's executor.kind; without one "
         f"{_default(ExecutorSpec, 'kind')})",
     )
+    p.add_argument(
+        "--store",
+        default=None,
+        help="the results store folder (default: the config's store, else results/<study> "
+        "beside the tracking home: the folder of a local mlflow.db, or ./tracking)",
+    )
     p.add_argument("--no-progress", action="store_true")
 
     p = _command(

@@ -55,6 +55,8 @@ def cmd_recover(args: argparse.Namespace) -> dict:
     from modelrecovery.study.spec import load_spec
 
     spec = load_spec(args.config, split_overrides(args.set))
+    if getattr(args, "store", None):
+        spec = spec.model_copy(update={"store": str(args.store)})
     executor = args.executor or spec.executor.kind
     if spec.executor.address and executor == "dask":
         check_dask_scheduler(spec.executor.address)  # before the world or any run is built

@@ -145,7 +145,9 @@ class Diagnosis:
         }
 
 
-def scale_problem(best_scale: float, largest_norm: float, dtype: str = "float32") -> str | None:
+def scale_problem(
+    best_scale: float, largest_norm: float, dtype: str = "float32", informative: bool = True
+) -> str | None:
     """Why features are badly scaled for the probes (one line), or None.
 
     The probes' fits start at W = I with T = 1, so they see the raw dot products. The
@@ -159,7 +161,9 @@ def scale_problem(best_scale: float, largest_norm: float, dtype: str = "float32"
     ``badly scaled``: a* outside :data:`SCALE_RANGE` = [1e-4, 1e2], or the largest squared
     row norm (the largest similarity) beyond the fit ``dtype``'s largest number (the
     fits refuse such features). A model can be informative and badly scaled: dividing
-    its features by a constant fixes the scale and keeps the information."""
+    its features by a constant fixes the scale and keeps the information. For an
+    uninformative model (``informative`` false) a small a* is what no information looks
+    like, not a scale: only a* above the range and the overflow are flagged."""
     limit = float(np.finfo(dtype).max)
     fix = (
         f"multiply the features by about {math.sqrt(best_scale):.3g} (so that a* ~ 1)"
@@ -180,7 +184,7 @@ def scale_problem(best_scale: float, largest_norm: float, dtype: str = "float32"
             f"too small (largest row norm {largest_norm:.3g}) for fits that start at W = I, "
             f"T = 1 (they stop at about log 3, as if uninformative); {fix}"
         )
-    if best_scale < low:
+    if best_scale < low and informative:
         return (
             f"the best zero-shot scale a* = {best_scale:.3g} < {low:g}: the similarities are "
             f"too large (largest row norm {largest_norm:.3g}) for fits that start at W = I, "
@@ -216,6 +220,7 @@ def zero_shot_diagnosis(
     else:  # separable training triplets: the ordering of the similarities, no NLL
         accuracy, nll = tie_accuracy(logits, odd), math.nan
     raw_scale = scale / (c * c) if norm > 0 else math.nan
+    reason = uninformative_reason(float(accuracy), float(nll), len(odd))
     return ModelDiagnosis(
         name=name,
         feature_dim=int(x.shape[1]),
@@ -223,8 +228,8 @@ def zero_shot_diagnosis(
         zero_shot_nll=float(nll),
         best_scale=float(raw_scale),
         largest_norm=norm,
-        uninformative=uninformative_reason(float(accuracy), float(nll), len(odd)),
-        badly_scaled=scale_problem(raw_scale, norm, dtype) if norm > 0 else None,
+        uninformative=reason,
+        badly_scaled=scale_problem(raw_scale, norm, dtype, reason is None) if norm > 0 else None,
     )
 
 

@@ -33,6 +33,15 @@ def _context_tags() -> dict[str, str]:
     return {k: v for k, v in resolve_tags().items() if k.startswith("mlflow.")}
 
 
+def local_home(uri: str) -> Path:
+    """Where results stores and reports go beside a tracking store: the folder of a local
+    SQLite file (``sqlite:////lab/study/mlflow.db`` -> ``/lab/study``), else ``./tracking``
+    (a tracking server: its artifacts hold the reports too)."""
+    if uri.startswith("sqlite:///"):
+        return Path(uri[len("sqlite:///") :]).parent
+    return tracking.TRACKING_DIR
+
+
 class MLflowRun:
     """A run of the MLflow tracking store."""
 
@@ -75,7 +84,8 @@ class MLflowTracker:
         self.experiment = experiment
         self.experiment_id = tracking.setup_experiment(experiment)
         self.client = MlflowClient()
-        self.home = tracking.TRACKING_DIR
+        self.uri = tracking.tracking_uri()
+        self.home = local_home(self.uri)
         # under `mlflow run`, the launcher's run (kept by setup_experiment) takes the first
         # top-level run
         self._launched = os.environ.get("MLFLOW_RUN_ID")

@@ -67,16 +67,18 @@ class StudyResult:
     jobs_run_now: int
     report: Any = None  # the analysis Report (tables, figures, HTML), or None
     timings: dict[str, float] = field(default_factory=dict)
+    tracking: str = ""  # where the runs are (the tracker's description)
 
     def summary(self) -> dict[str, Any]:
-        """What the command line prints."""
+        """What the command line prints (where everything was written included)."""
         return {
             "run_id": self.run_id,
             "experiment": self.spec.study,
+            "tracking": self.tracking,
             "jobs": len(self.jobs),
             "jobs_run_now": self.jobs_run_now,
-            "store": str(self.store),
-            "report": str(self.report.html) if self.report is not None else None,
+            "store": str(Path(self.store).resolve()),
+            "report": str(Path(self.report.html).resolve()) if self.report is not None else None,
             **self.timings,
         }
 
@@ -395,6 +397,7 @@ def run_study(
         jobs_run_now=len(ran),
         report=report,
         timings=timings,
+        tracking=str(getattr(tracker, "uri", tracker.home)),
     )
 
 
