@@ -184,14 +184,14 @@ probe:                   # the generators: each model fitted to your triplets, p
 
 tune:                    # λ of the generators, by cross-validation on your training triplets
   method: grid           # grid | tpe
-  lams: [{tune_lams}]
-  n_folds: 3
-  seed: 0
+  lams: [{tune_lams}]  # λ tried
+  n_folds: 3             # cross-validation folds of your training triplets
+  seed: 0                # the folds' seed
 
 grid:                    # the recovery experiment
-  # per-fold training sizes N: from {SMALLEST} up to {largest}, what your {data.n_train}
-  # training triplets give one fold (the triplets among its {TRAIN_FRACTION:g} of the concepts)
-  sizes: {sizes}
+  sizes: {sizes}  # per-fold training sizes N (below)
+  # N from {SMALLEST} up to {largest}: what your {data.n_train} training triplets give one
+  # fold (those among its {TRAIN_FRACTION:g} of the concepts)
   seeds: [0, 1]          # simulated datasets per size and generator
   levels:                # the flexibility levels, each with its own generators
     - {{family: zero_shot}}
@@ -229,7 +229,7 @@ def init_study(
     folder = Path(folder)
     target = folder / "study.yaml"
     if target.exists() and not force:
-        raise FileExistsError(f"{target} exists (--force overwrites it)")
+        raise ValueError(f"{target} exists (--force overwrites it)")
     features, triplets = Path(features), Path(triplets)
     repeated = Path(repeated) if repeated is not None else None
     data = survey(features, triplets, repeated, repeated_set, Path(concepts) if concepts else None)

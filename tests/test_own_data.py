@@ -1,0 +1,167 @@
+"""Your own models and data, as a new user runs them: `init` writes a study config from a
+folder of feature files, a plain-CSV training file and a separate repeated file; `check`
+reads everything and flags the models; `recover` answers with a verdict. The example's
+dataset is written by examples/own_data/make_data.py (nothing from THINGS)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from modelrecovery.cli import main
+from modelrecovery.study.own_data import fold_share, grid_sizes, per_fold_size
+from modelrecovery.study.spec import load_spec
+
+ROOT = Path(__file__).resolve().parents[1]
+MAKE_DATA = ROOT / "examples" / "own_data" / "make_data.py"
+
+
+@pytest.fixture
+def lab(tmp_path, monkeypatch):
+    """The example's dataset in tmp_path/data, a tracking home in tmp_path/home."""
+    done = subprocess.run(
+        [sys.executable, str(MAKE_DATA), str(tmp_path / "data")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/home/mlflow.db")
+    monkeypatch.setenv("OPTUNA_STORAGE", f"sqlite:///{tmp_path}/home/optuna.db")
+    (tmp_path / "home").mkdir()
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def _init(lab: Path, *extra: str) -> int:
+    data = lab / "data"
+    return main(
+        [
+            "init",
+            str(lab / "study"),
+            "--features",
+            str(data / "features"),
+            "--triplets",
+            str(data / "train.csv"),
+            "--repeated",
+            str(data / "repeated.csv"),
+            *extra,
+        ]
+    )
+
+
+def test_the_fold_share_and_the_grid_sizes_by_brute_force() -> None:
+    """C(c, 3) / C(n, 3) is the share of 3-concept sets inside c of n concepts."""
+    from itertools import combinations
+
+    n, c = 10, 7
+    inside = sum(all(i < c for i in t) for t in combinations(range(n), 3))
+    assert fold_share(n, 0.7) == pytest.approx(inside / len(list(combinations(range(n), 3))))
+    assert per_fold_size(1000, 10) == int(1000 * inside / 120)
+    assert grid_sizes(8500) == [200, 510, 1300, 3300, 8500]
+    assert grid_sizes(150) == [150]
+
+
+def test_init_writes_a_commented_config_that_loads(lab, capsys) -> None:
+    assert _init(lab) == 0, capsys.readouterr().err
+    path = lab / "study" / "study.yaml"
+    text = path.read_text()
+    spec = load_spec(str(path))
+    assert spec.data.kind == "files" and spec.data.n_concepts == 48
+    assert set(spec.file_models()) == {"close", "close_copy", "noise", "partial", "warped"}
+    assert spec.data.repeated == str((lab / "data" / "repeated.csv").resolve())
+    assert [lv.label for lv in spec.grid.level_list] == [
+        "zero_shot",
+        "diagonal",
+        "rectangular10",
+        "full",
+    ]
+    assert spec.grid.sizes[0] == 200 and spec.grid.sizes[-1] == per_fold_size(2400, 48)
+    assert spec.grid.seeds == (0, 1)
+    # every key has its one-line comment (the model entries aside)
+    in_models = False
+    for line in text.splitlines():
+        if line.startswith("models:"):
+            in_models = True
+        elif line and not line.startswith(" "):
+            in_models = False
+        key_line = line.strip() and not line.strip().startswith(("#", "-"))
+        section = line.rstrip().endswith(":") and not line.startswith(" ")
+        if key_line and ":" in line and not in_models and not section:
+            assert "#" in line, line
+    # a second init does not overwrite it; --force does
+    assert _init(lab) == 2 and "exists" in capsys.readouterr().err
+    assert _init(lab, "--force") == 0
+
+
+def test_init_errors_are_one_line(lab, capsys) -> None:
+    data = lab / "data"
+    code = main(
+        [
+            "init",
+            str(lab / "s"),
+            "--features",
+            str(data / "features"),
+            "--triplets",
+            str(data / "train.csv"),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "give --repeated" in err and len(err.strip().splitlines()) == 1
+    code = main(
+        [
+            "init",
+            str(lab / "s"),
+            "--features",
+            str(lab / "nothing"),
+            "--triplets",
+            str(data / "train.csv"),
+            "--repeated",
+            str(data / "repeated.csv"),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "nothing" in err and len(err.strip().splitlines()) == 1
+    assert not (lab / "s").exists()  # nothing written when init fails
+
+
+def test_a_plain_csv_without_a_repeated_set_fails_before_any_run(lab, capsys) -> None:
+    assert _init(lab) == 0
+    capsys.readouterr()
+    code = main(
+        ["recover", "--config", str(lab / "study" / "study.yaml"), "--set", "data.repeated=null"]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "data.repeated is missing" in err
+    assert not (lab / "home" / "mlflow.db").exists()
+
+
+@pytest.mark.slow
+def test_from_init_to_a_verdict(lab, capsys) -> None:
+    """init, check and recover, as the README says; results beside the tracking home."""
+    assert _init(lab) == 0
+    config = str(lab / "study" / "study.yaml")
+    capsys.readouterr()
+    assert main(["check", "--config", config]) == 0
+    checked = capsys.readouterr().out
+    assert "noise" in checked and "uninformative" in checked
+    assert not (lab / "home" / "mlflow.db").exists()  # check records nothing
+    small = [
+        "grid.sizes=[200,800]",
+        "grid.seeds=[0]",
+        "grid.levels=[{family: zero_shot},{family: full}]",
+        "executor.kind=inprocess",
+    ]
+    code = main(["--json", "recover", "--config", config, "--no-progress", "--set", *small])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert "left out" in out.err  # the noise model is no generator at zero-shot
+    home = lab / "home"
+    assert (home / "results" / "study").is_dir() and (home / "reports").is_dir()
+    assert not (lab / "tracking").exists()
+    env = dict(os.environ)
+    assert env["MLFLOW_TRACKING_URI"].endswith("home/mlflow.db")
