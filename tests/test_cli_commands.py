@@ -37,6 +37,7 @@ RUN_BY = {
     "dashboard": "test_dashboard.py::test_dashboard_serves_the_tuning_study",
     "stack": "test_cli_commands.py::test_stack_status_and_env_with_the_stack_down",
     "calibrate": "test_cli_commands.py::test_fit_then_calibrate_commands",
+    "init": "test_own_data.py::test_init_writes_a_commented_config_that_loads",
     "generators": "test_cli_commands.py::test_files_study_commands",
     "recover": "test_cli_commands.py::test_files_study_commands",
     "analyze": "test_cli_commands.py::test_files_study_commands",
