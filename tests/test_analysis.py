@@ -768,6 +768,7 @@ def test_build_report_full(tmp_path):
     expected = {"recovery_accuracy", "mds", "human_distance", "tradeoff", "regression_full"}
     for fam in families:
         expected |= {f"confusion_{fam}_n3200", f"ranks_{fam}_n3200", f"wins_{fam}_n3200"}
+        expected |= {f"recovery_by_model_{fam}", f"winners_by_n_{fam}"}  # every N
     _check_outputs(path, expected)
     text = path.read_text()
     for token in ("abc123", "0123abcd", "corr_cov", "Bonferroni", "recovery_accuracy.csv"):
@@ -783,7 +784,8 @@ def test_build_report_minimal_single_n_single_family(tmp_path):
     jobs, scores = make_tables(ns=(400,), seed=6)
     path = build_report(jobs, scores, None, provenance={}, out_dir=tmp_path, config=FAST).html
     _check_outputs(path, {"recovery_accuracy", "confusion_full_n400", "ranks_full_n400",
-                          "wins_full_n400"})  # fmt: skip
+                          "wins_full_n400", "recovery_by_model_full",
+                          "winners_by_n_full"})  # fmt: skip
     text = path.read_text()
     assert "No features given" in text and "Skipped: needs the models table" in text
 
@@ -801,7 +803,8 @@ def test_build_report_features_without_transforms(tmp_path):
     _check_outputs(
         path,
         {"recovery_accuracy", "confusion_full_n100", "confusion_full_n200", "ranks_full_n200",
-         "wins_full_n200", "mds", "tradeoff", "regression_full"},
+         "wins_full_n200", "mds", "tradeoff", "regression_full", "recovery_by_model_full",
+         "winners_by_n_full"},
     )  # fmt: skip
     text = path.read_text()
     assert "3 duplicate job rows dropped" in text and "No transforms W given" in text
@@ -893,7 +896,8 @@ def test_build_report_conditions_side_by_side(tmp_path):
              "rectangular8": dict(zip(gens, (0.50, 0.52, 0.56, 0.58), strict=True)),
              "full": dict(zip(gens, (0.60, 0.61, 0.65, 0.66), strict=True))}  # fmt: skip
     models = level_models(gens, ("zero_shot", "rectangular8", "full"), human)
-    report = build_report(jobs, scores, models, provenance={}, out_dir=tmp_path, config=FAST)
+    paper = ReportConfig(n_resamples=300, n_boot=150, dpi=60, reference="paper")
+    report = build_report(jobs, scores, models, provenance={}, out_dir=tmp_path, config=paper)
     labels = ["zero_shot, ties: random", "rectangular8, ties: random", "full, ties: first",
               "full, ties: random"]  # fmt: skip
     paper = report.paper_table

@@ -143,6 +143,16 @@ def group_confusion(
     return table
 
 
+#: The columns of :func:`excess_wins`'s test that :func:`systematic_bias` carries.
+_TEST_COLUMNS = (
+    "n_other_errors",
+    "error_share",
+    "fair_error_share",
+    "n_generators_won",
+    "p_excess",
+)
+
+
 def _excess_rows(sub: pd.DataFrame, models: Sequence[str]) -> list[dict]:
     """The one test of systematic bias on one group's jobs (see :func:`excess_wins`)."""
     errors = sub[sub["winner"] != sub["generator"]]
@@ -265,9 +275,7 @@ def systematic_bias(
                     "n_other_jobs": n,
                     "false_win_share": excess["false_wins"] / n if n else np.nan,
                     "fair_share": fair,
-                    **{k: excess[k] for k in ("n_other_errors", "error_share",
-                                              "fair_error_share", "n_generators_won",
-                                              "p_excess")},  # fmt: skip
+                    **{k: excess[k] for k in _TEST_COLUMNS},
                 }
             )
     out = pd.DataFrame(rows)

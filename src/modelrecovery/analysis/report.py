@@ -2,8 +2,9 @@
 
 The report is built by sections: each analysis is a function ``section_<name>(inputs,
 ...) -> Section | None`` that computes its tables and figures and writes nothing
-(:func:`section_conditions`, :func:`section_recovery`, :func:`section_selection`,
-:func:`section_confusion`, :func:`section_ranks`, :func:`section_groups`,
+(:func:`section_verdict` first, then :func:`section_conditions`, :func:`section_recovery`,
+:func:`section_selection`, :func:`section_confusion`, :func:`section_by_n`,
+:func:`section_ranks`, :func:`section_groups`,
 :func:`section_geometry`, :func:`section_regression`, :func:`section_tradeoff`,
 :func:`section_provenance`; their inputs come from :func:`prepare_inputs`), and one
 writer, :func:`write_report`, writes the CSVs, the figures and the HTML page.
@@ -34,6 +35,7 @@ from modelrecovery.analysis.geometry import (
     rdm_similarity,
 )
 from modelrecovery.analysis.groups import (
+    excess_wins,
     group_confusion,
     human_shift,
     systematic_bias,
@@ -57,6 +59,7 @@ from modelrecovery.analysis.regression import (
     accuracy_difference_regression,
 )
 from modelrecovery.analysis.tradeoff import PAPER_REFERENCE, paper_table, tradeoff_table
+from modelrecovery.analysis.verdict import Verdict, verdict
 
 __all__ = [
     "Block",
@@ -68,6 +71,7 @@ __all__ = [
     "build_report",
     "geometry_level",
     "prepare_inputs",
+    "section_by_n",
     "section_conditions",
     "section_confusion",
     "section_geometry",
@@ -78,6 +82,8 @@ __all__ = [
     "section_regression",
     "section_selection",
     "section_tradeoff",
+    "section_verdict",
+    "study_verdict",
     "table_fingerprint",
     "write_report",
 ]
@@ -106,7 +112,17 @@ class ReportConfig:
     score_column : per-candidate score of the regression target.
     regression_properties : model properties in the regression (default: those of
         ``shift, ed_before, ed_after, feature_dim, n_parameters`` known for every model).
-    paper_reference : show the paper's approximate numbers beside the trade-off table.
+    reference : ``"paper"``: show the paper's THINGS numbers (Avitan & Golan 2025) beside
+        the trade-off table and figure; ``"none"`` (default): not (the study spec's
+        top-level ``reference``).
+    target : recovery the verdict asks for (0.8: "reaches 80% from N = ... on").
+    bootstrap : resamples of the verdict's paired bootstrap over human test responses.
+    train_fraction, eval_fraction, n_folds : the grid's (share of a fold's non-test
+        concepts that train; validation and test triplets per training triplet; folds),
+        for the triplets a lab has to collect per N.
+    n_concepts : concepts of the study, for the exact count of triplets to collect
+        (default: the rows of the features or human embedding given; else the large-n
+        limit).
     max_concepts : use a seeded subset of concepts for RDMs (default: all).
     dpi : resolution of the PNG figures.
     """
@@ -124,9 +140,26 @@ class ReportConfig:
     score_column: str = "test_accuracy"
     regression_properties: tuple[str, ...] | None = None
     max_concepts: int | None = None
-    paper_reference: bool = True
+    reference: str = "none"
+    target: float = 0.8
+    bootstrap: int = 2000
+    train_fraction: float = 0.7
+    eval_fraction: float = 1 / 8
+    n_folds: int = 3
+    n_concepts: int | None = None
     dpi: int = 110
     extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.reference not in ("none", "paper"):
+            raise ValueError(f"reference must be 'none' or 'paper', got {self.reference!r}")
+        if not 0.0 < self.target <= 1.0:
+            raise ValueError(f"target must lie in (0, 1], got {self.target}")
+
+    @property
+    def paper_reference(self) -> bool:
+        """Whether the paper's THINGS numbers are shown (``reference == "paper"``)."""
+        return self.reference == "paper"
 
 
 @dataclass(frozen=True)
@@ -147,6 +180,8 @@ class Report:
     tradeoff : :func:`~modelrecovery.analysis.tradeoff.tradeoff_table` (every N); or None.
     recovery : recovery accuracy per condition and N.
     notes : what was skipped or dropped, and why.
+    verdict : the verdict as plain text lines (the first section's sentences;
+        :func:`~modelrecovery.analysis.verdict.verdict_lines`), for the command line.
     """
 
     html: Path
@@ -157,6 +192,7 @@ class Report:
     tradeoff: pd.DataFrame | None
     recovery: pd.DataFrame
     notes: tuple[str, ...] = ()
+    verdict: tuple[str, ...] = ()
 
     def __fspath__(self) -> str:
         return str(self.html)
@@ -498,6 +534,102 @@ def geometry_level(data: ReportInputs, config: ReportConfig | None = None) -> st
     return cfg.geometry_level or cfg.geometry_family or (data.levels[-1] if data.levels else None)
 
 
+def study_verdict(
+    data: ReportInputs,
+    config: ReportConfig | None = None,
+    *,
+    human_scores: pd.DataFrame | None = None,
+    n_concepts: int | None = None,
+) -> Verdict:
+    """The study's :class:`~modelrecovery.analysis.verdict.Verdict` with the config's
+    settings (``n_concepts``: when the config gives none)."""
+    cfg = config or ReportConfig()
+    return verdict(
+        data.jobs,
+        data.models,
+        human_scores,
+        target=cfg.target,
+        confidence=cfg.confidence,
+        n_resamples=cfg.bootstrap,
+        seed=cfg.seed,
+        train_fraction=cfg.train_fraction,
+        eval_fraction=cfg.eval_fraction,
+        n_concepts=cfg.n_concepts or n_concepts,
+        n_folds=cfg.n_folds,
+    )
+
+
+def section_verdict(
+    data: ReportInputs,
+    config: ReportConfig | None = None,
+    *,
+    human_scores: pd.DataFrame | None = None,
+    n_concepts: int | None = None,
+    result: Verdict | None = None,
+) -> Section:
+    """The verdict (the page's first section): per level, recovery at the largest N and
+    where the target is reached, trust in the most frequent crown, the systematic-bias
+    statement, the leaderboard on the human data and the models left out; tables
+    ``verdict_recovery``, ``crown_trust``, ``verdict_bias``, ``leaderboard`` and
+    ``left_out`` (``result``: a precomputed :func:`study_verdict`)."""
+    cfg = config or ReportConfig()
+    v = result or study_verdict(data, cfg, human_scores=human_scores, n_concepts=n_concepts)
+    s = _Builder("verdict", "Verdict")
+    s.text(
+        "If a lab crowns the best-fitting model with these probes, would it pick the model "
+        "that generated the data, and how sure can it be? Recovery: the share of simulated "
+        f"jobs crowning the generating model, with exact (Clopper-Pearson) {cfg.confidence:.0%} "
+        "intervals; jobs where the generator tied at the top share their credit, and the "
+        "interval then spans every way of breaking the ties. Trust in a crown: "
+        "P(true model = w | w crowned) under a uniform prior over the generators, from the "
+        "confusion matrix (interval: Dirichlet(1 + counts) posterior of each generator's "
+        "row). N is per fold; the triplets to collect are the uniformly sampled triplets "
+        "that give one fold N training triplets and its validation and test share "
+        f"(train_fraction {cfg.train_fraction:g} of the non-test concepts, "
+        f"eval_fraction {cfg.eval_fraction:g}, {cfg.n_folds} concept-disjoint folds"
+        + (
+            f", {cfg.n_concepts or n_concepts:,} concepts"
+            if (cfg.n_concepts or n_concepts)
+            else ", large-concept-set limit"
+        )
+        + ")."
+    )
+    s.html("<ul>" + "".join(f"<li>{_esc(line)}</li>" for line in v.lines) + "</ul>")
+    for note in v.notes:
+        s.note(note[0].upper() + note[1:] + ".")
+    s.heading("Recovery per N")
+    s.table(v.recovery, "verdict_recovery")
+    if len(v.trust):
+        s.heading("Trust in a crown")
+        s.table(v.trust, "crown_trust")
+    if len(v.bias):
+        s.heading("Systematic bias at the largest N")
+        s.text(
+            "The one test of the report (also the wins table's and the systematic-bias "
+            "table's p_excess): a model's wins among the wrong crowns of the other "
+            "generators' jobs against its fair share 1 / (n_candidates - 1), exact one-sided "
+            "binomial test."
+        )
+        s.table(v.bias, "verdict_bias")
+    if len(v.leaderboard):
+        s.heading("Leaderboard on the human data")
+        s.text(
+            "Held-out human accuracy and NLL per model and level; accuracy_gap is the top "
+            "model's accuracy minus the model's on the same test responses, with a paired "
+            f"bootstrap {cfg.confidence:.0%} interval ({cfg.bootstrap:,} resamples of the "
+            "responses, seed "
+            f"{cfg.seed}); separated: the interval excludes 0."
+            if human_scores is not None
+            else "Held-out human accuracy and NLL per model and level from the models table; "
+            "no per-response human scores were given, so no intervals."
+        )
+        s.table(v.leaderboard, "leaderboard")
+    if len(v.left_out):
+        s.heading("Models left out")
+        s.table(v.left_out, "left_out")
+    return s.build()
+
+
 def section_conditions(data: ReportInputs) -> Section:
     """One row per condition: its columns, key(s), jobs, sizes, seeds, generators."""
     s = _Builder("conditions", "Conditions")
@@ -615,6 +747,98 @@ def section_confusion(data: ReportInputs, config: ReportConfig | None = None) ->
     return s.build()
 
 
+def section_by_n(data: ReportInputs, config: ReportConfig | None = None) -> Section:
+    """Per condition, at every N: recovery per generating model (table and heat map
+    ``recovery_by_model_<condition>``) and the confusion matrix (long table and one panel
+    per N, ``winners_by_n_<condition>``)."""
+    from modelrecovery.analysis.verdict import recovery_by_model
+
+    cfg = config or ReportConfig()
+    s = _Builder("by_n", "Per-model recovery and confusion at every N")
+    s.text(
+        "Recovery per generating model (share of its jobs crowning it, tie credit shared, "
+        f"with tie-aware exact {cfg.confidence:.0%} intervals) and the generator × winner "
+        "matrix at every N (row shares)."
+    )
+    for cond in data.conditions:
+        cj = data.jobs[data.jobs["condition"] == cond]
+        cs = data.scores[data.scores["condition"] == cond]
+        slug = data.slugs[cond]
+        per_model = recovery_by_model(cj, ["n_train"], confidence=cfg.confidence)
+        s.heading(cond)
+        s.figure(
+            _plot_by_model(per_model, title=f"{cond}: recovery per generating model"),
+            f"recovery_by_model_{slug}",
+            "Recovery per generating model (rows) and N per fold (columns).",
+        )
+        s.table(per_model, f"recovery_by_model_{slug}", show=False)
+        cands = sorted(set(cs["candidate"]) | set(cj["winner"])) if len(cs) else None
+        gens = sorted(set(cj["generator"]))
+        mats, parts = {}, []
+        for n in sorted(cj["n_train"].unique()):
+            kw = {"n_train": int(n), "generators": gens, "candidates": cands}
+            counts = confusion_matrix(cj, **kw)
+            norm = confusion_matrix(cj, normalize=True, **kw)
+            mats[int(n)] = norm
+            parts.append(
+                counts.stack().rename("count").to_frame().join(norm.stack().rename("share"))
+                .reset_index().assign(n_train=int(n))
+            )  # fmt: skip
+        long = pd.concat(parts, ignore_index=True)[["n_train", "generator", "winner", "count",
+                                                     "share"]]  # fmt: skip
+        s.figure(
+            _plot_confusion_by_n(mats, title=f"{cond}: generator × winner at every N"),
+            f"winners_by_n_{slug}",
+            "Share of each generator's jobs (rows) won by each candidate (columns), one panel "
+            "per N per fold.",
+        )
+        s.table(long, f"winners_by_n_{slug}", show=False)
+    return s.build()
+
+
+def _plot_by_model(table: pd.DataFrame, *, title: str) -> Figure:
+    wide = table.pivot(index="generator", columns="n_train", values="accuracy")
+    n_rows, n_cols = wide.shape
+    fig, (ax,) = F._new_figure(max(4.0, 0.8 * n_cols + 3.0), max(3.0, 0.3 * n_rows + 1.5))
+    im = ax.imshow(wide.to_numpy(float), cmap="viridis", vmin=0, vmax=1, aspect="auto")
+    ax.set_xticks(range(n_cols), [F.format_count(n) for n in wide.columns])
+    fs = F._tick_fontsize(n_rows)
+    ax.set_yticks(range(n_rows), [str(g) for g in wide.index], fontsize=fs)
+    ax.set_xlabel("N per fold")
+    ax.set_ylabel("Data-generating model")
+    if n_rows <= 30:
+        for (r, c), v in np.ndenumerate(wide.to_numpy(float)):
+            if np.isfinite(v):
+                ax.text(c, r, f"{v:.2f}", ha="center", va="center", fontsize=fs - 1,
+                        color="black" if v > 0.6 else "white")  # fmt: skip
+    fig.colorbar(im, ax=ax, shrink=0.8, label="recovery")
+    ax.set_title(title, fontsize=10)
+    return fig
+
+
+def _plot_confusion_by_n(mats: Mapping[int, pd.DataFrame], *, title: str) -> Figure:
+    ns = list(mats)
+    first = mats[ns[0]]
+    side = max(3.0, 0.25 * max(first.shape) + 2.0)
+    ncols = min(3, len(ns))
+    nrows = -(-len(ns) // ncols)
+    fig = Figure(figsize=(side * ncols, side * nrows), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    fs = F._tick_fontsize(max(first.shape))
+    for ax, n in zip(axes, ns, strict=False):
+        mat = mats[n]
+        im = ax.imshow(mat.to_numpy(float), cmap="viridis", vmin=0, vmax=1, aspect="auto")
+        ax.set_xticks(range(mat.shape[1]), [str(c) for c in mat.columns], rotation=90,
+                      fontsize=fs)  # fmt: skip
+        ax.set_yticks(range(mat.shape[0]), [str(r) for r in mat.index], fontsize=fs)
+        ax.set_title(f"N = {n:,}", fontsize=10)
+    for ax in axes[len(ns) :]:
+        ax.set_visible(False)
+    fig.colorbar(im, ax=axes[: len(ns)].tolist(), shrink=0.8, label="share of jobs")
+    fig.suptitle(title, fontsize=11)
+    return fig
+
+
 def section_ranks(data: ReportInputs, config: ReportConfig | None = None) -> Section:
     """Per condition at ``config.rank_n`` (default: the largest N): each model's correct
     and false rank (``ranks_<condition>_n<N>``) and share of jobs won (``wins_...``)."""
@@ -648,15 +872,29 @@ def section_ranks(data: ReportInputs, config: ReportConfig | None = None) -> Sec
         else:
             s.skipped(f"{cond}: no scores rows at N = {n}; per-model ranks skipped.")
         cands = sorted(set(cs["candidate"]) | set(cj["winner"])) if len(cs) else None
-        shares = win_share(jn, ["condition", "n_train"], candidates=cands)
+        shares = _wins_table(jn, cands)
         s.figure(
-            F.plot_win_share(shares, title=f"{cond}, N = {n:,}"),
+            F.plot_win_share(shares, title=f"{cond}, N = {n:,}", alpha=1 - cfg.confidence),
             f"wins_{slug}",
             "Share of jobs won by each candidate; dashed: the fair share 1/n_candidates; "
-            "vermillion: significantly more than fair (exact one-sided binomial test).",
+            "vermillion: wins other generators' jobs more than its fair share of their wrong "
+            f"crowns (p_excess < {1 - cfg.confidence:g}: the report's one systematic-bias "
+            "test, as in the verdict and the systematic-bias table).",
         )
         s.table(shares, f"wins_{slug}")
     return s.build()
+
+
+def _wins_table(jobs: pd.DataFrame, candidates: Sequence[str] | None) -> pd.DataFrame:
+    """:func:`win_share` with its ``p_excess`` (all wins, own data included) replaced by
+    the report's one systematic-bias test (:func:`excess_wins`), so the wins table, the
+    systematic-bias table and the verdict agree."""
+    by = ["condition", "n_train"]
+    shares = win_share(jobs, by, candidates=candidates).drop(columns="p_excess")
+    labels = shares["candidate"].drop_duplicates().tolist()
+    excess = excess_wins(jobs, by, candidates=labels).rename(columns={"model": "candidate"})
+    keep = ["false_wins", "n_other_errors", "error_share", "fair_error_share", "p_excess"]
+    return shares.merge(excess[[*by, "candidate", *keep]], on=[*by, "candidate"], how="left")
 
 
 def section_groups(
@@ -673,9 +911,10 @@ def section_groups(
     bias = systematic_bias(jobs, scores, by)
     s.text(
         "Systematic bias: per model, its mean rank on its own data, its mean rank on the "
-        "other generators' data and how often it wins their jobs against the fair share "
-        "(exact one-sided binomial test). Models with a small others_mean_rank and a "
-        "small p_excess win too often."
+        "other generators' data and how often it takes their wrong crowns against its fair "
+        "share 1 / (n_candidates - 1) (p_excess: exact one-sided binomial test, the same "
+        "test as the wins table and the verdict). Models with a small others_mean_rank and "
+        "a small p_excess win too often."
     )
     s.table(bias, "systematic_bias", show=False)
     for cond in data.conditions:
@@ -883,7 +1122,8 @@ def section_tradeoff(data: ReportInputs, config: ReportConfig | None = None) -> 
         "tradeoff",
         "Recovery accuracy (exact CI) at each condition's largest N against the mean "
         "accuracy of that level's generators on held-out human triplets (± SEM over "
-        "models); small markers: smaller N; grey: the paper's approximate numbers.",
+        "models); small markers: smaller N"
+        + ("; grey: the paper's approximate numbers." if cfg.paper_reference else "."),
     )
     s.heading("At every N")
     s.table(trade, "tradeoff_by_n")
@@ -1042,6 +1282,7 @@ def build_report(
     out_dir: str | Path,
     config: ReportConfig | None = None,
     groups: Mapping[str, Mapping[str, str]] | None = None,
+    human_scores: pd.DataFrame | None = None,
 ) -> Report:
     """Run every analysis and write figures, CSV tables and ``out_dir/report.html``.
 
@@ -1067,6 +1308,9 @@ def build_report(
         "supervised", ...}, "architecture": {...}}``: recovery within groups and the
         confusion between groups (:mod:`modelrecovery.analysis.groups`); optional. The
         systematic-bias table is written in any case.
+    human_scores : per-response scores of the models on the held-out human test set
+        (``model``, ``level``, ``response``, ``correct``, ``nll``): the verdict's
+        leaderboard with paired bootstrap intervals; optional (without: no intervals).
 
     Returns
     -------
@@ -1076,14 +1320,23 @@ def build_report(
     cfg = config or ReportConfig()
     data = prepare_inputs(jobs, scores, models)
     notes = list(data.notes)
+    n_concepts = _n_concepts(features, human_embedding)
+    judged = study_verdict(data, cfg, human_scores=human_scores, n_concepts=n_concepts)
     kept: dict[str, Section] = {}
 
     def sections() -> Iterator[Section]:
         steps: list[tuple[str, Callable[[], Section | None]]] = [
+            (
+                "verdict",
+                lambda: section_verdict(
+                    data, cfg, human_scores=human_scores, n_concepts=n_concepts, result=judged
+                ),
+            ),
             ("conditions", lambda: section_conditions(data)),
             ("recovery", lambda: section_recovery(data, cfg)),
             ("selection", lambda: section_selection(data, cfg)),
             ("confusion", lambda: section_confusion(data, cfg)),
+            ("by_n", lambda: section_by_n(data, cfg)),
             ("ranks", lambda: section_ranks(data, cfg)),
             ("groups", lambda: section_groups(data, groups, cfg)),
             (
@@ -1119,4 +1372,15 @@ def build_report(
         tradeoff=trade.get("tradeoff_by_n"),
         recovery=kept["recovery"].tables["recovery_accuracy"],
         notes=tuple(notes),
+        verdict=tuple(judged.lines),
     )
+
+
+def _n_concepts(
+    features: Mapping[str, np.ndarray] | None, human_embedding: np.ndarray | None
+) -> int | None:
+    """The study's number of concepts: the rows of the features or human embedding."""
+    for array in [*(features or {}).values(), human_embedding]:
+        if array is not None and np.ndim(array) == 2:
+            return int(np.shape(array)[0])
+    return None
