@@ -42,6 +42,7 @@ RUN_BY = {
     "recover": "test_cli_commands.py::test_files_study_commands",
     "analyze": "test_cli_commands.py::test_files_study_commands",
     "simulate": "test_cli_commands.py::test_files_study_commands",
+    "check": "test_check.py::test_check_command_prints_the_flags_and_tracks_nothing",
 }
 
 
