@@ -158,6 +158,9 @@ def test_ceiling_and_jobs_match_the_library(study):
     lines = format_diagnosis(d)
     assert any(line.startswith(f"noise ceiling {c.ceiling:.3f}") for line in lines)
     assert any(f"grid: {d.jobs} jobs" in line and "about" in line for line in lines)
+    untimed = diagnose(spec, inputs, timing=False)  # what recover may call: no timed fits
+    assert untimed.jobs == d.jobs and math.isnan(untimed.estimated_seconds)
+    assert untimed.models == d.models and not untimed.timings
 
 
 def test_check_command_prints_the_flags_and_tracks_nothing(tmp_path, monkeypatch, capsys):

@@ -379,7 +379,7 @@ def grid_workers(spec) -> int:
     return pool_size(device, n_gpus, execution.jobs_per_gpu, execution.n_workers)
 
 
-def diagnose(spec, inputs=None) -> Diagnosis:
+def diagnose(spec, inputs=None, timing: bool = True) -> Diagnosis:
     """Diagnose a study before it runs (pure: no tracking, nothing written; a world study
     builds its world when ``inputs`` is not given).
 
@@ -411,7 +411,8 @@ def diagnose(spec, inputs=None) -> Diagnosis:
     9 dimensions, one of them badly scaled, 3 folds, 3 λ; diagonal and full W; N = 80
     to 3000): estimated 0.15 to 0.7 s per job, measured 0.2 to 0.9 s: low by up to 4x
     there, as the badly scaled candidate's fits took 7 times the steps of the others;
-    the fits were 90% of a job's time."""
+    the fits were 90% of a job's time. ``timing=False`` skips the timed fits (no
+    estimate: ``estimated_seconds`` is NaN)."""
     from modelrecovery.recovery.grid import jobs_of
     from modelrecovery.study.inputs import load_model_features, study_inputs
     from modelrecovery.study.pipeline import grid_config, level_grids
@@ -444,7 +445,7 @@ def diagnose(spec, inputs=None) -> Diagnosis:
     fits_dtype = [m for m in grid.candidates if by_name[m].largest_norm ** 2 <= limit]
     widest = max(clean or fits_dtype or grid.candidates, key=lambda m: features[m].shape[1])
     timings = {}
-    for part in grids:  # each level is in one of them, with its own sizes
+    for part in grids if timing else []:  # each level is in one grid, with its own sizes
         for level in part.levels:
             timings[level.label] = time_level(
                 part,
@@ -461,7 +462,8 @@ def diagnose(spec, inputs=None) -> Diagnosis:
         for job in jobs_of(part):
             units = len(part.candidates) * part.n_folds
             n_lams = len(part.lam_grid(job.level))
-            fit = timings[job.level.label].fit_seconds(job.n_train)
+            timed = timings.get(job.level.label)
+            fit = timed.fit_seconds(job.n_train) if timed is not None else math.nan
             n_jobs += 1
             n_fits += units * n_lams
             seconds += units * n_lams * fit / min(max(int(part.threads_per_job), 1), units)
@@ -530,10 +532,12 @@ def format_diagnosis(d: Diagnosis) -> list[str]:
         f"distinct triplets, {c.n_repeated} of them repeated (responses per repeated "
         f"triplet: min {c.responses_min}, median {c.responses_median:g}, max {c.responses_max})"
     )
-    lines.append(
-        f"grid: {d.jobs} jobs ({d.fits} probe fits), on {d.workers} worker(s): about "
-        f"{_duration(d.estimated_seconds)} (an estimate from timed fits)"
+    time_text = (
+        f": about {_duration(d.estimated_seconds)} (an estimate from timed fits)"
+        if math.isfinite(d.estimated_seconds)
+        else ""
     )
+    lines.append(f"grid: {d.jobs} jobs ({d.fits} probe fits), on {d.workers} worker(s){time_text}")
     for t in d.timings:
         lines.append(
             f"  {t.level}: one fit of {t.model} {t.seconds[0]:.3g} s at N = {t.sizes[0]}, "
