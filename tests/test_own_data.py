@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from modelrecovery.cli import main
-from modelrecovery.study.own_data import fold_share, grid_sizes, per_fold_size
+from modelrecovery.study.own_data import grid_sizes, per_fold_size
 from modelrecovery.study.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,16 +54,19 @@ def _init(lab: Path, *extra: str) -> int:
     )
 
 
-def test_the_fold_share_and_the_grid_sizes_by_brute_force() -> None:
-    """C(c, 3) / C(n, 3) is the share of 3-concept sets inside c of n concepts."""
-    from itertools import combinations
+def test_the_largest_size_inverts_the_triplets_to_collect_and_the_sizes() -> None:
+    """The grid's largest N is what the user's triplets fill: the largest N whose fold
+    needs no more triplets than they have."""
+    from modelrecovery.analysis.verdict import triplets_to_collect
 
-    n, c = 10, 7
-    inside = sum(all(i < c for i in t) for t in combinations(range(n), 3))
-    assert fold_share(n, 0.7) == pytest.approx(inside / len(list(combinations(range(n), 3))))
-    assert per_fold_size(1000, 10) == int(1000 * inside / 120)
+    for m, n in ((2400, 48), (25000, 300), (800, 30)):
+        largest = per_fold_size(m, n)
+        assert triplets_to_collect(largest, n_concepts=n) <= m
+        assert triplets_to_collect(largest + 1, n_concepts=n) > m
+    assert per_fold_size(5, 30) == 1  # too few triplets for any fold: the smallest size
     assert grid_sizes(8500) == [200, 510, 1300, 3300, 8500]
-    assert grid_sizes(150) == [150]
+    assert grid_sizes(150) == [20, 33, 55, 91, 150]
+    assert grid_sizes(20) == [20]
 
 
 def test_init_writes_a_commented_config_that_loads(lab, capsys) -> None:
@@ -80,7 +83,7 @@ def test_init_writes_a_commented_config_that_loads(lab, capsys) -> None:
         "rectangular10",
         "full",
     ]
-    assert spec.grid.sizes[0] == 200 and spec.grid.sizes[-1] == per_fold_size(2400, 48)
+    assert spec.grid.sizes[0] == 200 and spec.grid.sizes[-1] == per_fold_size(8000, 48)
     assert spec.grid.seeds == (0, 1)
     # every key has its one-line comment (the model entries aside)
     in_models = False

@@ -1,5 +1,5 @@
 """A small lab-like dataset to try `modelrecovery init / check / recover` on: 48 concepts,
-five models' feature files, 2,400 human training triplets (plain CSV) and a separate
+five models' feature files, 8,000 human training triplets (plain CSV) and a separate
 repeated set (60 triplets x 12 responses, plain CSV). Nothing from THINGS: the "humans"
 answer from a sparse 6-dimensional embedding, and the models see it more or less well.
 
@@ -74,8 +74,8 @@ def main(out: Path, seed: int = 0) -> None:
     }
     for name, x in models.items():
         np.save(features / f"{name}.npy", x.astype(np.float32))
-    every = triplets(2400 + 60, rng)
-    train, repeated = every[:2400], every[2400:]
+    every = triplets(8000 + 60, rng)
+    train, repeated = every[:8000], every[8000:]
     write_csv(out / "train.csv", train, responses(human, train, rng))
     repeated = np.repeat(repeated, 12, axis=0)
     write_csv(out / "repeated.csv", repeated, responses(human, repeated, rng))

@@ -187,6 +187,59 @@ def load_human_embedding(config: dict[str, Any] | None) -> np.ndarray | None:
     return None
 
 
+def report_config(config: dict[str, Any] | None, top: str | None):
+    """The report's settings from the (last) study's configuration: the geometry level, the
+    reference, the grid's folds and fractions."""
+    from modelrecovery.analysis import ReportConfig
+
+    grid = (config or {}).get("grid") or {}
+    settings = {
+        key: grid[key] for key in ("n_folds", "train_fraction", "eval_fraction") if key in grid
+    }
+    n_concepts = ((config or {}).get("data") or {}).get("n_concepts")
+    return ReportConfig(
+        geometry_level=top,
+        reference=(config or {}).get("reference", "none"),
+        n_concepts=n_concepts,
+        **settings,
+    )
+
+
+def load_human_scores(models: pd.DataFrame | None) -> pd.DataFrame | None:
+    """Each generator's per-response scores on the held-out human triplets (its run's
+    ``generator/human_test.npz``), for the verdict's leaderboard; None when no run has
+    them (the leaderboard then has no intervals)."""
+    if models is None or "generator_run" not in models.columns:
+        return None
+    frames = []
+    for model, level, run_id in zip(
+        models["model"], models["level"], models["generator_run"], strict=True
+    ):
+        try:
+            local = mlflow.artifacts.download_artifacts(
+                run_id=str(run_id), artifact_path="generator/human_test.npz"
+            )
+            scores = np.load(local)
+        except Exception:  # a run from before the scores were kept
+            continue
+        frames.append(
+            pd.DataFrame(
+                {
+                    "model": model,
+                    "level": level,
+                    "response": np.arange(len(scores["correct"])),
+                    "correct": scores["correct"],
+                    "nll": scores["nll"],
+                }
+            )
+        )
+    return (
+        pd.concat(frames, ignore_index=True).drop_duplicates(["model", "level", "response"])
+        if frames
+        else None
+    )
+
+
 def load_run_config(run_ids: list[str]) -> dict[str, Any] | None:
     """The ``config.yaml`` of the last of ``run_ids`` that logged one (None if none did)."""
     import yaml
@@ -208,7 +261,7 @@ def analyze(
     out_dir: str | Path | None = None,
 ) -> dict:
     """Pool the recover runs, build the report, log it as a run ``analyze/<study>``."""
-    from modelrecovery.analysis import ReportConfig, build_report
+    from modelrecovery.analysis import build_report
 
     setup_experiment(experiment)
     sources = find_recover_runs(experiment, run_ids, filter_string)
@@ -221,7 +274,9 @@ def analyze(
     top = levels[-1] if levels else None
     features, transforms = load_generator_inputs(models, top)
     ordered = sorted(sources, key=lambda r: (_start_time(r), sources.index(r)))
-    human_embedding = load_human_embedding(load_run_config(ordered)) if features else None
+    config = load_run_config(ordered)
+    human_embedding = load_human_embedding(config) if features else None
+    human_scores = load_human_scores(models)
     tags = standard_tags("analyze") | {"sources": ",".join(sources)}
     with mlflow.start_run(run_name=f"analyze/{experiment}", tags=tags) as run:
         mlflow.log_params(
@@ -253,13 +308,17 @@ def analyze(
                 "geometry_level": top,
             },
             out_dir=out,
-            config=ReportConfig(geometry_level=top),
+            config=report_config(config, top),
             groups=load_run_groups(sources) or None,
+            human_scores=human_scores,
         )
         mlflow.log_artifacts(str(out), artifact_path="report")
         curve = recovery_curve(tables["jobs"], split_conditions=True)
         for name, value, step in recovery_metric_points(curve):
             mlflow.log_metric(name, value, step=step)
+    from modelrecovery.stages.recover import print_verdict
+
+    print_verdict(list(report.verdict))
     return {
         "run_id": run.info.run_id,
         "sources": sources,

@@ -61,8 +61,18 @@ def cmd_recover(args: argparse.Namespace) -> dict:
     if spec.executor.address and executor == "dask":
         check_dask_scheduler(spec.executor.address)  # before the world or any run is built
     check_study(spec, executor)  # before any run is created
+
+    def show_check(diagnosis) -> None:
+        from modelrecovery.study.diagnostics import format_diagnosis
+
+        print("\n".join(format_diagnosis(diagnosis)), file=sys.stderr, flush=True)
+
     result = run_study(
-        spec, MLflowTracker(spec.study), executor=executor, progress=not args.no_progress
+        spec,
+        MLflowTracker(spec.study),
+        executor=executor,
+        progress=not args.no_progress,
+        on_check=show_check,
     )
     # the tables for a reader; under --json, stdout holds the JSON result alone
     out = sys.stderr if getattr(args, "json", False) else sys.stdout
@@ -72,4 +82,13 @@ def cmd_recover(args: argparse.Namespace) -> dict:
             if result.report.paper_table is not None:
                 print(result.report.paper_table.to_string(index=False))
             print_group_summary(result.report.tables)
+        print_verdict(result.verdict)
     return result.summary()
+
+
+def print_verdict(lines: list[str]) -> None:
+    """The verdict, last on the console (the report has it first)."""
+    if lines:
+        print("\nverdict:")
+        for line in lines:
+            print(f"  {line}")

@@ -11,7 +11,6 @@ Paths are written absolute (the config runs from any folder).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,27 +21,36 @@ from modelrecovery.features.io import FEATURE_SUFFIXES, load_features
 from modelrecovery.study.inputs import load_human_data
 from modelrecovery.study.spec import FULL_LAMBDAS, STUDY_LAMBDAS, validate_spec
 
-TRAIN_FRACTION = 0.7  # the grid's share of concepts in a fold's training set
+TRAIN_FRACTION = 0.7  # the grid's share of a fold's non-test concepts that train
 SMALLEST = 200  # the grid's smallest per-fold size
 N_SIZES = 5
 
 
-def fold_share(n_concepts: int, train_fraction: float = TRAIN_FRACTION) -> float:
-    """The share of uniformly sampled triplets whose three concepts all lie in one fold's
-    training concepts (``round(train_fraction * n)`` of the ``n``): C(c, 3) / C(n, 3)."""
-    c = round(train_fraction * n_concepts)
-    return math.comb(c, 3) / math.comb(n_concepts, 3)
-
-
 def per_fold_size(n_triplets: int, n_concepts: int, train_fraction: float = TRAIN_FRACTION) -> int:
-    """The per-fold training size the user's own data give: how many of their
-    ``n_triplets`` fall among one fold's training concepts, on average."""
-    return max(1, int(n_triplets * fold_share(n_concepts, train_fraction)))
+    """The per-fold training size N the user's own data give: the largest N whose fold
+    (training, validation and test parts, concept-disjoint) ``n_triplets`` uniformly
+    sampled triplets fill (:func:`modelrecovery.analysis.verdict.triplets_to_collect`, its
+    inverse)."""
+    from modelrecovery.analysis.verdict import triplets_to_collect
+
+    low, high = 1, max(1, n_triplets)
+    if triplets_to_collect(low, train_fraction, n_concepts=n_concepts) > n_triplets:
+        return 1
+    while low < high:  # triplets_to_collect grows with N
+        mid = (low + high + 1) // 2
+        if triplets_to_collect(mid, train_fraction, n_concepts=n_concepts) <= n_triplets:
+            low = mid
+        else:
+            high = mid - 1
+    return low
 
 
 def grid_sizes(largest: int, smallest: int = SMALLEST, count: int = N_SIZES) -> list[int]:
-    """About ``count`` sizes spaced evenly in log from ``smallest`` up to ``largest``,
-    rounded to two significant digits (``largest`` itself is kept)."""
+    """About ``count`` sizes spaced evenly in log up to ``largest``, from ``smallest`` (or,
+    when ``largest`` is below it, from an eighth of ``largest`` but at least 20), rounded to
+    two significant digits (``largest`` itself is kept)."""
+    if largest < smallest:
+        smallest = max(20, largest // 8)
     if largest <= smallest:
         return [largest]
     out = [int(float(f"{value:.2g}")) for value in np.geomspace(smallest, largest, count)]
@@ -191,7 +199,7 @@ tune:                    # λ of the generators, by cross-validation on your tra
 grid:                    # the recovery experiment
   sizes: {sizes}  # per-fold training sizes N (below)
   # N from {SMALLEST} up to {largest}: what your {data.n_train} training triplets give one
-  # fold (those among its {TRAIN_FRACTION:g} of the concepts)
+  # fold (the triplets within its training, validation and test concepts)
   seeds: [0, 1]          # simulated datasets per size and generator
   levels:                # the flexibility levels, each with its own generators
     - {{family: zero_shot}}

@@ -17,6 +17,7 @@ import dataclasses
 import json
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from modelrecovery.recovery.executors import GridInputs, run_grid
 from modelrecovery.recovery.grid import GridConfig, Job, jobs_of
 from modelrecovery.recovery.job import JobResult
 from modelrecovery.recovery.store import ResultsStore
+from modelrecovery.study.diagnostics import Diagnosis, diagnose, format_diagnosis
 from modelrecovery.study.generators import (
     Generator,
     build_generators,
@@ -68,6 +70,12 @@ class StudyResult:
     report: Any = None  # the analysis Report (tables, figures, HTML), or None
     timings: dict[str, float] = field(default_factory=dict)
     tracking: str = ""  # where the runs are (the tracker's description)
+    diagnosis: Diagnosis | None = None  # the models checked on the human data
+
+    @property
+    def verdict(self) -> list[str]:
+        """The verdict's lines (the report's first section), or [] without a report."""
+        return list(self.report.verdict) if self.report is not None else []
 
     def summary(self) -> dict[str, Any]:
         """What the command line prints (where everything was written included)."""
@@ -294,10 +302,13 @@ def run_study(
     overrides: list[str] | tuple[str, ...] = (),
     executor: str | None = None,
     progress: bool = True,
+    on_check: Callable[[Diagnosis], None] | None = None,
 ) -> StudyResult:
     """Run the study ``spec`` (a :class:`StudySpec`, or a config name or path read with
     ``overrides``) and return its results; ``tracker`` records it (default: a
-    :class:`~modelrecovery.study.tracker.NullTracker`, nothing durable)."""
+    :class:`~modelrecovery.study.tracker.NullTracker`, nothing durable). ``on_check``
+    receives the models' diagnosis (what ``modelrecovery check`` prints) once the data are
+    read, before any run is created."""
     if not isinstance(spec, StudySpec):
         spec = load_spec(str(spec), overrides)
     elif overrides:
@@ -315,11 +326,16 @@ def run_study(
         "device": checked.device,
         "probe_device": spec.probe.device,
     }
+    # every file read and checked before any run is created: a data error leaves none
+    tic = time.perf_counter()
+    inputs = study_inputs(spec, progress)
+    timings["inputs_seconds"] = time.perf_counter() - tic
+    diagnosis = diagnose(spec, inputs, timing=False)
+    if on_check is not None:
+        on_check(diagnosis)
     with tracker.run(f"recover/{spec.study}", tags=tags, params=params) as parent:
         parent.log_dict(spec.as_config(), "config.yaml")
-        tic = time.perf_counter()
-        inputs = study_inputs(spec, progress)
-        timings["inputs_seconds"] = time.perf_counter() - tic
+        parent.log_dict({"lines": format_diagnosis(diagnosis)}, "check.json")
         models = list(inputs.feature_paths)
         wanted = select_names(spec.generators, models, "generators")
         if set(checked.triplet_selection) - {"random"}:  # designs need every candidate's probe
@@ -379,7 +395,14 @@ def run_study(
         if spec.report:
             tic = time.perf_counter()
             report = study_report(
-                tracker, parent, tables, models_df, generators, jobs_read.candidate_features, inputs
+                tracker,
+                parent,
+                tables,
+                models_df,
+                generators,
+                jobs_read.candidate_features,
+                inputs,
+                spec,
             )
             timings["report_seconds"] = time.perf_counter() - tic
         timings["seconds"] = time.perf_counter() - start
@@ -398,12 +421,34 @@ def run_study(
         report=report,
         timings=timings,
         tracking=str(getattr(tracker, "uri", tracker.home)),
+        diagnosis=diagnosis,
     )
 
 
-def study_report(tracker, parent, tables, models_df, generators, features, inputs):
+def human_scores_table(generators: dict[tuple[str, str], Generator]) -> pd.DataFrame:
+    """Each generator's fitted probe on every held-out human response (the verdict's
+    leaderboard compares models on the same responses): model, level, response, correct
+    (accuracy credit, ties shared), nll."""
+    frames = [
+        pd.DataFrame(
+            {
+                "model": model,
+                "level": level,
+                "response": range(len(g.human_correct)),
+                "correct": g.human_correct,
+                "nll": g.human_nll,
+            }
+        )
+        for (level, model), g in generators.items()
+        if g.human_correct is not None
+    ]
+    columns = ["model", "level", "response", "correct", "nll"]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+
+
+def study_report(tracker, parent, tables, models_df, generators, features, inputs, spec):
     """Build the analysis report into the tracker's home and record it under ``report``;
-    returns the ``Report``."""
+    returns the ``Report`` (its ``verdict`` lines first)."""
     from modelrecovery.analysis import ReportConfig, build_report
 
     # geometry: the most flexible level's transforms (the others are in their runs)
@@ -432,8 +477,16 @@ def study_report(tracker, parent, tables, models_df, generators, features, input
         human_embedding=inputs.human_embedding,
         provenance=provenance,
         out_dir=out_dir,
-        config=ReportConfig(geometry_level=top),
+        config=ReportConfig(
+            geometry_level=top,
+            reference=spec.reference,
+            n_folds=spec.grid.n_folds,
+            train_fraction=spec.grid.train_fraction,
+            eval_fraction=spec.grid.eval_fraction,
+            n_concepts=inputs.human.train.n_concepts,
+        ),
         groups=model_groups(inputs.metadata),
+        human_scores=human_scores_table(generators),
     )
     parent.log_artifacts(out_dir, "report")
     return report
