@@ -325,7 +325,8 @@ def test_verdict_lists_left_out_models_and_says_when_there_are_no_intervals():
         "full probes: left out as generators (no jobs): D (accuracy 0.34: no better than chance)"
     )
     assert lines[1].startswith("if your study crowns A with full probes at N = 5,000, the")
-    assert "is the true one in 53% [" in lines[1]
+    # the posterior median and its interval, the confusion matrix's own estimate beside
+    assert "is the true one in 50% [35, 66]" in lines[1] and "estimate 53%" in lines[1]
 
 
 def test_report_puts_the_verdict_first_and_the_paper_only_on_request(tmp_path):
@@ -368,3 +369,20 @@ def test_section_by_n_every_n():
     assert long.loc[long["n_train"] == 400, "count"].sum() == 30
     verdict_sec = section_verdict(data, ReportConfig())
     assert verdict_sec.name == "verdict" and "verdict_recovery" in verdict_sec.tables
+
+
+def test_the_crown_point_lies_in_its_interval_and_levels_are_named_plainly():
+    """The sentence's point is the posterior median, inside its interval (the confusion
+    matrix's own share can lie outside it with few jobs); a column the level alone sets
+    (zero-shot's λ = 0 beside the other levels' grid) names no condition."""
+    from modelrecovery.analysis.metrics import condition_columns
+
+    trust = crown_trust(with_condition(jobs_from(CROWNS)))
+    won = trust[trust["wins"] > 0]
+    assert ((won["ci_low"] <= won["p_median"]) & (won["p_median"] <= won["ci_high"])).all()
+    table = pd.DataFrame(
+        {"level": ["zero_shot", "zero_shot", "full", "full"], "lams": ["0", "0", "1,10", "1,10"]}
+    )
+    assert "lams" not in condition_columns(table)
+    table.loc[3, "lams"] = "1,100"  # two λ grids at one level: two conditions
+    assert "lams" in condition_columns(table)

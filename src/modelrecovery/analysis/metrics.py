@@ -80,19 +80,29 @@ LEVEL_ORDER: tuple[str, ...] = FAMILIES  # the vocabulary's order
 
 
 # ----------------------------------------------------------------------------- grouping
+def _varies(df: pd.DataFrame, col: str) -> bool:
+    """Whether ``col`` separates conditions: it takes more than one value within some
+    level (a value the level alone sets, as zero-shot's λ = 0 beside the other levels'
+    grid, names no condition of its own)."""
+    if "level" not in df.columns or col in ("level", "family", "k"):
+        return df[col].nunique(dropna=False) > 1
+    return bool((df.groupby("level", dropna=False)[col].nunique(dropna=False) > 1).any())
+
+
 def condition_columns(df: pd.DataFrame) -> list[str]:
     """Columns that identify an experimental condition in ``df``.
 
     ``level`` and ``family`` (when present) always; ``k``, ``regulariser``, ``criterion``,
     ``tie_rule``, ``stopping``, ``warm_start``, ``sampling``, ``lams`` and ``candidate_set``
-    only when they take more than one value (missing values count as a value);
+    only when they take more than one value within a level (missing values count as a
+    value);
     ``condition_key`` only when it separates rows that the other columns do not.
     """
     cols = []
     for col in CONDITION_COLUMNS:
         if col not in df.columns or col == "condition_key":
             continue
-        if col in _ALWAYS or df[col].nunique(dropna=False) > 1:
+        if col in _ALWAYS or _varies(df, col):
             cols.append(col)
     if "condition_key" in df.columns and df["condition_key"].nunique(dropna=False) > 1:
         n_visible = len(df[cols].drop_duplicates()) if cols else 1

@@ -386,10 +386,11 @@ def crown_trust(
             row = {"n_train": int(n), "model": w, "wins": wins, "n_jobs": len(sub),
                    "n_generators": len(gens)}  # fmt: skip
             if wins == 0:
-                rows.append(row | {"p_true": np.nan, "ci_low": np.nan, "ci_high": np.nan})
+                nan = {"p_true": np.nan, "p_median": np.nan, "ci_low": np.nan, "ci_high": np.nan}
+                rows.append(row | nan)
                 continue
             if w not in gens:
-                rows.append(row | {"p_true": 0.0, "ci_low": 0.0, "ci_high": 0.0})
+                rows.append(row | {"p_true": 0.0, "p_median": 0.0, "ci_low": 0.0, "ci_high": 0.0})
                 continue
             gi = gens.index(w)
             point = shares[gi, j] / shares[:, j].sum()
@@ -398,10 +399,18 @@ def crown_trust(
             b = prior * (k - 1) + n_g - counts[:, j]
             draws = rng.beta(a[:, None], b[:, None], size=(len(gens), n_draws))
             ratio = draws[gi] / draws.sum(axis=0)
-            lo, hi = np.quantile(ratio, [(1 - confidence) / 2, (1 + confidence) / 2])
-            rows.append(row | {"p_true": float(point), "ci_low": float(lo), "ci_high": float(hi)})
-    cols_out = ["n_train", "model", "wins", "n_jobs", "n_generators", "p_true", "ci_low",
-                "ci_high"]  # fmt: skip
+            lo, mid, hi = np.quantile(ratio, [(1 - confidence) / 2, 0.5, (1 + confidence) / 2])
+            rows.append(
+                row
+                | {
+                    "p_true": float(point),
+                    "p_median": float(mid),
+                    "ci_low": float(lo),
+                    "ci_high": float(hi),
+                }
+            )
+    cols_out = ["n_train", "model", "wins", "n_jobs", "n_generators", "p_true", "p_median",
+                "ci_low", "ci_high"]  # fmt: skip
     return pd.DataFrame(rows, columns=cols_out)
 
 
@@ -417,10 +426,12 @@ def crown_sentence(label: str, trust: pd.DataFrame, *, confidence: float = 0.95)
         n = int(r["n_train"])
         out.append(
             f"if your study crowns {r['model']} with {label} at N = {n:,}, the crowned model "
-            f"is the true one in {_pct(r['p_true'])}% [{_pct(r['ci_low'])}, "
+            f"is the true one in {_pct(r['p_median'])}% [{_pct(r['ci_low'])}, "
             f"{_pct(r['ci_high'])}] of simulated studies (it won {int(r['wins'])} of "
-            f"{int(r['n_jobs'])} jobs; uniform prior over the {int(r['n_generators'])} "
-            f"generators; {confidence:.0%} Dirichlet-posterior interval)"
+            f"{int(r['n_jobs'])} jobs; the confusion matrix's estimate "
+            f"{_pct(r['p_true'])}%; posterior median and {confidence:.0%} interval, "
+            "Dirichlet rows, uniform prior over the "
+            f"{int(r['n_generators'])} generators)"
         )
     return out
 
