@@ -5,6 +5,7 @@ dataset is written by examples/own_data/make_data.py (nothing from THINGS)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -135,12 +136,19 @@ def test_init_errors_are_one_line(lab, capsys) -> None:
 def test_a_plain_csv_without_a_repeated_set_fails_before_any_run(lab, capsys) -> None:
     assert _init(lab) == 0
     capsys.readouterr()
-    code = main(
-        ["recover", "--config", str(lab / "study" / "study.yaml"), "--set", "data.repeated=null"]
-    )
+    config = str(lab / "study" / "study.yaml")
+    code = main(["recover", "--config", config, "--set", "data.repeated=null"])
     err = capsys.readouterr().err
     assert code == 2 and "data.repeated is missing" in err
-    assert not (lab / "home" / "mlflow.db").exists()
+    # sizes beyond what 48 concepts hold: one line, before any run
+    code = main(["recover", "--config", config, "--set", "grid.sizes=[200,800]"])
+    err = capsys.readouterr().err
+    assert code == 2 and "N = 800 is more than 48 concepts allow" in err, err
+    assert len(err.strip().splitlines()) == 1
+    import mlflow
+
+    runs = mlflow.search_runs(search_all_experiments=True)
+    assert len(runs) == 0  # no run was created
 
 
 @pytest.mark.slow
@@ -154,7 +162,7 @@ def test_from_init_to_a_verdict(lab, capsys) -> None:
     assert "noise" in checked and "uninformative" in checked
     assert not (lab / "home" / "mlflow.db").exists()  # check records nothing
     small = [
-        "grid.sizes=[200,800]",
+        "grid.sizes=[200,443]",
         "grid.seeds=[0]",
         "grid.levels=[{family: zero_shot},{family: full}]",
         "executor.kind=inprocess",
@@ -163,6 +171,16 @@ def test_from_init_to_a_verdict(lab, capsys) -> None:
     out = capsys.readouterr()
     assert code == 0, out.err
     assert "left out" in out.err  # the noise model is no generator at zero-shot
+    verdict = out.err[out.err.index("verdict:") :]  # under --json the tables go to stderr
+    assert "zero_shot probes: the generating model is recovered in" in verdict
+    assert "full probes: the generating model is recovered in" in verdict
+    assert "if your study crowns" in verdict and "the crowned model is the true one in" in verdict
+    assert "left out as generators (no jobs): noise" in verdict
+    summary = json.loads(out.out)
+    assert summary["jobs"] == summary["jobs_run_now"] and summary["jobs"] > 0
+    assert summary["report"].startswith(str(lab / "home" / "reports"))
+    html = Path(summary["report"]).read_text()
+    assert html.index("verdict") < html.index("Recovery accuracy")  # the verdict first
     home = lab / "home"
     assert (home / "results" / "study").is_dir() and (home / "reports").is_dir()
     assert not (lab / "tracking").exists()

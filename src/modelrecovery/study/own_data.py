@@ -68,6 +68,7 @@ class OwnData:
     n_train: int
     n_repeated: int
     triplets_format: str
+    n_repeated_triplets: int = 0  # distinct triplets of the repeated set
 
 
 def _feature_files(folder: Path) -> dict[str, Path]:
@@ -128,7 +129,8 @@ def survey(
         dims[name] = int(load_features(path, n_concepts=n_concepts).shape[1])
     if repeated is not None:
         load_triplets(repeated, n_concepts=n_concepts)  # its own errors, named
-    return OwnData(models, dims, n_concepts, len(human.train), len(human.test), fmt)
+    distinct = len(np.unique(human.test.sorted_keys()))
+    return OwnData(models, dims, n_concepts, len(human.train), len(human.test), fmt, distinct)
 
 
 def config_text(
@@ -140,7 +142,13 @@ def config_text(
     repeated_set: int,
 ) -> str:
     """The study's YAML, every key commented."""
-    largest = per_fold_size(data.n_train, data.n_concepts)
+    from modelrecovery.study.pipeline import largest_size
+
+    excluded = data.n_train + data.n_repeated_triplets
+    largest = min(
+        per_fold_size(data.n_train, data.n_concepts),
+        largest_size(data.n_concepts, TRAIN_FRACTION, 1 / 8, 3, excluded),
+    )
     sizes = grid_sizes(largest)
     k = max(1, min(16, min(data.dims.values())))
     models = "\n".join(f"  {name}: {{file: {path.name}}}" for name, path in data.models.items())
@@ -199,7 +207,8 @@ tune:                    # λ of the generators, by cross-validation on your tra
 grid:                    # the recovery experiment
   sizes: {sizes}  # per-fold training sizes N (below)
   # N from {SMALLEST} up to {largest}: what your {data.n_train} training triplets give one
-  # fold (the triplets within its training, validation and test concepts)
+  # fold (the triplets within its training, validation and test concepts), at most what
+  # your {data.n_concepts} concepts hold besides your human triplets
   seeds: [0, 1]          # simulated datasets per size and generator
   levels:                # the flexibility levels, each with its own generators
     - {{family: zero_shot}}

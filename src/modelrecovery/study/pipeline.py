@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import tempfile
 import time
 from collections.abc import Callable
@@ -281,6 +282,47 @@ def record_results(
         run.log_artifacts(folder, "results")
 
 
+def largest_size(
+    n_concepts: int,
+    train_fraction: float,
+    eval_fraction: float,
+    n_folds: int,
+    n_excluded: int = 0,
+) -> int:
+    """About the largest per-fold training size N the concepts allow: a fold's training
+    part must hold N distinct triplets and its validation and test parts ``round(
+    eval_fraction N)`` each, none of them one of the ``n_excluded`` human triplets (taken
+    as spread evenly over the parts: an estimate, exact without exclusions)."""
+    from modelrecovery.analysis.verdict import fold_concept_counts
+
+    free = max(0.0, 1 - n_excluded / math.comb(n_concepts, 3))
+    limit = math.inf
+    for train, validation, test in fold_concept_counts(n_concepts, train_fraction, n_folds):
+        evaluation = free * min(math.comb(validation, 3), math.comb(test, 3))
+        limit = min(
+            limit, math.floor(free * math.comb(train, 3)), math.floor(evaluation / eval_fraction)
+        )
+    return max(1, int(limit))
+
+
+def check_sizes(spec: StudySpec, n_concepts: int, n_excluded: int = 0) -> None:
+    """A one-line error, before any run, when the grid asks for more distinct triplets
+    per fold than the study's concepts hold (besides the human triplets, which
+    simulations avoid)."""
+    grid = spec.grid
+    largest = largest_size(
+        n_concepts, grid.train_fraction, grid.eval_fraction, grid.n_folds, n_excluded
+    )
+    asked = max(max(entry.sizes or grid.sizes) for entry in grid.levels)
+    if asked > largest:
+        raise ValueError(
+            f"grid.sizes: N = {asked} is more than {n_concepts} concepts allow: a fold's "
+            f"training, validation and test concepts hold about N = {largest} distinct "
+            f"triplets that are not human ones ({n_excluded} are; validation and test "
+            f"{grid.eval_fraction:g} N each); use sizes up to about {largest}"
+        )
+
+
 def check_study(spec: StudySpec, executor: str | None = None) -> tuple[GridConfig, str]:
     """Every check that needs no data: names, sizes, files, devices. Raises a one-line
     error before any run is created; returns the grid (without provenance) and the
@@ -330,6 +372,7 @@ def run_study(
     tic = time.perf_counter()
     inputs = study_inputs(spec, progress)
     timings["inputs_seconds"] = time.perf_counter() - tic
+    check_sizes(spec, inputs.human.train.n_concepts, len(human_exclusion_keys(inputs.human)))
     diagnosis = diagnose(spec, inputs, timing=False)
     if on_check is not None:
         on_check(diagnosis)
