@@ -134,7 +134,7 @@ def test_ceiling_and_jobs_match_the_library(study):
     """The noise ceiling is :func:`noise_ceiling` of the held-out set (40 triplets, 5
     responses each); the job count is the level grids' (zero-shot: 2 sizes x 2 seeds,
     diagonal: 1 size x 2 seeds, 4 generators), the fits candidates x λ x folds per job."""
-    from modelrecovery.data.noise_ceiling import noise_ceiling
+    from modelrecovery.data.ceiling import noise_ceiling
     from modelrecovery.recovery.grid import jobs_of
     from modelrecovery.study.pipeline import grid_config, level_grids
 

@@ -10,8 +10,8 @@ import torch
 
 from helpers import planted_triplets
 from modelrecovery.cli import main
+from modelrecovery.data.ceiling import noise_ceiling
 from modelrecovery.data.loaders import save_csv
-from modelrecovery.data.noise_ceiling import noise_ceiling
 from modelrecovery.probe import accuracy_and_nll
 
 

@@ -282,3 +282,17 @@ def test_the_core_sits_below_the_edges(layer: str, above: tuple[str, ...]) -> No
         if any(module.startswith(f"modelrecovery.{name}") for name in above)
     ]
     assert not bad, "\n".join(bad)
+
+
+@pytest.mark.parametrize("package", ["data", "world", "analysis", "study", "probe", "features"])
+def test_no_exported_name_is_also_a_submodule(package: str) -> None:
+    """A package's names are imported on first use (lazy_exports); a name that is also a
+    submodule's would be replaced by the module once anything imports that submodule
+    (``from modelrecovery.data import noise_ceiling`` gave the module)."""
+    import importlib
+    import pkgutil
+
+    module = importlib.import_module(f"modelrecovery.{package}")
+    submodules = {info.name for info in pkgutil.iter_modules(module.__path__)}
+    clashes = sorted(set(getattr(module, "_SOURCES", {})) & submodules)
+    assert clashes == []

@@ -143,7 +143,7 @@ def test_generators_are_reused_on_a_second_identical_call(zero_shot_world, track
     gen_runs = runs(tracking, "generator")
     assert sorted(gen_runs["tags.mlflow.runName"]) == ["generator/other/full", "generator/zs/full"]
     # the calibrated generator reproduces the human ceiling on the repeated set
-    from modelrecovery.data.noise_ceiling import noise_ceiling
+    from modelrecovery.data.ceiling import noise_ceiling
 
     ceiling = noise_ceiling(human.test)
     g = second[("full", "zs")]

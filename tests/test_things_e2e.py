@@ -27,8 +27,8 @@ N_TRAIN_TRIPLETS = 20_000
 def _things_2023_file(things, path, rng) -> float:
     """Write a THINGS-2023-format file: SPoSE-49 training triplets (noise_ceiling 0) and
     the real 2020 repeated set as test set 2; returns its noise ceiling."""
+    from modelrecovery.data.ceiling import noise_ceiling
     from modelrecovery.data.loaders import load_triplets
-    from modelrecovery.data.noise_ceiling import noise_ceiling
 
     embedding = np.loadtxt(things / "spose_embedding_49d_sorted.txt")
     assert embedding.shape == (N, 49)

@@ -23,7 +23,7 @@ def _load_triplets(args: argparse.Namespace):
 
 def cmd_noise_ceiling(args: argparse.Namespace) -> dict:
     """Leave-one-response-out majority agreement over repeated triplets."""
-    from modelrecovery.data.noise_ceiling import noise_ceiling, noise_ceiling_details
+    from modelrecovery.data.ceiling import noise_ceiling, noise_ceiling_details
 
     triplets = _load_triplets(args)
     try:

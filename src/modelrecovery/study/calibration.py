@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from modelrecovery.data.noise_ceiling import noise_ceiling
+from modelrecovery.data.ceiling import noise_ceiling
 from modelrecovery.data.triplets import Triplets
 from modelrecovery.devices import require_device
 from modelrecovery.probe.calibrate import calibrate_temperature

@@ -257,9 +257,9 @@ def near_duplicates(
 
 
 def ceiling_diagnosis(test) -> CeilingDiagnosis:
-    """:func:`~modelrecovery.data.noise_ceiling.noise_ceiling` of the repeated set with its
+    """:func:`~modelrecovery.data.ceiling.noise_ceiling` of the repeated set with its
     response counts."""
-    from modelrecovery.data.noise_ceiling import noise_ceiling, noise_ceiling_details
+    from modelrecovery.data.ceiling import noise_ceiling, noise_ceiling_details
 
     counts = noise_ceiling_details(test)["n_responses"].to_numpy()
     repeated = counts[counts >= 2]

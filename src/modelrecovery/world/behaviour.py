@@ -14,7 +14,7 @@ import numpy as np
 from scipy.optimize import brentq
 from scipy.special import gammaln
 
-from modelrecovery.data.noise_ceiling import noise_ceiling
+from modelrecovery.data.ceiling import noise_ceiling
 from modelrecovery.data.sampling import sample_responses, sample_triplets
 from modelrecovery.data.triplets import Triplets
 from modelrecovery.world.config import (
@@ -76,7 +76,7 @@ def expected_noise_ceiling(
 
     The responses of a triplet are i.i.d. draws from its probabilities. For a held-out response
     x the other ``n_repeats - 1`` are multinomial; the credit is 1 / #winners when x is among
-    the most frequent of the others (as in :func:`~modelrecovery.data.noise_ceiling`). The
+    the most frequent of the others (as in :func:`~modelrecovery.data.ceiling`). The
     expectation is computed exactly by enumerating the multinomial outcomes.
 
     Parameters
