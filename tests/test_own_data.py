@@ -186,3 +186,18 @@ def test_from_init_to_a_verdict(lab, capsys) -> None:
     assert not (lab / "tracking").exists()
     env = dict(os.environ)
     assert env["MLFLOW_TRACKING_URI"].endswith("home/mlflow.db")
+
+
+def test_any_label_a_model_gives_is_a_grouping_of_the_report() -> None:
+    from modelrecovery.study.pipeline import model_groups
+
+    metadata = {
+        "a": {"objective": "contrastive", "training_data": "ImageNet", "backbone": "timm:x"},
+        "b": {"objective": "supervised", "training_data": "LAION", "display": "B"},
+        "c": {"n_parameters": 5},
+    }
+    groups = model_groups(metadata)
+    assert groups == {
+        "objective": {"a": "contrastive", "b": "supervised"},
+        "training_data": {"a": "ImageNet", "b": "LAION"},
+    }

@@ -121,18 +121,22 @@ def test_ablations_are_overrides(config):
         load_spec("things_paper", ["data.pca=0"])
 
 
-def test_bad_model_entries_are_one_line(tmp_path, config):
+def test_model_labels_are_free_text_and_bad_entries_one_line(tmp_path, config):
     raw = yaml.safe_load((CONF_DIR / "things_paper.yaml").read_text())
-    raw["models"]["ResNet50"]["objective"] = "unsupervised"
-    path = tmp_path / "bad.yaml"
+    raw["models"]["ResNet50"]["objective"] = "unsupervised"  # any label
+    raw["models"]["ResNet50"]["labels"] = {"training_data": "ImageNet-1k"}
+    path = tmp_path / "labels.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    entry = load_spec(str(path)).file_models()["ResNet50"]
+    assert entry.objective == "unsupervised" and entry.labels == {"training_data": "ImageNet-1k"}
+    raw["models"]["ResNet50"]["objective"] = ["not", "text"]
     path.write_text(yaml.safe_dump(raw))
     with pytest.raises(ValueError) as caught:
         load_spec(str(path))
     message = str(caught.value)
     assert "\n" not in message
-    assert message == (
-        f"config {path}: models.ResNet50.objective = 'unsupervised': expected one of "
-        "supervised, self-supervised, image-text (or null)"
+    assert message.startswith(
+        f"config {path}: models.ResNet50.objective = ['not', 'text']: expected text or null"
     )
 
 

@@ -196,6 +196,7 @@ def study_inputs(spec: StudySpec, progress: bool = True) -> StudyInputs:
             for key in ("backbone", "objective", "architecture", "display")
             if getattr(entry, key) is not None
         }
+        | dict(entry.labels or {})
         for name, entry in entries.items()
     }
     return StudyInputs(human, feature_paths, embedding, provenance, metadata)

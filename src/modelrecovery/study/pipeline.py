@@ -200,12 +200,24 @@ def grid_inputs(
     )
 
 
+#: metadata that names a model rather than grouping it
+NOT_GROUPS = ("backbone", "display", "description", "pretrained", "family", "readout")
+
+
 def model_groups(metadata: dict[str, dict]) -> dict[str, dict[str, str]]:
-    """The report's groupings from the models' metadata: training objective and
-    architecture, where the study's specification gives them."""
+    """The report's groupings from the models' metadata: training objective,
+    architecture and any other label the specification gives (``labels``), each where at
+    least one model has it."""
     from modelrecovery.analysis.groups import group_labels
 
-    out = {key: group_labels(metadata, key) for key in ("objective", "architecture")}
+    keys = ["objective", "architecture"]
+    for meta in metadata.values():
+        keys += [
+            k
+            for k, v in meta.items()
+            if k not in keys and k not in NOT_GROUPS and isinstance(v, str) and k != "n_parameters"
+        ]
+    out = {key: group_labels(metadata, key) for key in keys}
     return {key: labels for key, labels in out.items() if labels}
 
 

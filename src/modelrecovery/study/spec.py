@@ -56,9 +56,7 @@ DataKind = Literal["world", "files"]
 TripletSelection = Literal["random", "discriminating", "sequential"]
 SelectionCriterion = Literal["accuracy", "loglik", "paired"]
 TripletFormat = Literal["auto", "things2023", "things2020", "csv", "npz"]
-Objective = Literal["supervised", "self-supervised", "image-text"]
 Reference = Literal["none", "paper"]
-Architecture = Literal["CNN", "transformer"]
 
 FAMILIES: tuple[str, ...] = get_args(Family)
 REGULARISERS: tuple[str, ...] = get_args(Regulariser)
@@ -77,8 +75,9 @@ DATA_KINDS: tuple[str, ...] = get_args(DataKind)
 TRIPLET_SELECTIONS: tuple[str, ...] = get_args(TripletSelection)
 SELECTION_CRITERIA: tuple[str, ...] = get_args(SelectionCriterion)
 TRIPLET_FORMATS: tuple[str, ...] = get_args(TripletFormat)
-OBJECTIVES: tuple[str, ...] = get_args(Objective)
-ARCHITECTURES: tuple[str, ...] = get_args(Architecture)
+#: the paper's labels (conf/things_paper.yaml); a model's labels are free text
+OBJECTIVES: tuple[str, ...] = ("supervised", "self-supervised", "image-text")
+ARCHITECTURES: tuple[str, ...] = ("CNN", "transformer")
 REFERENCES: tuple[str, ...] = get_args(Reference)
 
 #: λ values the study cross-validates for its generators (1e-6 ... 100)
@@ -289,9 +288,16 @@ class FileModel(_Spec):
         description="the feature file name in data.features_dir"
     )
     backbone: str | None = Field(None, description="a timm / open_clip name or null")
-    objective: Objective | None = Field(None, description=one_of(OBJECTIVES) + " (or null)")
-    architecture: Architecture | None = Field(
-        None, description=one_of(ARCHITECTURES) + " (or null)"
+    objective: str | None = Field(
+        None, description="text or null (a group label, e.g. " + ", ".join(OBJECTIVES) + ")"
+    )
+    architecture: str | None = Field(
+        None, description="text or null (a group label, e.g. " + ", ".join(ARCHITECTURES) + ")"
+    )
+    labels: dict[str, str] | None = Field(
+        None,
+        description="null or a mapping group name -> label (any other grouping of the "
+        "report, e.g. {training_data: ImageNet})",
     )
     display: str | None = Field(None, description="text or null (the name in figures)")
     source: str | None = Field(None, description="text or null (where the network comes from)")
