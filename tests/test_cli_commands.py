@@ -318,6 +318,7 @@ def test_files_study_commands(files, capsys):
         "executor": {"kind": "inprocess"},
         "store": str(files / "store"),
         "report": False,
+        "include_uninformative": True,  # its planted generators are near chance
     }
     path = files / "study.yaml"
     path.write_text(yaml.safe_dump(config))

@@ -141,9 +141,9 @@ def test_a_plain_csv_without_a_repeated_set_fails_before_any_run(lab, capsys) ->
     err = capsys.readouterr().err
     assert code == 2 and "data.repeated is missing" in err
     # sizes beyond what 48 concepts hold: one line, before any run
-    code = main(["recover", "--config", config, "--set", "grid.sizes=[200,800]"])
+    code = main(["recover", "--config", config, "--set", "grid.sizes=[200,1000]"])
     err = capsys.readouterr().err
-    assert code == 2 and "N = 800 is more than 48 concepts allow" in err, err
+    assert code == 2 and "N = 1000 is more than 48 concepts allow" in err, err
     assert len(err.strip().splitlines()) == 1
     import mlflow
 

@@ -136,6 +136,7 @@ def test_things_shaped_study(things_dir, tmp_path, monkeypatch):
         threads_per_job=2,
     )
     raw["executor"]["kind"] = "inprocess"
+    raw["include_uninformative"] = True  # every generator runs its jobs (the count below)
     raw["store"] = str(tmp_path / "store")
     path = tmp_path / "things_shaped.yaml"
     path.write_text(yaml.safe_dump(raw))

@@ -28,6 +28,7 @@ import pandas as pd
 from modelrecovery.analysis.metrics import level_sort_key, recovery_curve, recovery_metric_points
 from modelrecovery.devices import require_device
 from modelrecovery.features.io import load_features
+from modelrecovery.probe.fit import warn_once
 from modelrecovery.recovery.executors import GridInputs, run_grid
 from modelrecovery.recovery.grid import GridConfig, Job, jobs_of
 from modelrecovery.recovery.job import JobResult
@@ -319,19 +320,26 @@ def largest_size(
 
 def check_sizes(spec: StudySpec, n_concepts: int, n_excluded: int = 0) -> None:
     """A one-line error, before any run, when the grid asks for more distinct triplets
-    per fold than the study's concepts hold (besides the human triplets, which
-    simulations avoid)."""
+    per fold than the study's concepts hold at all; a warning when it asks for about more
+    than they hold besides the human triplets (which simulations avoid; where exactly they
+    fall decides, so the jobs may still find enough)."""
     grid = spec.grid
-    largest = largest_size(
-        n_concepts, grid.train_fraction, grid.eval_fraction, grid.n_folds, n_excluded
-    )
+    args = (n_concepts, grid.train_fraction, grid.eval_fraction, grid.n_folds)
     asked = max(max(entry.sizes or grid.sizes) for entry in grid.levels)
-    if asked > largest:
+    exact = largest_size(*args)
+    if asked > exact:
         raise ValueError(
             f"grid.sizes: N = {asked} is more than {n_concepts} concepts allow: a fold's "
-            f"training, validation and test concepts hold about N = {largest} distinct "
-            f"triplets that are not human ones ({n_excluded} are; validation and test "
-            f"{grid.eval_fraction:g} N each); use sizes up to about {largest}"
+            f"training, validation and test concepts hold at most N = {exact} distinct "
+            f"triplets (validation and test {grid.eval_fraction:g} N each); use sizes up to "
+            f"{exact}"
+        )
+    estimate = largest_size(*args, n_excluded)
+    if asked > estimate:
+        warn_once(
+            f"grid.sizes: N = {asked} is about more than the {n_concepts} concepts hold "
+            f"besides the {n_excluded} human triplets (about N = {estimate}): a job may find "
+            "too few distinct triplets to simulate"
         )
 
 
