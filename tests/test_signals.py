@@ -253,3 +253,19 @@ def test_logged_failures_caused_by_an_interrupt_are_dropped():
         logger.warning("Trial 1 failed", exc_info=True)
     text = stream.getvalue()
     assert "Trial 0" not in text and "Trial 1 failed" in text and "a real failure" in text
+
+
+def test_an_exception_ending_a_command_after_a_stop_request_is_the_interrupt():
+    """Lightning's own SIGTERM handler runs beside ours during a fit and can end it with
+    its SIGTERMException (a SystemExit, exit code 0 if taken as it is): once a stop was
+    requested, whatever ends the command is the interrupt."""
+    from modelrecovery import interrupts
+
+    interrupts.clear()
+    assert interrupts.interrupted_in(SystemExit(0)) is None
+    interrupts.request(signal.SIGTERM)
+    try:
+        found = interrupts.interrupted_in(SystemExit(0))
+        assert isinstance(found, interrupts.Interrupted) and found.signum == signal.SIGTERM
+    finally:
+        interrupts.clear()

@@ -71,7 +71,8 @@ def clear() -> None:
 def interrupted_in(err: BaseException) -> Interrupted | None:
     """The :class:`Interrupted` (or ``KeyboardInterrupt``, as SIGINT) behind ``err``: itself,
     or one in its chain of causes and contexts (numba wraps an exception raised by a signal
-    handler during a compiled call in a ``SystemError``)."""
+    handler during a compiled call in a ``SystemError``); or, when a stop was requested,
+    the requested one, whatever ended the command."""
     seen: set[int] = set()
     node: BaseException | None = err
     while node is not None and id(node) not in seen:
@@ -81,6 +82,11 @@ def interrupted_in(err: BaseException) -> Interrupted | None:
         if isinstance(node, KeyboardInterrupt):
             return Interrupted(signal.SIGINT)
         node = node.__cause__ or node.__context__
+    if _requested.is_set():
+        # a stop was asked for and the command ended by another exception on its way out:
+        # Lightning's own SIGTERM handler, which runs beside ours during a fit, ends the fit
+        # with its SIGTERMException (a SystemExit) when our interrupt was deferred
+        return Interrupted(_signum[0] if _signum else signal.SIGTERM)
     return None
 
 
