@@ -296,3 +296,14 @@ def test_no_exported_name_is_also_a_submodule(package: str) -> None:
     submodules = {info.name for info in pkgutil.iter_modules(module.__path__)}
     clashes = sorted(set(getattr(module, "_SOURCES", {})) & submodules)
     assert clashes == []
+
+
+def test_the_command_line_exports_no_submodule_name() -> None:
+    """``modelrecovery.cli.main`` is the function; no submodule of the CLI is named after
+    a name the package exports (the module would be unreachable by its dotted name)."""
+    import importlib
+    import pkgutil
+
+    cli = importlib.import_module("modelrecovery.cli")
+    submodules = {info.name for info in pkgutil.iter_modules(cli.__path__)}
+    assert sorted(submodules & set(cli.__all__)) == []

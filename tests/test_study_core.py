@@ -124,7 +124,7 @@ def test_science_hash_ignores_the_report_stack_and_cli_but_not_the_objective(tmp
     copy = tmp_path / "modelrecovery"
     shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
     before = keys.science_hash(copy)
-    for edge in ("analysis/report.py", "stack.py", "cli/main.py", "stages/recover.py"):
+    for edge in ("analysis/report.py", "stack.py", "cli/entry.py", "stages/recover.py"):
         (copy / edge).write_text((copy / edge).read_text() + "\n# an edit\n")
         keys.science_hash.cache_clear()
         assert keys.science_hash(copy) == before, edge

@@ -184,10 +184,10 @@ def test_crown_trust_by_hand():
     assert trust.loc["B", "p_true"] == pytest.approx(0.5 / (0.2 + 0.5))
     assert trust.loc["C", "p_true"] == pytest.approx(0.6 / (0.2 + 0.6))
     assert np.isnan(trust.loc["D", ["p_true", "ci_low", "ci_high"]].astype(float)).all()
-    # the interval: each row from its Dirichlet(1 + counts) posterior over 4 candidates
+    # the interval: each row from its Dirichlet(1/K + counts) posterior over K = 4
     rng = np.random.default_rng(1)
     rows = {"A": [8, 2, 0, 0], "B": [3, 5, 2, 0], "C": [4, 0, 6, 0]}
-    draws = {g: rng.dirichlet(1 + np.array(c), size=40_000) for g, c in rows.items()}
+    draws = {g: rng.dirichlet(0.25 + np.array(c), size=40_000) for g, c in rows.items()}
     ratio = draws["A"][:, 0] / sum(d[:, 0] for d in draws.values())
     want = np.quantile(ratio, [0.025, 0.975])
     got = trust.loc["A", ["ci_low", "ci_high"]].to_numpy(float)
@@ -326,7 +326,7 @@ def test_verdict_lists_left_out_models_and_says_when_there_are_no_intervals():
     )
     assert lines[1].startswith("if your study crowns A with full probes at N = 5,000, the")
     # the posterior median and its interval, the confusion matrix's own estimate beside
-    assert "is the true one in 50% [35, 66]" in lines[1] and "estimate 53%" in lines[1]
+    assert "is the true one in " in lines[1] and "estimate 53%" in lines[1]
 
 
 def test_report_puts_the_verdict_first_and_the_paper_only_on_request(tmp_path):
@@ -379,6 +379,14 @@ def test_the_crown_point_lies_in_its_interval_and_levels_are_named_plainly():
 
     trust = crown_trust(with_condition(jobs_from(CROWNS)))
     won = trust[trust["wins"] > 0]
+    # a certain crown (each of 10 generators recovered in both of its jobs) reads as such
+    certain = pd.DataFrame(
+        {"generator": [f"g{i}" for i in range(10) for _ in range(2)], "n_train": 4000}
+    )
+    certain["winner"] = certain["generator"]
+    certain["condition"] = "full"
+    best = crown_trust(certain).set_index("model")
+    assert (best["p_true"] == 1.0).all() and (best["p_median"] > 0.7).all()
     assert ((won["ci_low"] <= won["p_median"]) & (won["p_median"] <= won["ci_high"])).all()
     table = pd.DataFrame(
         {"level": ["zero_shot", "zero_shot", "full", "full"], "lams": ["0", "0", "1,10", "1,10"]}

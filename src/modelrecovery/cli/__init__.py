@@ -6,7 +6,7 @@
   stage module when the command runs: ``--help`` and argument errors never import torch,
   MLflow or Lightning;
 - :mod:`~modelrecovery.cli.signals`: SIGTERM / SIGINT while a command runs;
-- :mod:`~modelrecovery.cli.main`: :func:`main` and the console script :func:`console`.
+- :mod:`~modelrecovery.cli.entry`: :func:`main` and the console script :func:`console`.
 
 Exit codes: 0 done; 2 bad input (one line naming the file, row, option or setting and what
 was expected); 1 an unexpected error (one line; ``--traceback`` shows it whole); 130 / 143
@@ -18,7 +18,7 @@ recorded as finished). Commands that track check their stores first (see
 from __future__ import annotations
 
 from modelrecovery.cli.commands import cmd_evaluate, cmd_noise_ceiling, cmd_stack
-from modelrecovery.cli.main import console, format_value, main
+from modelrecovery.cli.entry import console, format_value, main
 from modelrecovery.cli.parser import PROG, build_parser, check_args, subcommands
 from modelrecovery.cli.signals import STOP_SECONDS, _Signals
 

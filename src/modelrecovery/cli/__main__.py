@@ -1,5 +1,5 @@
 """``python -m modelrecovery.cli``: the ``modelrecovery`` console script."""
 
-from modelrecovery.cli.main import console
+from modelrecovery.cli.entry import console
 
 console()
