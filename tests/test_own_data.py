@@ -145,6 +145,8 @@ def test_a_plain_csv_without_a_repeated_set_fails_before_any_run(lab, capsys) ->
     err = capsys.readouterr().err
     assert code == 2 and "N = 1000 is more than 48 concepts allow" in err, err
     assert len(err.strip().splitlines()) == 1
+    assert main(["check", "--config", config, "--set", "grid.sizes=[1000]"]) == 2  # check too
+    assert "N = 1000 is more than 48 concepts allow" in capsys.readouterr().err
     import mlflow
 
     runs = mlflow.search_runs(search_all_experiments=True)

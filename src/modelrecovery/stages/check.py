@@ -15,13 +15,15 @@ def cmd_check(args: argparse.Namespace) -> dict:
     """Print the study's diagnosis; return the models checked, the flags, the jobs and the
     estimated seconds."""
     from modelrecovery.study.diagnostics import diagnose, format_diagnosis
-    from modelrecovery.study.inputs import study_inputs
-    from modelrecovery.study.pipeline import check_study
+    from modelrecovery.study.inputs import human_exclusion_keys, study_inputs
+    from modelrecovery.study.pipeline import check_sizes, check_study
     from modelrecovery.study.spec import load_spec
 
     spec = load_spec(args.config, split_overrides(args.set))
     check_study(spec)
     inputs = study_inputs(spec, progress=False)
+    human = inputs.human
+    check_sizes(spec, human.train.n_concepts, len(human_exclusion_keys(human)))  # as recover
     diagnosis = diagnose(spec, inputs)
     for line in format_diagnosis(diagnosis):
         print(line)
