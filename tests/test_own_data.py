@@ -102,6 +102,17 @@ def test_init_writes_a_commented_config_that_loads(lab, capsys) -> None:
     assert _init(lab, "--force") == 0
 
 
+def test_init_takes_the_concepts_file(lab, capsys) -> None:
+    names = lab / "concepts.txt"
+    names.write_text("\n".join(f"concept{i}" for i in range(48)) + "\n")
+    assert _init(lab, "--concepts", str(names)) == 0, capsys.readouterr().err
+    assert load_spec(str(lab / "study" / "study.yaml")).data.n_concepts == 48
+    names.write_text("\n".join(f"concept{i}" for i in range(47)) + "\n")
+    assert _init(lab, "--concepts", str(names), "--force") == 2
+    err = capsys.readouterr().err
+    assert "features" in err and "47" in err and len(err.strip().splitlines()) == 1
+
+
 def test_init_errors_are_one_line(lab, capsys) -> None:
     data = lab / "data"
     code = main(
@@ -169,7 +180,11 @@ def test_from_init_to_a_verdict(lab, capsys) -> None:
         "grid.levels=[{family: zero_shot},{family: full}]",
         "executor.kind=inprocess",
     ]
-    code = main(["--json", "recover", "--config", config, "--no-progress", "--set", *small])
+    store = lab / "my-store"
+    code = main(
+        ["--json", "recover", "--config", config, "--no-progress", "--store", str(store),
+         "--set", *small]
+    )  # fmt: skip
     out = capsys.readouterr()
     assert code == 0, out.err
     assert "left out" in out.err  # the noise model is no generator at zero-shot
@@ -180,14 +195,21 @@ def test_from_init_to_a_verdict(lab, capsys) -> None:
     assert "left out as generators (no jobs): noise" in verdict
     summary = json.loads(out.out)
     assert summary["jobs"] == summary["jobs_run_now"] and summary["jobs"] > 0
+    assert summary["store"] == str(store.resolve())
     assert summary["report"].startswith(str(lab / "home" / "reports"))
     html = Path(summary["report"]).read_text()
     assert html.index("verdict") < html.index("Recovery accuracy")  # the verdict first
     home = lab / "home"
-    assert (home / "results" / "study").is_dir() and (home / "reports").is_dir()
+    # --store chose the store: every job is there
+    assert len([p for p in (store / "jobs").iterdir() if p.is_dir()]) == summary_jobs(out)
+    assert not (home / "results").exists() and (home / "reports").is_dir()
     assert not (lab / "tracking").exists()
     env = dict(os.environ)
     assert env["MLFLOW_TRACKING_URI"].endswith("home/mlflow.db")
+
+
+def summary_jobs(out) -> int:
+    return int(json.loads(out.out)["jobs"])
 
 
 def test_any_label_a_model_gives_is_a_grouping_of_the_report() -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from modelrecovery.data.loaders import detect_format, load_concept_ids, load_triplets
+from modelrecovery.data.loaders import detect_format, load_concept_ids
 from modelrecovery.features.io import FEATURE_SUFFIXES, load_features
 from modelrecovery.study.inputs import load_human_data
 from modelrecovery.study.spec import FULL_LAMBDAS, STUDY_LAMBDAS, validate_spec
@@ -109,26 +109,27 @@ def survey(
             f"--triplets {triplets} is a {fmt} file, which holds no repeated set: give "
             "--repeated <file> (triplets each answered by several people)"
         )
-    if n_concepts is None:  # the features' rows (all files agree), else the largest id
-        rows = {name: load_features(path).shape[0] for name, path in models.items()}
+    # each file read once: with --concepts, checked against their number (its own error,
+    # naming the file); without, every file's rows must agree
+    shapes = {
+        name: load_features(path, n_concepts=n_concepts).shape for name, path in models.items()
+    }
+    if n_concepts is None:
+        rows = {name: shape[0] for name, shape in shapes.items()}
         if len(set(rows.values())) > 1:
             raise ValueError(
                 f"--features {features}: the files have different numbers of rows (one per "
                 f"concept): {rows}"
             )
         n_concepts = next(iter(rows.values()))
-    human = load_human_data(
+    human = load_human_data(  # the repeated file too, with its own errors
         triplets,
         n_concepts=n_concepts,
         test_path=repeated,
         test_set=repeated_set,
         n_concepts_option="--concepts",
     )
-    dims = {}
-    for name, path in models.items():
-        dims[name] = int(load_features(path, n_concepts=n_concepts).shape[1])
-    if repeated is not None:
-        load_triplets(repeated, n_concepts=n_concepts)  # its own errors, named
+    dims = {name: int(shape[1]) for name, shape in shapes.items()}
     distinct = len(np.unique(human.test.sorted_keys()))
     return OwnData(models, dims, n_concepts, len(human.train), len(human.test), fmt, distinct)
 
