@@ -36,12 +36,8 @@ def run_study(spec) -> dict:
 
 
 @pytest.fixture
-def env(tmp_path, monkeypatch):
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
-    monkeypatch.setenv("OPTUNA_STORAGE", f"sqlite:///{tmp_path}/optuna.db")
-    monkeypatch.setenv("MODELRECOVERY_DATA", str(tmp_path / "data"))
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
+def env(study_home):
+    return study_home
 
 
 @pytest.mark.slow

@@ -45,12 +45,8 @@ MLFLOW_EDGES = (
 
 
 @pytest.fixture
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
-    monkeypatch.setenv("OPTUNA_STORAGE", f"sqlite:///{tmp_path}/optuna.db")
-    monkeypatch.setenv("MODELRECOVERY_DATA", str(tmp_path / "data"))
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
+def home(study_home):
+    return study_home
 
 
 def _imports(path: Path) -> set[str]:
