@@ -256,6 +256,27 @@ def fold_concept_counts(
     return out
 
 
+def largest_size(
+    n_concepts: int,
+    train_fraction: float,
+    eval_fraction: float,
+    n_folds: int,
+    n_excluded: int = 0,
+) -> int:
+    """About the largest per-fold training size N the concepts allow: a fold's training
+    part must hold N distinct triplets and its validation and test parts ``round(
+    eval_fraction N)`` each, none of them one of the ``n_excluded`` human triplets (taken
+    as spread evenly over the parts: an estimate, exact without exclusions)."""
+    free = max(0.0, 1 - n_excluded / math.comb(n_concepts, 3))
+    limit = math.inf
+    for train, validation, test in fold_concept_counts(n_concepts, train_fraction, n_folds):
+        evaluation = free * min(math.comb(validation, 3), math.comb(test, 3))
+        limit = min(
+            limit, math.floor(free * math.comb(train, 3)), math.floor(evaluation / eval_fraction)
+        )
+    return max(1, int(limit))
+
+
 def collection_plan(
     n: int,
     train_fraction: float = 0.7,

@@ -143,7 +143,7 @@ def config_text(
     repeated_set: int,
 ) -> str:
     """The study's YAML, every key commented."""
-    from modelrecovery.study.pipeline import largest_size
+    from modelrecovery.analysis.verdict import largest_size
 
     excluded = data.n_train + data.n_repeated_triplets
     largest = min(

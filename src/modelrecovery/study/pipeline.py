@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import tempfile
 import time
 from collections.abc import Callable
@@ -295,34 +294,13 @@ def record_results(
         run.log_artifacts(folder, "results")
 
 
-def largest_size(
-    n_concepts: int,
-    train_fraction: float,
-    eval_fraction: float,
-    n_folds: int,
-    n_excluded: int = 0,
-) -> int:
-    """About the largest per-fold training size N the concepts allow: a fold's training
-    part must hold N distinct triplets and its validation and test parts ``round(
-    eval_fraction N)`` each, none of them one of the ``n_excluded`` human triplets (taken
-    as spread evenly over the parts: an estimate, exact without exclusions)."""
-    from modelrecovery.analysis.verdict import fold_concept_counts
-
-    free = max(0.0, 1 - n_excluded / math.comb(n_concepts, 3))
-    limit = math.inf
-    for train, validation, test in fold_concept_counts(n_concepts, train_fraction, n_folds):
-        evaluation = free * min(math.comb(validation, 3), math.comb(test, 3))
-        limit = min(
-            limit, math.floor(free * math.comb(train, 3)), math.floor(evaluation / eval_fraction)
-        )
-    return max(1, int(limit))
-
-
 def check_sizes(spec: StudySpec, n_concepts: int, n_excluded: int = 0) -> None:
     """A one-line error, before any run, when the grid asks for more distinct triplets
     per fold than the study's concepts hold at all; a warning when it asks for about more
     than they hold besides the human triplets (which simulations avoid; where exactly they
     fall decides, so the jobs may still find enough)."""
+    from modelrecovery.analysis.verdict import largest_size
+
     grid = spec.grid
     args = (n_concepts, grid.train_fraction, grid.eval_fraction, grid.n_folds)
     asked = max(max(entry.sizes or grid.sizes) for entry in grid.levels)
