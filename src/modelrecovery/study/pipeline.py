@@ -335,6 +335,62 @@ def check_study(spec: StudySpec, executor: str | None = None) -> tuple[GridConfi
     return checked, executor
 
 
+@dataclass
+class GridSetup:
+    """What a study's jobs need, once its generators are built: the generators, the grid
+    (with provenance: the jobs' ids), what the jobs read, the results store and the grids
+    by level (:func:`level_grids`, uninformative generators left out)."""
+
+    generators: dict[tuple[str, str], Generator]
+    grid: GridConfig
+    jobs_read: GridInputs
+    store: ResultsStore
+    grids: list[GridConfig]
+
+
+def prepare_grid(
+    spec: StudySpec,
+    tracker: Tracker,
+    parent: Run | None,
+    inputs: StudyInputs,
+    checked: GridConfig,
+    progress: bool = True,
+) -> GridSetup:
+    """Build (or reuse) the generators of ``spec`` under ``parent`` and set up its grid:
+    the part of :func:`run_study` between reading the data and running jobs (``plan``
+    shares it)."""
+    models = list(inputs.feature_paths)
+    wanted = select_names(spec.generators, models, "generators")
+    if set(checked.triplet_selection) - {"random"}:  # designs need every candidate's probe
+        chosen = select_names(spec.candidates, models, "candidates")
+        wanted = wanted + [m for m in chosen if m not in wanted]
+    generators = build_generators(
+        {m: inputs.feature_paths[m] for m in wanted},
+        inputs.human,
+        tracker=tracker,
+        setups=generator_setups(spec),
+        parent=parent,
+        progress=progress,
+        workers=spec.probe.workers,
+    )
+    candidates = select_names(spec.candidates, models, "candidates")
+    grid = grid_config(spec, models, grid_provenance(inputs, candidates, generators))
+    jobs_read = grid_inputs(inputs, generators, grid.candidates)
+    store = ResultsStore(spec.store or tracker.home / "results" / spec.study)
+    left_out: dict[str, set[str]] = {}
+    for (level, model), g in generators.items():
+        if not g.simulates:  # uninformative about the human triplets: no jobs
+            left_out.setdefault(level, set()).add(model)
+    grids = level_grids(grid, spec, left_out)
+    if not grids:
+        raise ValueError(
+            "every generator is uninformative about the held-out human triplets (see "
+            "the warnings above): nothing to recover; include_uninformative=true runs "
+            "them anyway"
+        )
+    return GridSetup(generators, grid, jobs_read, store, grids)
+
+
 def run_study(
     spec: StudySpec | str | Path,
     tracker: Tracker | None = None,
@@ -377,40 +433,19 @@ def run_study(
     with tracker.run(f"recover/{spec.study}", tags=tags, params=params) as parent:
         parent.log_dict(spec.as_config(), "config.yaml")
         parent.log_dict({"lines": format_diagnosis(diagnosis)}, "check.json")
-        models = list(inputs.feature_paths)
-        wanted = select_names(spec.generators, models, "generators")
-        if set(checked.triplet_selection) - {"random"}:  # designs need every candidate's probe
-            chosen = select_names(spec.candidates, models, "candidates")
-            wanted = wanted + [m for m in chosen if m not in wanted]
         tic = time.perf_counter()
-        generators = build_generators(
-            {m: inputs.feature_paths[m] for m in wanted},
-            inputs.human,
-            tracker=tracker,
-            setups=generator_setups(spec),
-            parent=parent,
-            progress=progress,
-            workers=spec.probe.workers,
+        setup = prepare_grid(spec, tracker, parent, inputs, checked, progress)
+        generators, grid, jobs_read, store, grids = (
+            setup.generators,
+            setup.grid,
+            setup.jobs_read,
+            setup.store,
+            setup.grids,
         )
         timings["generators_seconds"] = time.perf_counter() - tic
-        candidates = select_names(spec.candidates, models, "candidates")
-        grid = grid_config(spec, models, grid_provenance(inputs, candidates, generators))
         parent.log_params(grid_params(grid))
-        jobs_read = grid_inputs(inputs, generators, grid.candidates)
-        store = ResultsStore(spec.store or tracker.home / "results" / spec.study)
         tic = time.perf_counter()
         ran: list[Job] = []
-        left_out: dict[str, set[str]] = {}
-        for (level, model), g in generators.items():
-            if not g.simulates:  # uninformative about the human triplets: no jobs
-                left_out.setdefault(level, set()).add(model)
-        grids = level_grids(grid, spec, left_out)
-        if not grids:
-            raise ValueError(
-                "every generator is uninformative about the held-out human triplets (see "
-                "the warnings above): nothing to recover; include_uninformative=true runs "
-                "them anyway"
-            )
 
         def on_done(job: Job, result: JobResult) -> None:
             record_job(tracker, parent, job, result, grid.device)
