@@ -162,8 +162,10 @@ def run_grid(
     jobs_per_gpu: int = 2,
     progress: bool = True,
     on_done: Callable[[Job, JobResult], None] | None = None,
+    jobs: list[Job] | None = None,
 ) -> list[Job]:
-    """Run every job of ``config`` not yet in ``store``; returns the jobs run now.
+    """Run every job of ``config`` (or the given ``jobs`` of it, e.g. a plan's batch) not
+    yet in ``store``; returns the jobs run now.
 
     ``executor``: ``inprocess`` (one job after another) or ``dask`` (a ``LocalCluster`` on
     127.0.0.1 with ``n_workers`` single-threaded workers on the CPU, ``jobs_per_gpu``
@@ -182,7 +184,7 @@ def run_grid(
         worker_device(config.device, 0, n_gpus, "grid.device")
     inputs.check(config)
     finished = store.done()
-    jobs = jobs_of(config)
+    jobs = jobs_of(config) if jobs is None else list(jobs)
     todo = [job for job in jobs if job.job_id not in finished]
     bar = tqdm(total=len(todo), desc="recovery jobs", unit="job", disable=not progress)
     bar.set_postfix_str(f"{len(jobs) - len(todo)} of the grid's jobs already done")
