@@ -42,6 +42,8 @@ __all__ = [
     "recovery_accuracy",
     "recovery_curve",
     "recovery_metric_points",
+    "recovery_chart_points",
+    "size_steps",
     "sort_conditions",
     "win_share",
 ]
@@ -453,6 +455,36 @@ def recovery_metric_points(curve: pd.DataFrame) -> list[tuple[str, float, int]]:
         if (row["level"], selection) in several:
             name += f"_{str(row['condition_key'])[:8]}"
         points.append((name, float(row["recovery_accuracy"]), int(row["n_train"])))
+    return points
+
+
+def size_steps(curve: pd.DataFrame) -> list[int]:
+    """The curve's sizes N, ascending: the step of :func:`recovery_chart_points` is the
+    position of N in this list (the run's parameter ``size_steps`` says which N is which)."""
+    return sorted({int(n) for n in curve["n_train"]})
+
+
+def recovery_chart_points(
+    curve: pd.DataFrame, confidence: float = 0.95
+) -> list[tuple[str, float, int]]:
+    """``(metric name, value, step)`` for the MLflow UI's charts: per curve of
+    :func:`recovery_metric_points` (same suffix), ``recovery_by_size_<suffix>`` and its
+    exact binomial interval ``recovery_ci_low_by_size_<suffix>`` /
+    ``recovery_ci_high_by_size_<suffix>``, with step = the position of N among all the
+    curve's sizes (:func:`size_steps`): sizes evenly spaced and shared by every level, so
+    the levels overlay on one chart (N = 40 and 400 no longer crowd at the left)."""
+    steps = {n: i for i, n in enumerate(size_steps(curve))}
+    prefix = "recovery_accuracy_"
+    points = []
+    rows = curve.to_dict("records")
+    for (name, value, n), row in zip(recovery_metric_points(curve), rows, strict=True):
+        suffix = name[len(prefix) :]
+        k = int(round(float(row["recovery_accuracy"]) * int(row["n_jobs"])))
+        low, high = binomial_ci(k, int(row["n_jobs"]), confidence)
+        step = steps[int(n)]
+        points.append((f"recovery_by_size_{suffix}", value, step))
+        points.append((f"recovery_ci_low_by_size_{suffix}", float(low), step))
+        points.append((f"recovery_ci_high_by_size_{suffix}", float(high), step))
     return points
 
 

@@ -24,7 +24,13 @@ from typing import Any
 
 import pandas as pd
 
-from modelrecovery.analysis.metrics import level_sort_key, recovery_curve, recovery_metric_points
+from modelrecovery.analysis.metrics import (
+    level_sort_key,
+    recovery_chart_points,
+    recovery_curve,
+    recovery_metric_points,
+    size_steps,
+)
 from modelrecovery.devices import require_device
 from modelrecovery.features.io import load_features
 from modelrecovery.probe.fit import warn_once
@@ -48,6 +54,7 @@ from modelrecovery.study.inputs import (
     study_inputs,
 )
 from modelrecovery.study.keys import file_hash, science_hash
+from modelrecovery.study.recover_run import grid_axes_params, record_jobs_used, recover_run_name
 from modelrecovery.study.spec import StudySpec, load_spec, probe_parameters
 from modelrecovery.study.tracker import NullTracker, Run, Tracker, code_version, standard_tags
 
@@ -221,10 +228,14 @@ def model_groups(metadata: dict[str, dict]) -> dict[str, dict[str, str]]:
     return {key: labels for key, labels in out.items() if labels}
 
 
-def record_job(tracker: Tracker, parent: Run | None, job: Job, result: JobResult, device: str):
+def record_job(
+    tracker: Tracker, parent: Run | None, job: Job, result: JobResult, device: str
+) -> str:
     """One child run of the study's run per finished job: its parameters, tags and
-    metrics (:meth:`Tracker.record`: three requests to a tracking server)."""
+    metrics (:meth:`Tracker.record`: three requests to a tracking server), timed as the
+    job (it ended now, after its own ``seconds``); returns the run's id."""
     row = result.job.iloc[0]
+    end = time.time()
     tags = standard_tags("job", job.generator, job.level.family) | {
         "winner": str(row["winner"]),
         "job_id": job.job_id,
@@ -249,7 +260,15 @@ def record_job(tracker: Tracker, parent: Run | None, job: Job, result: JobResult
     }
     for _, s in result.scores.iterrows():
         metrics[f"score_{s['candidate']}"] = float(s["score"])
-    tracker.record(f"job/{job.job_id}", tags=tags, params=params, metrics=metrics, parent=parent)
+    return tracker.record(
+        f"job/{job.job_id}",
+        tags=tags,
+        params=params,
+        metrics=metrics,
+        parent=parent,
+        start_time=end - float(row["seconds"]),
+        end_time=end,
+    )
 
 
 def grid_params(grid: GridConfig) -> dict[str, str]:
@@ -282,6 +301,9 @@ def record_results(
     the model groups, for ``analyze`` to pool)."""
     for name, value, step in recovery_metric_points(curve):
         run.log_metrics({name: value}, step=step)
+    for name, value, step in recovery_chart_points(curve):  # the UI's charts: step = N's index
+        run.log_metrics({name: value}, step=step)
+    run.log_params({"size_steps": " ".join(f"{i}:N={n}" for i, n in enumerate(size_steps(curve)))})
     for level, part in models.groupby("level"):
         run.log_metrics({f"human_accuracy_{level}": float(part["human_accuracy"].mean())})
     with tempfile.TemporaryDirectory() as tmp:
@@ -421,7 +443,7 @@ def run_study(
         "executor": executor,
         "device": checked.device,
         "probe_device": spec.probe.device,
-    }
+    } | grid_axes_params(spec, checked)
     # every file read and checked before any run is created: a data error leaves none
     tic = time.perf_counter()
     inputs = study_inputs(spec, progress)
@@ -430,7 +452,7 @@ def run_study(
     diagnosis = diagnose(spec, inputs, timing=False)
     if on_check is not None:
         on_check(diagnosis)
-    with tracker.run(f"recover/{spec.study}", tags=tags, params=params) as parent:
+    with tracker.run(recover_run_name(spec, checked), tags=tags, params=params) as parent:
         parent.log_dict(spec.as_config(), "config.yaml")
         parent.log_dict({"lines": format_diagnosis(diagnosis)}, "check.json")
         tic = time.perf_counter()
@@ -447,8 +469,10 @@ def run_study(
         tic = time.perf_counter()
         ran: list[Job] = []
 
+        new_runs: dict[str, str] = {}  # job id -> its run, for the jobs run now
+
         def on_done(job: Job, result: JobResult) -> None:
-            record_job(tracker, parent, job, result, grid.device)
+            new_runs[job.job_id] = record_job(tracker, parent, job, result, grid.device)
 
         for part in grids:  # one grid per distinct (sizes, seeds) of the levels
             ran += run_grid(
@@ -463,6 +487,7 @@ def run_study(
                 on_done=on_done,
             )
         timings["jobs_seconds"] = time.perf_counter() - tic
+        record_jobs_used(tracker, parent, [j for part in grids for j in jobs_of(part)], new_runs)
         tables = store.load({job.job_id for part in grids for job in jobs_of(part)})
         curve = recovery_curve(tables["jobs"])
         models_df = models_table(generators, inputs.metadata)
@@ -565,7 +590,18 @@ def study_report(tracker, parent, tables, models_df, generators, features, input
         human_scores=human_scores_table(generators),
     )
     parent.log_artifacts(out_dir, "report")
+    log_recovery_figure(parent, out_dir)
     return report
+
+
+def log_recovery_figure(run: Run, report_dir: Path) -> None:
+    """The report's recovery figure (log N, exact CIs, chance) at the top of the run's
+    artifacts, ``recovery_accuracy.png``: the MLflow view of the curves to read."""
+    figure = Path(report_dir) / "figures" / "recovery_accuracy.png"
+    if figure.exists():
+        with tempfile.TemporaryDirectory() as tmp:
+            (Path(tmp) / figure.name).write_bytes(figure.read_bytes())
+            run.log_artifacts(Path(tmp))
 
 
 def run_job(

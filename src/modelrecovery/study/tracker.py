@@ -16,8 +16,9 @@ import json
 import shutil
 import subprocess
 import tempfile
+import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, runtime_checkable
@@ -55,6 +56,10 @@ class Run(Protocol):
     def log_dict(self, data: Any, name: str) -> None:
         """A JSON or YAML artifact (by ``name``'s suffix)."""
 
+    def log_table(self, frame: Any, name: str) -> None:
+        """A table artifact (a pandas frame; ``name`` ends in ``.json``), which the MLflow
+        UI shows as a table."""
+
 
 @runtime_checkable
 class Tracker(Protocol):
@@ -83,11 +88,19 @@ class Tracker(Protocol):
         params: Mapping[str, Any],
         metrics: Mapping[str, float],
         parent: Run | None = None,
+        start_time: float | None = None,
+        end_time: float | None = None,
     ) -> str:
-        """A finished run at once (one per recovery job); returns its id."""
+        """A finished run at once (one per recovery job); returns its id. ``start_time`` /
+        ``end_time`` (seconds since the epoch) are the work's own, so the run's duration is
+        the job's, not the logging's."""
 
     def find(self, key: str) -> str | None:
         """The id of the newest finished run with reuse key ``key``, or None."""
+
+    def find_jobs(self, job_ids: Collection[str]) -> dict[str, tuple[str, str | None]]:
+        """Per job id of ``job_ids`` that has one: the newest finished job run (tag
+        ``stage = job``, tag ``job_id``) as (run id, its parent run's id or None)."""
 
     def artifacts(self, run_id: str, path: str) -> Path:
         """A local folder holding the artifacts ``path`` of run ``run_id``."""
@@ -167,6 +180,8 @@ class NullRun:
     params: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, list[tuple[int | None, float]]] = field(default_factory=dict)
     status: str = "RUNNING"
+    start_time: float | None = None  # seconds since the epoch
+    end_time: float | None = None
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         self.params.update(params)
@@ -191,6 +206,11 @@ class NullRun:
             target.write_text(yaml.safe_dump(data, sort_keys=False))
         else:
             target.write_text(json.dumps(data, indent=2, default=str))
+
+    def log_table(self, frame: Any, name: str) -> None:
+        target = self.folder / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        frame.to_json(target, orient="split", index=False)
 
     def metric(self, name: str) -> float:
         """The last value of a metric."""
@@ -226,13 +246,16 @@ class NullTracker:
         run.folder.mkdir(parents=True)
         run.set_tags(dict(tags or {}))
         run.log_params(dict(params or {}))
+        run.start_time = time.time()
         self.runs[run_id] = run
         try:
             yield run
         except BaseException:
             run.status = "FAILED"
+            run.end_time = time.time()
             raise
         run.status = "FINISHED"
+        run.end_time = time.time()
 
     @property
     def home(self) -> Path:
@@ -246,9 +269,15 @@ class NullTracker:
         params: Mapping[str, Any],
         metrics: Mapping[str, float],
         parent: Run | None = None,
+        start_time: float | None = None,
+        end_time: float | None = None,
     ) -> str:
         with self.run(name, tags=tags, params=params, parent=parent) as run:
             run.log_metrics(metrics)
+        if start_time is not None:
+            run.start_time = start_time
+        if end_time is not None:
+            run.end_time = end_time
         return run.id
 
     def find(self, key: str) -> str | None:
@@ -256,6 +285,16 @@ class NullTracker:
             if run.key == key and run.status == "FINISHED":
                 return run.id
         return None
+
+    def find_jobs(self, job_ids: Collection[str]) -> dict[str, tuple[str, str | None]]:
+        wanted = set(job_ids)
+        found: dict[str, tuple[str, str | None]] = {}
+        for run in reversed(list(self.runs.values())):  # newest first
+            job_id = run.tags.get("job_id")
+            ok = run.tags.get("stage") == "job" and run.status == "FINISHED"
+            if ok and job_id in wanted and job_id not in found:
+                found[job_id] = (run.id, run.parent)
+        return found
 
     def artifacts(self, run_id: str, path: str) -> Path:
         return self.runs[run_id].folder / path

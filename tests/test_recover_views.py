@@ -1,0 +1,121 @@
+"""What the MLflow views show of a study: recover runs told apart by name and parameters,
+the job runs each used (reused or new, linked), job runs timed as the jobs, and the
+recovery curves logged for the UI's charts (step = the size's index)."""
+
+from __future__ import annotations
+
+import json
+
+import mlflow
+import pandas as pd
+import pytest
+
+from modelrecovery.analysis.metrics import recovery_chart_points, size_steps
+from modelrecovery.config import split_overrides
+from modelrecovery.study.mlflow_tracker import MLflowTracker
+from modelrecovery.study.pipeline import run_study
+from modelrecovery.study.spec import load_spec
+from modelrecovery.study.tracker import NullTracker
+
+#: a study of seconds: 36 concepts, two models, zero-shot only
+SMALL = split_overrides(
+    [
+        "data.world_overrides={n_concepts: 36, n_train_triplets: 1500, n_ceiling_triplets: 30, "
+        "image_size: 48}",
+        "models=[timm:resnet10t,timm:lcnet_100]",
+        "grid.sizes=[20,60] tune.lams=[0.1,10.0] tune.n_folds=2",
+        "grid.levels=[{family: zero_shot}]",
+        "executor.kind=inprocess",
+        "include_uninformative=true",  # the tiny world's generators are near chance
+    ]
+)
+
+
+def test_chart_points_step_by_the_size_index_with_exact_intervals():
+    curve = pd.DataFrame(
+        {
+            "level": ["zero_shot", "zero_shot", "full", "full", "full"],
+            "n_train": [40, 400, 40, 100, 400],
+            "recovery_accuracy": [0.5, 1.0, 0.25, 0.75, 1.0],
+            "n_jobs": [4, 4, 4, 4, 4],
+        }
+    )
+    assert size_steps(curve) == [40, 100, 400]
+    points = {(name, step): value for name, value, step in recovery_chart_points(curve)}
+    assert points[("recovery_by_size_zero_shot", 2)] == 1.0  # N = 400 is the third size
+    assert points[("recovery_by_size_full", 1)] == 0.75
+    assert ("recovery_by_size_zero_shot", 1) not in points  # zero-shot ran no N = 100
+    # Clopper-Pearson for 1 of 4 (brute force from the beta quantiles)
+    from scipy.stats import beta
+
+    assert points[("recovery_ci_low_by_size_full", 0)] == pytest.approx(beta.ppf(0.025, 1, 4))
+    assert points[("recovery_ci_high_by_size_full", 0)] == pytest.approx(beta.ppf(0.975, 2, 3))
+    assert points[("recovery_ci_high_by_size_full", 2)] == 1.0
+    assert len(points) == 3 * len(curve)
+
+
+@pytest.mark.slow
+def test_recover_runs_name_their_grid_and_link_the_jobs_they_used(study_home):
+    store = f"store={study_home / 'store'}"
+    first_spec = load_spec("default", [*SMALL, "grid.seeds=[0]", store, "report=false"])
+    first = run_study(first_spec, MLflowTracker(first_spec.study), progress=False)
+    # a larger grid on the same store: the seed-0 jobs are reused, the seed-1 jobs new
+    second_spec = load_spec("default", [*SMALL, "grid.seeds=[0,1]", store])
+    second = run_study(second_spec, MLflowTracker(second_spec.study), progress=False)
+    assert first.jobs_run_now == 4 and second.jobs_run_now == 4 and len(second.jobs) == 8
+    client = mlflow.tracking.MlflowClient()
+    one, two = client.get_run(first.run_id), client.get_run(second.run_id)
+    # told apart: names differ by the grid's digest, parameters hold the axes
+    name_one, name_two = one.info.run_name, two.info.run_name
+    assert name_one.startswith("recover/default-world/") and name_one != name_two
+    assert two.data.params["grid_digest"] == name_two.rsplit("/", 1)[1]
+    assert one.data.params["seeds"] == "0" and two.data.params["seeds"] == "0,1"
+    assert two.data.params["sizes"] == "20,60" and two.data.params["levels"] == "zero_shot"
+    assert two.data.params["generators"] == two.data.params["candidates"]
+    assert set(two.data.params["generators"].split(",")) == {"resnet10t", "lcnet_100"}
+    # which job runs each used
+    assert one.data.metrics["jobs_new"] == 4 and one.data.metrics["jobs_reused"] == 0
+    assert two.data.metrics["jobs_new"] == 4 and two.data.metrics["jobs_reused"] == 4
+    assert two.data.tags["reused_from"] == first.run_id
+    assert "reused_from" not in one.data.tags
+    path = mlflow.artifacts.download_artifacts(run_id=second.run_id, artifact_path="jobs_used.json")
+    with open(path) as f:
+        table = json.load(f)
+    used = pd.DataFrame(table["data"], columns=table["columns"])
+    assert len(used) == 8 and set(used["job_id"]) == set(second.jobs["job_id"])
+    jobs = mlflow.search_runs([one.info.experiment_id], "tags.stage = 'job'")
+    parent_of = dict(zip(jobs["run_id"], jobs["tags.mlflow.parentRunId"], strict=True))
+    job_of = dict(zip(jobs["run_id"], jobs["tags.job_id"], strict=True))
+    assert len(jobs) == 8  # no job ran twice
+    for row in used.itertuples():
+        assert job_of[row.run_id] == row.job_id and parent_of[row.run_id] == row.recover_run
+        assert row.reused == (row.seed == 0)
+        assert row.recover_run == (first.run_id if row.seed == 0 else second.run_id)
+    # job runs last as long as the jobs did (not the logging's few ms)
+    for run in client.search_runs([one.info.experiment_id], "tags.stage = 'job'"):
+        measured = run.data.metrics["seconds"] * 1000
+        assert run.info.end_time - run.info.start_time == pytest.approx(measured, abs=2)
+    # the recovery curves for the UI's charts, and the recovery figure beside them
+    steps = two.data.params["size_steps"]
+    assert steps == "0:N=20 1:N=60"
+    for name in ("recovery_by_size_zero_shot", "recovery_ci_low_by_size_zero_shot"):
+        assert sorted(m.step for m in client.get_metric_history(second.run_id, name)) == [0, 1]
+    history = client.get_metric_history
+    by_size = {m.step: m.value for m in history(second.run_id, "recovery_by_size_zero_shot")}
+    by_n = {m.step: m.value for m in history(second.run_id, "recovery_accuracy_zero_shot")}
+    assert by_size == {0: by_n[20], 1: by_n[60]}
+    names = {a.path for a in client.list_artifacts(second.run_id)}
+    assert "recovery_accuracy.png" in names and "recovery_accuracy.png" not in {
+        a.path
+        for a in client.list_artifacts(first.run_id)  # no report, no figure
+    }
+
+
+def test_null_tracker_finds_finished_job_runs_newest_first(tmp_path):
+    tracker = NullTracker(tmp_path)
+    with tracker.run("recover/a") as parent:
+        old = tracker.record("job/x", tags={"stage": "job", "job_id": "x"}, params={},
+                             metrics={}, parent=parent, start_time=100.0, end_time=105.0)  # fmt: skip
+    new = tracker.record("job/x", tags={"stage": "job", "job_id": "x"}, params={}, metrics={})
+    assert tracker.runs[old].end_time - tracker.runs[old].start_time == 5.0
+    assert tracker.find_jobs(["x", "y"]) == {"x": (new, None)}
