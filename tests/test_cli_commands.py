@@ -30,6 +30,8 @@ RUN_BY = {
     "noise-ceiling": "test_cli.py::test_noise_ceiling_matches_library_on_written_csv",
     "evaluate": "test_cli.py::test_evaluate_prints_zero_shot_scores",
     "data things": "test_cli_commands.py::test_data_things_from_a_local_mirror",
+    "config list": "test_packaging.py::test_config_list_and_show",
+    "config show": "test_packaging.py::test_config_list_and_show",
     "world": "test_world.py::test_world_command",
     "extract": "test_world.py::test_extract_command",
     "fit": "test_cli_commands.py::test_fit_then_calibrate_commands",

@@ -4,26 +4,136 @@ study's typed specification is checked by :func:`modelrecovery.study.spec.load_s
 from __future__ import annotations
 
 import copy
+import os
 import re
 from collections.abc import Iterable, Mapping
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+#: the packaged configs (``modelrecovery/conf``, shipped in the wheel as package data; a
+#: checkout's top-level ``conf`` links here)
+CONF_DIR = Path(str(resources.files("modelrecovery").joinpath("conf")))
+WORLD_CONF_DIR = CONF_DIR / "world"
+
+#: the keys of a study config that hold paths. In a config file given by its path, a
+#: relative path is relative to that file's folder; in a packaged config (given by its
+#: name) it is relative to the current folder (``data/things/...`` where ``modelrecovery
+#: data things`` puts the files). ``--set`` values are relative to the current folder.
+PATH_KEYS = (
+    ("data", "world_config"),
+    ("data", "root"),
+    ("data", "triplets"),
+    ("data", "repeated"),
+    ("data", "sortindex"),
+    ("data", "features_dir"),
+    ("data", "human_embedding"),
+    ("store",),
+)
+
+
+def packaged_configs(folder: Path = CONF_DIR) -> list[str]:
+    """The names of the packaged study configs (``modelrecovery config list``)."""
+    return sorted(p.stem for p in folder.glob("*.yaml"))
+
+
+def packaged_config_file(name: str) -> Path:
+    """A packaged config's file by its name: ``default`` (a study) or ``world/default``."""
+    folder, _, stem = name.rpartition("/")
+    base = {"": CONF_DIR, "world": WORLD_CONF_DIR}.get(folder)
+    path = base / f"{stem}.yaml" if base is not None and _looks_like_name(stem) else None
+    if path is None or not path.is_file():
+        known = packaged_configs() + [f"world/{n}" for n in packaged_configs(WORLD_CONF_DIR)]
+        raise FileNotFoundError(f"no packaged config {name!r} (known: {', '.join(known)})")
+    return path
+
+
+def describe_packaged_configs() -> dict[str, str]:
+    """Every packaged config's name (``world/<name>`` for world configs) and the first
+    line of its leading comment."""
+    names = packaged_configs() + [f"world/{n}" for n in packaged_configs(WORLD_CONF_DIR)]
+    described = {}
+    for name in names:
+        lines = packaged_config_file(name).read_text(encoding="utf-8").splitlines()
+        first = next((line.lstrip("# ").strip() for line in lines if line.startswith("#")), "")
+        described[name] = first
+    return described
+
+
+def is_packaged(path: Path) -> bool:
+    """True for a config file shipped inside the package."""
+    try:
+        path.resolve().relative_to(CONF_DIR.resolve())
+    except ValueError:
+        return False
+    return True
+
+
+def _looks_like_name(text: str) -> bool:
+    return bool(text) and os.sep not in text and "/" not in text and not Path(text).suffix
 
 
 def resolve_config_path(name_or_path: str | Path) -> Path:
-    """A config file: a path, or a name looked up as ``conf/<name>.yaml``."""
-    path = Path(name_or_path)
-    if path.suffix in (".yaml", ".yml") and path.exists():
+    """A study config file: a packaged config's name (``default``: ``conf/default.yaml`` in
+    the package) or the path of a file (any name; its content must be YAML)."""
+    text = str(name_or_path)
+    if _looks_like_name(text) and (CONF_DIR / f"{text}.yaml").is_file():
+        return CONF_DIR / f"{text}.yaml"
+    path = Path(text).expanduser()
+    if path.is_file():
         return path
-    candidate = CONF_DIR / f"{name_or_path}.yaml"
-    if candidate.exists():
-        return candidate
-    known = sorted(p.stem for p in CONF_DIR.glob("*.yaml"))
-    raise FileNotFoundError(f"config {name_or_path!r} not found (known in {CONF_DIR}: {known})")
+    if path.is_dir():
+        raise IsADirectoryError(f"config {text!r} is a folder, expected a config file")
+    known = ", ".join(packaged_configs())
+    raise FileNotFoundError(
+        f"config {text!r} not found: no such file, nor a packaged config ({known})"
+    )
+
+
+def resolve_world_config(name_or_path: str | Path | None) -> Path:
+    """A world config file: None (the packaged default), a packaged world config's name
+    (``default``), a path, or a checkout's ``conf/world/<name>.yaml`` from anywhere (the
+    packaged file of that name)."""
+    if name_or_path is None:
+        return WORLD_CONF_DIR / "default.yaml"
+    text = str(name_or_path)
+    if _looks_like_name(text) and (WORLD_CONF_DIR / f"{text}.yaml").is_file():
+        return WORLD_CONF_DIR / f"{text}.yaml"
+    path = Path(text).expanduser()
+    if path.is_file():
+        return path
+    parts = Path(text).parts
+    if not path.is_absolute() and parts[:2] == ("conf", "world") and len(parts) == 3:
+        packaged = WORLD_CONF_DIR / parts[2]
+        if packaged.is_file():
+            return packaged
+    known = ", ".join(packaged_configs(WORLD_CONF_DIR))
+    what = "is a folder, expected a file" if path.is_dir() else "not found"
+    raise FileNotFoundError(
+        f"world config {text!r} {what} (a path, or a packaged world config: {known})"
+    )
+
+
+def _relative_to_file(config: dict[str, Any], path: Path) -> dict[str, Any]:
+    """``config`` with the relative paths of :data:`PATH_KEYS` made relative to the
+    folder of its file ``path`` (absolute when that is not the current folder). A world
+    config that names a packaged one (``default``) stays a name."""
+    folder = path.parent
+    if folder.resolve() == Path.cwd().resolve():
+        return config
+    for keys in PATH_KEYS:
+        node: Any = config
+        for key in keys[:-1]:
+            node = node.get(key) if isinstance(node, dict) else None
+        value = node.get(keys[-1]) if isinstance(node, dict) else None
+        if not isinstance(value, str) or not value or Path(value).expanduser().is_absolute():
+            continue
+        if keys == ("data", "world_config") and not (folder / value).exists():
+            continue  # a packaged name, or conf/world/<name>.yaml (resolve_world_config)
+        node[keys[-1]] = os.path.abspath(folder / value)
+    return config
 
 
 def split_overrides(texts: Iterable[str] | None) -> list[str]:
@@ -83,12 +193,16 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 
 
 def read_config(path: Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
-    """A config file's mapping, before overrides and checks. ``base: <name or path>``
-    starts from another config (looked up as :func:`resolve_config_path` does, relative
-    paths from this file's folder): this file's sections are merged into the base's key by
+    """A config file's mapping, before overrides and checks (the relative paths of a file
+    that is not packaged made relative to its folder: :data:`PATH_KEYS`).
+    ``base: <name or path>`` starts from another config (looked up as
+    :func:`resolve_config_path` does, relative paths from this file's folder): this file's
+    sections are merged into the base's key by
     key, other values replace the base's. With ``rules: study_scripts`` the keys that rule
     sets are the rule's (:func:`~modelrecovery.study.spec.apply_study_scripts`)."""
     config = _read_yaml(path)
+    if not is_packaged(path):
+        config = _relative_to_file(config, path)
     base_name = config.pop("base", None)
     if base_name is None:
         return config
@@ -118,7 +232,10 @@ def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def shown(path: Path) -> str:
-    """A path as shown in messages: relative to the working folder when inside it."""
+    """A path as shown in messages: a packaged config as ``conf/<name>.yaml``, another
+    path relative to the working folder when inside it."""
+    if is_packaged(path):
+        return f"conf/{path.resolve().relative_to(CONF_DIR.resolve()).as_posix()}"
     try:
         return str(path.resolve().relative_to(Path.cwd().resolve()))
     except ValueError:

@@ -97,6 +97,36 @@ def cmd_stack(args: argparse.Namespace) -> dict:
     return lines
 
 
+def cmd_config(args: argparse.Namespace) -> dict:
+    """``config list``: the packaged configs (name and first comment line); ``config show
+    NAME``: a packaged config's text, e.g. to copy it out (``> my.yaml``)."""
+    from modelrecovery.config import describe_packaged_configs, packaged_config_file
+
+    if args.action == "show":
+        sys.stdout.write(packaged_config_file(args.name).read_text(encoding="utf-8"))
+        return {}
+    return describe_packaged_configs()
+
+
+def check_config(args: argparse.Namespace) -> None:
+    """A study command's config (``--config``, ``--set``), its world config and its files,
+    checked before the tracking stores are opened: a command that fails here creates
+    nothing (no tracking home, no run)."""
+    from modelrecovery.config import resolve_world_config, split_overrides
+    from modelrecovery.study.spec import load_spec
+
+    spec = load_spec(args.config, split_overrides(args.set))
+    if spec.data.kind == "world":
+        from modelrecovery.world.config import WorldConfig
+
+        path = resolve_world_config(spec.data.world_config)
+        WorldConfig.from_yaml(path, spec.data.world_overrides)
+    else:
+        from modelrecovery.study.inputs import check_study_files
+
+        check_study_files(spec)
+
+
 # --- commands of the stage modules ---
 
 

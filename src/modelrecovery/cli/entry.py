@@ -64,6 +64,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     with _Signals(command):
         try:
             if any(args.stores):
+                precheck = getattr(args, "precheck", None)
+                if precheck is not None:  # the config and its files: before any store or run
+                    precheck(args)
                 from modelrecovery.store_checks import check_stores
 
                 check_stores(mlflow=args.stores[0], optuna=args.stores[1])

@@ -174,9 +174,17 @@ def _add_probe_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
+CONFIG_HELP = (
+    "a packaged config's name (default, things_paper, ...: `modelrecovery config list`) or "
+    "a config file's path; relative paths inside a file are relative to its folder, inside "
+    "a packaged config to the current folder"
+)
+
+
 def _add_config_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", default="default", help="conf/<name>.yaml or a path")
+    parser.add_argument("--config", default="default", help=CONFIG_HELP)
     parser.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="overrides key.sub=value")
+    parser.set_defaults(precheck=commands.check_config)
 
 
 def _command(
@@ -256,6 +264,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
+    config = sub.add_parser(
+        "config",
+        help="List the packaged configs, or print one (to copy it: "
+        "`modelrecovery config show default > my.yaml`).",
+        description="List the packaged configs, or print one (to copy it: "
+        "`modelrecovery config show default > my.yaml`).",
+    )
+    config_sub = config.add_subparsers(dest="action", required=True, metavar="ACTION")
+    _command(config_sub, "list", commands.cmd_config, "The packaged configs' names.")
+    p = _command(config_sub, "show", commands.cmd_config, "Print a packaged config's YAML.")
+    p.add_argument("name", help="a packaged config: default, things_paper, world/default, ...")
+
     p = _command(
         sub,
         "world",
@@ -263,7 +283,10 @@ def build_parser() -> argparse.ArgumentParser:
         "Build the embedded world (procedural images, human embedding and triplets).",
     )
     p.add_argument(
-        "--config", default=None, help="world config YAML (default: conf/world/default.yaml)"
+        "--config",
+        default=None,
+        help="a packaged world config's name or a YAML file's path (default: the packaged "
+        "conf/world/default.yaml; `modelrecovery config show world/default` prints it)",
     )
     p.add_argument(
         "--set",

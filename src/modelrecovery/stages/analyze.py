@@ -171,13 +171,11 @@ def load_human_embedding(config: dict[str, Any] | None) -> np.ndarray | None:
 
             return load_features(data["human_embedding"]).astype(np.float64)
         if data.get("kind") == "world" and data.get("world_config"):
-            from modelrecovery.config import CONF_DIR
+            from modelrecovery.config import resolve_world_config
             from modelrecovery.world import WorldConfig
             from modelrecovery.world.build import EMBEDDING_FILE, default_world_root
 
-            path = Path(data["world_config"])
-            if not path.is_absolute() and not path.exists():
-                path = CONF_DIR.parent / path
+            path = resolve_world_config(data["world_config"])
             world = WorldConfig.from_yaml(path, data.get("world_overrides"))
             root = Path(data["root"]) if data.get("root") else default_world_root()
             return np.load(root / world.folder_name() / EMBEDDING_FILE, allow_pickle=False)

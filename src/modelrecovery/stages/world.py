@@ -1,6 +1,6 @@
 """Stage ``world``: write the embedded default world's files (or reuse them).
 
-``modelrecovery world [--config conf/world/default.yaml] [--set key=value ...] [--root DIR]``
+``modelrecovery world [--config default|PATH] [--set key=value ...] [--root DIR]``
 prints the paths of the files, the temperature of the human model and the noise ceiling.
 """
 
@@ -11,21 +11,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from modelrecovery.config import CONF_DIR
+from modelrecovery.config import resolve_world_config
 
-DEFAULT_WORLD_CONFIG = CONF_DIR / "world" / "default.yaml"
+DEFAULT_WORLD_CONFIG = resolve_world_config(None)
 
 
 def world_config_path(path: str | Path | None) -> Path:
-    """The world config file: ``path`` as given, else relative to the project, else the
-    default ``conf/world/default.yaml``."""
-    if path is None:
-        return DEFAULT_WORLD_CONFIG
-    path = Path(path)
-    if path.exists() or path.is_absolute():
-        return path
-    candidate = CONF_DIR.parent / path
-    return candidate if candidate.exists() else path
+    """The world config file: a path, a packaged world config's name, or (None) the
+    packaged default ``conf/world/default.yaml``."""
+    return resolve_world_config(path)
 
 
 def cmd_world(args: argparse.Namespace) -> dict[str, Any]:

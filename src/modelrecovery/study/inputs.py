@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from modelrecovery.config import CONF_DIR
+from modelrecovery.config import resolve_world_config
 from modelrecovery.data.loaders import detect_format, load_things2023_split, load_triplets
 from modelrecovery.data.triplets import Triplets, triplet_keys
 from modelrecovery.features.io import load_features
@@ -143,10 +143,9 @@ def study_inputs(spec: StudySpec, progress: bool = True) -> StudyInputs:
         from modelrecovery.world import WorldConfig, build_world
         from modelrecovery.world.models import model_metadata, world_model_features
 
-        world_path = Path(data.world_config)
-        if not world_path.is_absolute() and not world_path.exists():
-            world_path = CONF_DIR.parent / world_path  # relative to the project
-        world_config = WorldConfig.from_yaml(world_path, data.world_overrides)
+        world_config = WorldConfig.from_yaml(
+            resolve_world_config(data.world_config), data.world_overrides
+        )
         world = build_world(world_config, data.root)
         models = spec.world_models()
         feature_paths = world_model_features(world, models, progress=progress)
