@@ -114,8 +114,47 @@ def test_recover_runs_name_their_grid_and_link_the_jobs_they_used(study_home):
 def test_null_tracker_finds_finished_job_runs_newest_first(tmp_path):
     tracker = NullTracker(tmp_path)
     with tracker.run("recover/a") as parent:
-        old = tracker.record("job/x", tags={"stage": "job", "job_id": "x"}, params={},
-                             metrics={}, parent=parent, start_time=100.0, end_time=105.0)  # fmt: skip
+        job = {"stage": "job", "job_id": "x"}
+        old = tracker.record(
+            "job/x", tags=job, params={}, metrics={}, parent=parent, start_time=100, end_time=105
+        )
     new = tracker.record("job/x", tags={"stage": "job", "job_id": "x"}, params={}, metrics={})
     assert tracker.runs[old].end_time - tracker.runs[old].start_time == 5.0
     assert tracker.find_jobs(["x", "y"]) == {"x": (new, None)}
+
+
+def test_optuna_studies_name_the_experiment_and_the_objective(tmp_path, monkeypatch):
+    """Two experiments tuning the same model in one shared Optuna storage keep two
+    studies; each names its objective and notes the empty contour and rank plots."""
+    import numpy as np
+    import optuna
+    from optuna_dashboard._note import get_note_from_system_attrs
+
+    from helpers import planted_triplets
+    from modelrecovery.data.triplets import Triplets
+    from modelrecovery.study.fitting import ProbeSetup
+    from modelrecovery.study.spec import TuneSpec
+    from modelrecovery.study.tuning import tune_lambda
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    monkeypatch.setenv("OPTUNA_STORAGE", storage)
+    x = np.random.default_rng(0).normal(size=(30, 6)) / 2
+    train = planted_triplets(x, 300, seed=1)
+    assert isinstance(train, Triplets)
+    settings = TuneSpec(lams=(0.1, 10.0), n_folds=2)
+    names = []
+    for experiment in ("lab-a", "lab-b"):
+        _, _, name = tune_lambda(
+            x, train, tracker=MLflowTracker(experiment), model="m",
+            setup=ProbeSetup(dtype="float64"), settings=settings,
+        )  # fmt: skip
+        names.append(name)
+    assert names == ["lab-a/tune/m/full", "lab-b/tune/m/full"]
+    assert sorted(optuna.get_all_study_names(storage)) == names
+    study = optuna.load_study(study_name=names[0], storage=storage)
+    assert study.metric_names == ["mean_val_accuracy"] and len(study.trials) == 2
+    assert study.user_attrs["experiment"] == "lab-a"
+    attrs = study._storage.get_study_system_attrs(study._study_id)
+    note = get_note_from_system_attrs(attrs, None)["body"]
+    assert "contour" in note and "rank" in note and "one parameter" in note

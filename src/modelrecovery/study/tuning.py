@@ -10,6 +10,7 @@ is in memory), visible in optuna-dashboard (``modelrecovery dashboard``).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -79,6 +80,9 @@ def tune_lambda(
     )
     storage = tracker.optuna_storage()
     study_name = study_name or f"tune/{model}/{family}"
+    experiment = getattr(tracker, "experiment", None)
+    if experiment and not study_name.startswith(f"{experiment}/"):
+        study_name = f"{experiment}/{study_name}"  # studies of a shared storage never collide
     if settings.method == "grid":
         sampler = optuna.samplers.GridSampler({"lam": list(settings.lams)}, seed=settings.seed)
         pruner = optuna.pruners.NopPruner()
@@ -100,6 +104,7 @@ def tune_lambda(
     )
     study.set_user_attr("model", model)
     study.set_user_attr("family", family)
+    describe_study(study, experiment)
 
     def objective(trial: optuna.Trial) -> float:
         if settings.method == "grid":
@@ -149,6 +154,33 @@ def tune_lambda(
         if cv_warnings is not None:
             cv_warnings.append(summary)
     return best_lam, trials, study_name
+
+
+#: the dashboard's note on a λ study
+DASHBOARD_NOTE = (
+    "## λ by cross-validation\n\n"
+    "The objective is the **mean validation accuracy** over the folds (higher is better), "
+    "one trial per λ. The study has **one parameter** (λ): optuna-dashboard's *contour* and "
+    "*rank* plots need two or more and stay empty; read *History*, *Slice* (accuracy against "
+    "λ) and the trials table."
+)
+
+
+def describe_study(study: optuna.Study, experiment: str | None = None) -> None:
+    """Name the objective (``mean_val_accuracy``) and note, for optuna-dashboard, the MLflow
+    experiment and that a one-parameter study leaves the contour and rank plots empty
+    (user attributes ``experiment`` and ``note``, and the dashboard's own note)."""
+    with warnings.catch_warnings():  # experimental in Optuna, stable in its dashboard
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(["mean_val_accuracy"])
+    if experiment:
+        study.set_user_attr("experiment", experiment)
+    study.set_user_attr("note", "one parameter (λ): contour and rank plots stay empty")
+    try:
+        from optuna_dashboard import save_note
+    except ImportError:  # the dashboard is optional for the science
+        return
+    save_note(study, DASHBOARD_NOTE)
 
 
 def _tag_fold_health(run: Run, cv: CrossValidation, lam: float, n_folds: int) -> None:
