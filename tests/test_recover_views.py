@@ -158,3 +158,31 @@ def test_optuna_studies_name_the_experiment_and_the_objective(tmp_path, monkeypa
     attrs = study._storage.get_study_system_attrs(study._study_id)
     note = get_note_from_system_attrs(attrs, None)["body"]
     assert "contour" in note and "rank" in note and "one parameter" in note
+
+
+def test_every_mlflow_view_link_keeps_the_training_runs_layout(tmp_path, capsys):
+    """The links the project prints (the stack's status and profile, recover's summary
+    against a server) and the README's all carry ``workflowType=machine_learning``."""
+    import re
+    from pathlib import Path
+
+    from modelrecovery import stack
+    from modelrecovery.store_checks import ML_VIEW, ui_link
+
+    assert ui_link("http://h:5000/") == f"http://h:5000/#/experiments?{ML_VIEW}"
+    assert ui_link("http://h:5000", "3", "abc") == (
+        f"http://h:5000/#/experiments/3/runs/abc?{ML_VIEW}"
+    )
+    settings = stack.StackSettings(root=tmp_path / "stack", mlflow_port=5123)
+    text = stack.write_profile(settings).read_text()
+    assert f"http://127.0.0.1:5123/#/experiments?{ML_VIEW}" in text
+    healthy = {name: {"pid": 1, "healthy": True, "address": "-"} for name in stack.SERVICES}
+    stack._print_status(healthy, settings)
+    assert f"MLflow UI: http://127.0.0.1:5123/#/experiments?{ML_VIEW}" in capsys.readouterr().out
+    root = Path(__file__).resolve().parents[1]
+    texts = [root / "README.md", *(root / "src" / "modelrecovery").rglob("*.py")]
+    for path in texts:
+        if path.name == "store_checks.py":  # ui_link builds them (tested above)
+            continue
+        for link in re.findall(r"#/experiments[^\s`'\")]*", path.read_text(encoding="utf-8")):
+            assert ML_VIEW in link or "{" in link, f"{path.name}: {link}"

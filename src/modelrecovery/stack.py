@@ -60,6 +60,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from modelrecovery.store_checks import ui_link
+
 POSTGRES_BIN = Path(os.environ.get("MODELRECOVERY_POSTGRES_BIN", "/usr/lib/postgresql/15/bin"))
 DB_USER = "modelrecovery"
 SERVICES = ("postgres", "s3", "mlflow", "dashboard")
@@ -269,7 +271,7 @@ def write_profile(settings: StackSettings) -> Path:
     """Write ``tracking/stack.env`` (``source`` it to use the stack)."""
     lines = [
         "# modelrecovery tracking stack: `source` this file to log to the stack",
-        f"# MLflow UI {settings.mlflow_uri}  optuna-dashboard {settings.dashboard_url}",
+        f"# MLflow UI {ui_link(settings.mlflow_uri)}  optuna-dashboard {settings.dashboard_url}",
         *(f"export {k}={v}" for k, v in client_env(settings).items()),
     ]
     settings.env_file.parent.mkdir(parents=True, exist_ok=True)
@@ -844,6 +846,7 @@ def _print_status(report: dict, settings: StackSettings) -> None:
         print(f"{name:<10} {state:<14} {entry['address']}")
     if all(entry["healthy"] for entry in report.values()):
         print(f"use it:    source {settings.env_file}")
+        print(f"MLflow UI: {ui_link(settings.mlflow_uri)}")
 
 
 def main(argv: list[str] | None = None) -> int:

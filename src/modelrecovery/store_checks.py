@@ -24,6 +24,20 @@ class StoreError(ValueError):
     """A tracking store that cannot be used (one line: variable, value, what to do)."""
 
 
+#: the MLflow UI's classic (training runs) layout: every MLflow view link the project
+#: prints carries it, else MLflow 3 may open the GenAI layout (the compare view does)
+ML_VIEW = "workflowType=machine_learning"
+
+
+def ui_link(server: str, experiment_id: str | None = None, run_id: str | None = None) -> str:
+    """A link to the MLflow UI of ``server`` (its experiments, an experiment's runs, or a
+    run) in the training-runs layout (:data:`ML_VIEW`)."""
+    page = "/#/experiments"
+    if experiment_id is not None:
+        page += f"/{experiment_id}/runs" + (f"/{run_id}" if run_id else "")
+    return f"{server.rstrip('/')}{page}?{ML_VIEW}"
+
+
 def hide_password(url: str) -> str:
     """``url`` with its password (if any) shown as ``***``."""
     parts = urlsplit(url)

@@ -49,7 +49,7 @@ def print_group_summary(tables: dict[str, Path]) -> None:
 def cmd_recover(args: argparse.Namespace) -> dict:
     """Run the whole study (world, features, generators, recovery grid, report)."""
     from modelrecovery.config import split_overrides
-    from modelrecovery.store_checks import check_dask_scheduler
+    from modelrecovery.store_checks import check_dask_scheduler, ui_link
     from modelrecovery.study.mlflow_tracker import MLflowTracker
     from modelrecovery.study.pipeline import check_study, run_study
     from modelrecovery.study.spec import load_spec
@@ -67,9 +67,10 @@ def cmd_recover(args: argparse.Namespace) -> dict:
 
         print("\n".join(format_diagnosis(diagnosis)), file=sys.stderr, flush=True)
 
+    tracker = MLflowTracker(spec.study)
     result = run_study(
         spec,
-        MLflowTracker(spec.study),
+        tracker,
         executor=executor,
         progress=not args.no_progress,
         on_check=show_check,
@@ -83,7 +84,10 @@ def cmd_recover(args: argparse.Namespace) -> dict:
                 print(result.report.paper_table.to_string(index=False))
             print_group_summary(result.report.tables)
         print_verdict(result.verdict)
-    return result.summary()
+    summary = result.summary()
+    if tracker.uri.startswith(("http://", "https://")):  # a server: where to look
+        summary["mlflow_ui"] = ui_link(tracker.uri, tracker.experiment_id, result.run_id)
+    return summary
 
 
 def print_verdict(lines: list[str]) -> None:
