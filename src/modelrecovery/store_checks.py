@@ -82,7 +82,29 @@ def check_sqlite(url: str, what: str, timeout: float = TIMEOUT_SECONDS) -> Path:
             f"{what}: cannot write {path if path.exists() else folder} ({reason}); "
             "choose a writable location"
         ) from None
+    free = _free_bytes(folder)
+    if free is not None and free < MIN_FREE_BYTES:  # MLflow would retry for minutes
+        raise StoreError(
+            f"{what}: cannot write {path}: no space left on the device ({free // 1024} KiB "
+            f"free, {MIN_FREE_BYTES // 1024} KiB needed); free some space or choose another "
+            "location"
+        )
     return path
+
+
+MIN_FREE_BYTES = 1 << 20
+"""The least free space a SQLite store's disk needs: with less, a full disk fails its
+writes (and MLflow retries opening it for minutes before it gives up)."""
+
+
+def _free_bytes(folder: Path) -> int | None:
+    """Bytes this process may still write on the disk holding ``folder`` (None: unknown)."""
+    try:
+        stat = os.statvfs(folder)
+    except (OSError, AttributeError):
+        return None
+    blocks = stat.f_bfree if os.geteuid() == 0 else stat.f_bavail  # root: reserved blocks too
+    return blocks * stat.f_frsize
 
 
 def check_database_server(url: str, what: str, timeout: float = TIMEOUT_SECONDS) -> None:

@@ -20,6 +20,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter
 
 from modelrecovery.analysis.metrics import sort_conditions
+from modelrecovery.outputs import atomic_path
 
 __all__ = [
     "OKABE_ITO",
@@ -115,21 +116,22 @@ def _tick_fontsize(n: int) -> float:
 def save_figure(fig: Figure, out_dir: str | Path, name: str, *, dpi: int = 150) -> dict[str, Path]:
     """Write ``name.png`` and ``name.svg`` into ``out_dir``; returns ``{"png": .., "svg": ..}``."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"png": out_dir / f"{name}.png", "svg": out_dir / f"{name}.svg"}
     with mpl.rc_context({"svg.hashsalt": "modelrecovery", "svg.fonttype": "none"}):
-        fig.savefig(paths["png"], dpi=dpi, format="png", metadata={"Software": None})
-        fig.savefig(paths["svg"], format="svg", metadata={"Date": None})
+        with atomic_path(paths["png"]) as tmp:
+            fig.savefig(tmp, dpi=dpi, format="png", metadata={"Software": None})
+        with atomic_path(paths["svg"]) as tmp:
+            fig.savefig(tmp, format="svg", metadata={"Date": None})
     return paths
 
 
 def save_table(table: pd.DataFrame, out_dir: str | Path, name: str) -> Path:
     """Write ``name.csv`` into ``out_dir`` (index kept when it is named)."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{name}.csv"
     keep_index = table.index.name is not None or any(n is not None for n in table.index.names)
-    table.to_csv(path, index=keep_index)
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=keep_index)
     return path
 
 

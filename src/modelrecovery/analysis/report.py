@@ -60,6 +60,7 @@ from modelrecovery.analysis.regression import (
 )
 from modelrecovery.analysis.tradeoff import PAPER_REFERENCE, paper_table, tradeoff_table
 from modelrecovery.analysis.verdict import Verdict, verdict
+from modelrecovery.outputs import write_text, writing
 
 __all__ = [
     "Block",
@@ -1204,7 +1205,8 @@ def write_report(
     each section is written (and its figures cleared) before the next is asked for."""
     out_dir = Path(out_dir)
     fig_dir, tab_dir = out_dir / "figures", out_dir / "tables"
-    out_dir.mkdir(parents=True, exist_ok=True)
+    with writing(out_dir):
+        out_dir.mkdir(parents=True, exist_ok=True)
     parts: list[str] = []
     toc: list[tuple[str, str]] = []
     tables: dict[str, Path] = {}
@@ -1255,8 +1257,7 @@ def write_report(
         f"<title>{_esc(title)}</title><style>{_CSS}</style></head><body>"
         f"<h1>{_esc(title)}</h1><nav>{nav}</nav>" + "\n".join(parts) + "</body></html>\n"
     )
-    path = out_dir / "report.html"
-    path.write_text(doc, encoding="utf-8")
+    path = write_text(out_dir / "report.html", doc)  # last, whole or not at all
     return ReportFiles(html=path, tables=tables, figures=figures)
 
 

@@ -4,7 +4,9 @@ print its result, and turn every failure into one line and an exit code."""
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import os
 import sys
 from collections.abc import Sequence
 
@@ -36,6 +38,34 @@ def _error_line(err: BaseException) -> str:
     return text
 
 
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}
+_FULL_DATABASE = "database or disk is full"
+
+
+def _write_failure(err: BaseException) -> str | None:
+    """``cannot write <path>: <reason>`` for a failure to write anywhere in ``err``'s chain
+    (a full disk, a read-only file system, a full SQLite store), else None."""
+    if isinstance(err, ValueError):  # already one line naming what was wrong
+        return None
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, OSError) and err.errno in _WRITE_ERRNOS:
+            from modelrecovery.outputs import reason_of
+
+            return f"cannot write {err.filename or 'an output file'}: {reason_of(err)}"
+        if _FULL_DATABASE in str(err):
+            uri = os.environ.get("MLFLOW_TRACKING_URI", "the tracking store")
+            return f"cannot write {uri}: {_FULL_DATABASE}"
+        err = err.__cause__ or (None if err.__suppress_context__ else err.__context__)
+    return None
+
+
+def _not_a_full_database(record: object) -> bool:
+    """A logging filter: drop the record of a commit that failed on a full disk."""
+    return _FULL_DATABASE not in record.getMessage()  # type: ignore[attr-defined]
+
+
 def _quiet_third_party() -> None:
     """Keep the console to progress and results: no third-party deprecation warnings."""
     import logging
@@ -46,6 +76,8 @@ def _quiet_third_party() -> None:
     # MLflow announces creating and migrating its database on every new store
     for name in ("mlflow.store.db.utils", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # ... and logs a failed commit (a full disk) with its traceback: the error line says it
+    logging.getLogger("mlflow.store.db.utils").addFilter(_not_a_full_database)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -98,6 +130,10 @@ def _report(err: BaseException, command: str, args: argparse.Namespace) -> int:
         return interrupted.exit_code
     if isinstance(err, SystemExit):
         raise err
+    unwritable = _write_failure(err)
+    if unwritable:
+        print(f"{command}: error: {unwritable}", file=sys.stderr)
+        return 2
     if isinstance(err, (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError)):
         print(f"{command}: error: {_error_line(err)}", file=sys.stderr)
         return 2

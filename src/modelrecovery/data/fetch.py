@@ -290,6 +290,13 @@ class ResumableDownloader:
                             written += len(chunk)
                             bar.update(len(chunk))
             except (requests.RequestException, OSError) as err:
+                if not isinstance(err, requests.RequestException):  # writing: disk full, ...
+                    from modelrecovery.outputs import reason_of
+
+                    raise DownloadError(
+                        f"cannot write {self.part}: {reason_of(err)} (after {written} bytes; "
+                        "they are kept: free space and run the command again to resume)"
+                    ) from None
                 raise DownloadError(
                     f"{self.name}: download interrupted after {written} of "
                     f"{total or '?'} bytes ({' '.join(str(err).split())[:120]}); the bytes "
@@ -393,10 +400,15 @@ def fetch_things(
     import pooch
 
     pooch.get_logger().setLevel("WARNING")
+    from modelrecovery.outputs import CannotWrite, check_output_folder, writing
+
     dest = Path(dest or os.environ.get(DEST_VAR) or DEFAULT_DEST)
-    if dest.exists() and not dest.is_dir():
-        raise DownloadError(f"{dest}: not a folder")
-    dest.mkdir(parents=True, exist_ok=True)
+    try:  # a file, a read-only or full folder: one line before any download
+        check_output_folder(dest)
+    except CannotWrite as err:
+        raise DownloadError(str(err)) from None
+    with writing(dest):
+        dest.mkdir(parents=True, exist_ok=True)
     base_url = base_url or os.environ.get(BASE_URL_VAR) or None
     return [
         fetch_file(f, dest, base_url=base_url, osf_api=osf_api, progress=progress)

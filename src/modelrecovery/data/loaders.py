@@ -307,8 +307,9 @@ def save_csv(triplets: Triplets, path: PathLike) -> Path:
     Concept names and ``n_concepts`` are not stored; :func:`load_csv` restores ids, odd
     positions and subjects exactly.
     """
+    from modelrecovery.outputs import atomic_path
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     columns = {
         "i": triplets.ids[:, 0],
         "j": triplets.ids[:, 1],
@@ -317,7 +318,8 @@ def save_csv(triplets: Triplets, path: PathLike) -> Path:
     }
     if triplets.subject is not None:
         columns["subject"] = triplets.subject
-    pd.DataFrame(columns).to_csv(path, index=False, lineterminator="\n")
+    with atomic_path(path) as tmp:  # a full disk leaves no half-written file
+        pd.DataFrame(columns).to_csv(tmp, index=False, lineterminator="\n")
     return path
 
 

@@ -260,7 +260,10 @@ def analyze(
 ) -> dict:
     """Pool the recover runs, build the report, log it as a run ``analyze/<study>``."""
     from modelrecovery.analysis import build_report
+    from modelrecovery.outputs import check_output_folder
 
+    # the report's folder can be written: checked before any run is created
+    check_output_folder(out_dir if out_dir else TRACKING_DIR / "reports")
     setup_experiment(experiment)
     sources = find_recover_runs(experiment, run_ids, filter_string)
     pooled = pool_runs(sources)

@@ -11,6 +11,7 @@ from pathlib import Path
 from modelrecovery.config import split_overrides
 from modelrecovery.data.loaders import save_csv
 from modelrecovery.devices import require_device
+from modelrecovery.outputs import CannotWrite, check_output_folder, write_text
 from modelrecovery.recovery.grid import Job
 from modelrecovery.recovery.job import simulate
 
@@ -33,6 +34,7 @@ def cmd_simulate(args: argparse.Namespace) -> dict:
         raise ValueError(f"--level {level_label!r} is not a level of the study: {labels}")
     setup = setups[labels.index(level_label)]
     require_device(setup.probe.device, "probe.device")  # before the world or any run is built
+    out = check_output_folder(args.out)
     known = model_names(spec)
     if args.generator not in known:
         raise ValueError(f"--generator {args.generator!r} is not a model of the study: {known}")
@@ -54,22 +56,25 @@ def cmd_simulate(args: argparse.Namespace) -> dict:
     level = next(lv for lv in grid.levels if lv.label == level_label)
     job = Job(args.generator, args.n_train, args.seed, level, grid.key())
     folds = simulate(job, grid, generator.z, generator.temperature, exclude)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     files = {}
-    for f, fold in enumerate(folds):
-        for role in ("train", "validation", "test"):
-            path = save_csv(getattr(fold, role), out / f"fold{f}_{role}.csv")
-            files[f"fold{f}_{role}"] = str(path)
-    meta = {
-        "generator": args.generator,
-        "level": level_label,
-        "n_train": args.n_train,
-        "seed": args.seed,
-        "temperature": generator.temperature,
-        "generator_run": generator.run_id,
-        "format": "csv: i,j,k,odd (0-based concepts and odd position)",
-        "files": files,
-    }
-    (out / "simulation.json").write_text(json.dumps(meta, indent=2))
+    try:  # each file whole or absent; on a failure none of this command's files stay
+        for f, fold in enumerate(folds):
+            for role in ("train", "validation", "test"):
+                path = save_csv(getattr(fold, role), out / f"fold{f}_{role}.csv")
+                files[f"fold{f}_{role}"] = str(path)
+        meta = {
+            "generator": args.generator,
+            "level": level_label,
+            "n_train": args.n_train,
+            "seed": args.seed,
+            "temperature": generator.temperature,
+            "generator_run": generator.run_id,
+            "format": "csv: i,j,k,odd (0-based concepts and odd position)",
+            "files": files,
+        }
+        write_text(out / "simulation.json", json.dumps(meta, indent=2))
+    except CannotWrite:
+        for path in files.values():
+            Path(path).unlink(missing_ok=True)
+        raise
     return {"out": str(out), **{k: v for k, v in meta.items() if k != "files"}}
