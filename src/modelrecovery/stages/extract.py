@@ -107,18 +107,20 @@ def extract_study(
     progress: bool = True,
     recompute: bool = False,
 ) -> dict[str, Any]:
-    """Extract every model of a files study that names a ``backbone`` and copy each
-    feature file to ``<data.features_dir>/<file>``; models without a backbone are listed
-    as slots to fill. A model whose weights are missing stops it with one line naming the
-    model, its backbone and what to do."""
+    """Extract every model the study uses (its generators and candidates) that names a
+    ``backbone`` and copy each feature file to ``<data.features_dir>/<file>``; models
+    without a backbone are listed as slots to fill. A model whose weights are missing
+    stops it with one line naming the model, its backbone and what to do."""
     import shutil
 
     from modelrecovery.features.backbones import BackboneWeightsError
     from modelrecovery.features.extract import extract_features
+    from modelrecovery.study.inputs import used_models
 
     if spec.data.kind != "files":
         raise ValueError("extract --config needs a files study (data.kind: files)")
-    entries = spec.file_models()
+    used = used_models(spec)
+    entries = {name: entry for name, entry in spec.file_models().items() if name in used}
     target = Path(features_dir or spec.data.features_dir or ".")
     result: dict[str, Any] = {}
     slots = []

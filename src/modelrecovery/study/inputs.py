@@ -146,18 +146,20 @@ def study_inputs(spec: StudySpec, progress: bool = True) -> StudyInputs:
         world_config = WorldConfig.from_yaml(
             resolve_world_config(data.world_config), data.world_overrides
         )
+        used = used_models(spec)  # checked before the world is built
         world = build_world(world_config, data.root)
         models = spec.world_models()
-        feature_paths = world_model_features(world, models, progress=progress)
+        feature_paths = world_model_features(world, models, progress=progress, only=used)
         human = load_human_data(world.triplets_path, n_concepts=world.n_concepts)
         return StudyInputs(
             human,
             {name: Path(path) for name, path in feature_paths.items()},
             world.human_embedding,
             {"world": str(world.root), "world_temperature": world.temperature},
-            model_metadata(models, n_dims=world.human_embedding.shape[1]),
+            model_metadata(models, n_dims=world.human_embedding.shape[1], only=used),
         )
-    entries = spec.file_models()
+    used = used_models(spec)
+    entries = {name: entry for name, entry in spec.file_models().items() if name in used}
     check_study_files(spec)
     folder = Path(data.features_dir or ".")
     feature_paths = {name: folder / entry.file for name, entry in entries.items()}
@@ -207,7 +209,8 @@ def check_study_files(spec: StudySpec) -> None:
     data = spec.data
     if data.kind != "files":
         return
-    entries = spec.file_models()
+    used = used_models(spec)
+    entries = {name: entry for name, entry in spec.file_models().items() if name in used}
     folder = Path(data.features_dir or ".")
     paths = {name: folder / entry.file for name, entry in entries.items()}
     missing = [n for n, p in paths.items() if not p.exists()]
@@ -285,6 +288,15 @@ def model_names(spec: StudySpec) -> list[str]:
 
         return world_model_names(spec.world_models())
     return list(spec.file_models())
+
+
+def used_models(spec: StudySpec) -> list[str]:
+    """The models the study uses, in model order: its generators and its candidates (the
+    others are neither extracted nor read)."""
+    names = model_names(spec)
+    named = set(select_names(spec.generators, names, "generators"))
+    named |= set(select_names(spec.candidates, names, "candidates"))
+    return [name for name in names if name in named]
 
 
 def select_names(selection: Any, available: list[str], what: str) -> list[str]:

@@ -87,7 +87,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -519,6 +519,7 @@ def world_model_features(
     progress: bool = True,
     *,
     cache_dir: str | os.PathLike[str] | None = None,
+    only: Iterable[str] | None = None,
 ) -> dict[str, Path]:
     """Feature file of every model of a study on the world (what the study stage calls).
 
@@ -529,15 +530,28 @@ def world_model_features(
         a list or mapping of backbone names: their plain image features).
     progress : show progress bars.
     cache_dir : feature cache (default ``<world>/features``).
+    only : the short names of the models to extract (default: every model).
 
     Returns
     -------
     Dict short model name (:func:`world_model_names`) -> ``.npy`` feature file, in model order.
     """
+    chosen = _chosen(models_config, only)
+    paths = extract_world_features(world, list(chosen.values()), cache_dir, progress=progress)
+    return {name: paths[spec.name] for name, spec in chosen.items()}
+
+
+def _chosen(models_config: Any, only: Iterable[str] | None) -> dict[str, ModelSpec]:
+    """Short name -> model of the study's models, in model order (``only``: those)."""
     names = world_model_names(models_config)
-    specs = resolve_models(models_config)
-    paths = extract_world_features(world, specs, cache_dir, progress=progress)
-    return {name: paths[spec.name] for name, spec in zip(names, specs, strict=True)}
+    wanted = None if only is None else set(only)
+    if wanted is not None and wanted - set(names):
+        raise ValueError(f"unknown models {sorted(wanted - set(names))}; known: {names}")
+    return {
+        name: spec
+        for name, spec in zip(names, resolve_models(models_config), strict=True)
+        if wanted is None or name in wanted
+    }
 
 
 # ----------------------------------------------------------------------------------------------
@@ -570,7 +584,9 @@ def _description(spec: ModelSpec, n_dims: int | None = None) -> str:
     )
 
 
-def model_metadata(models_config: Any = None, n_dims: int | None = None) -> dict[str, dict]:
+def model_metadata(
+    models_config: Any = None, n_dims: int | None = None, only: Iterable[str] | None = None
+) -> dict[str, dict]:
     """Per model (short name): backbone, weights, family, ``n_parameters`` (of the backbone's
     image network; builds each backbone once per process) and a one-line ``description``.
 
@@ -578,8 +594,8 @@ def model_metadata(models_config: Any = None, n_dims: int | None = None) -> dict
     ----------
     models_config : the study config's ``models`` (None: the default set).
     n_dims : the world's human dimensions, for the descriptions (optional).
+    only : the short names of the models to describe (default: every model).
     """
-    names = world_model_names(models_config)
     return {
         name: {
             "backbone": spec.name,
@@ -589,5 +605,5 @@ def model_metadata(models_config: Any = None, n_dims: int | None = None) -> dict
             "description": _description(spec, n_dims),
             "readout": spec.readout.to_dict() if spec.readout is not None else None,
         }
-        for name, spec in zip(names, resolve_models(models_config), strict=True)
+        for name, spec in _chosen(models_config, only).items()
     }
