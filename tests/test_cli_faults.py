@@ -20,7 +20,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from test_cli_catalogue import DATA, assert_one_line, files, local_stores, run_cli  # noqa: F401
+import test_cli_catalogue as catalogue
+from test_cli_catalogue import DATA, assert_one_line, local_stores, run_cli
+
+files = catalogue.files  # the catalogue's small valid and bad input files (a fixture)
 
 ROOT = os.geteuid() == 0
 
@@ -124,9 +127,7 @@ UNWRITABLE_TARGETS = [
     [c[1:] for c in UNWRITABLE_TARGETS],
     ids=[c[0] for c in UNWRITABLE_TARGETS],
 )
-def test_unwritable_targets_exit_2_before_any_run(
-    files, tmp_path, request, argv, kind, fragments
-):
+def test_unwritable_targets_exit_2_before_any_run(files, tmp_path, request, argv, kind, fragments):
     where = {"file": str(files / "x.npy")}
     if kind in ("ro", "full"):
         where[kind] = str(request.getfixturevalue({"ro": "read_only", "full": "full_disk"}[kind]))
