@@ -186,3 +186,92 @@ def test_every_mlflow_view_link_keeps_the_training_runs_layout(tmp_path, capsys)
             continue
         for link in re.findall(r"#/experiments[^\s`'\")]*", path.read_text(encoding="utf-8")):
             assert ML_VIEW in link or "{" in link, f"{path.name}: {link}"
+
+
+def _tradeoff_inputs(paper_x: float):
+    """The default study's trade-off at its largest N, and the paper's points (its
+    zero-shot point at ``paper_x``)."""
+    table = pd.DataFrame(
+        {
+            "condition": ["zero_shot", "diagonal", "rectangular8", "full"],
+            "n_train": [4000] * 4,
+            "accuracy": [1.0, 1.0, 0.8, 1.0],
+            "ci_low": [0.83, 0.83, 0.56, 0.83],
+            "ci_high": [1.0, 1.0, 0.94, 1.0],
+            "human_mean": [0.458, 0.522, 0.597, 0.632],
+            "human_sem": [0.02, 0.025, 0.012, 0.005],
+        }
+    )
+    paper = pd.DataFrame(
+        {
+            "label": ["paper: zero_shot", "paper: diagonal", "paper: rectangular", "paper: full"],
+            "human_accuracy": [paper_x, 0.47, 0.55, 0.63],
+            "recovery": [0.95, 0.85, 0.75, 0.80],
+            "upper_bound": [False, False, False, True],
+        }
+    )
+    return table, paper
+
+
+@pytest.mark.parametrize("paper_x", [0.34, 0.70])  # the leftmost point (the paper's), the rightmost
+def test_tradeoff_labels_lie_inside_the_plot(paper_x):
+    from matplotlib.text import Text
+
+    from modelrecovery.analysis.figures import plot_tradeoff
+
+    table, paper = _tradeoff_inputs(paper_x)
+    fig = plot_tradeoff(table, paper=paper)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    (ax,) = fig.axes
+    box = ax.get_window_extent(renderer)  # inside the axes: over no tick label, never cut
+    labels = [t for t in fig.findobj(Text) if t.get_text().startswith("paper: ")]
+    assert len(labels) == 4
+    for t in labels:
+        extent = t.get_window_extent(renderer)
+        inside = extent.x0 >= box.x0 and extent.x1 <= box.x1
+        assert inside and extent.y0 >= box.y0 and extent.y1 <= box.y1, t.get_text()
+    tight = fig.get_tightbbox(renderer)  # everything drawn, in inches
+    width, height = fig.get_size_inches()
+    assert tight.x0 >= -0.01 and tight.y0 >= -0.01
+    assert tight.x1 <= width + 0.01 and tight.y1 <= height + 0.01
+
+
+def test_every_report_table_scrolls_sideways(tmp_path):
+    from html.parser import HTMLParser
+
+    from modelrecovery.analysis import Section, prepare_inputs, write_report
+    from modelrecovery.analysis.report import _CSS, section_provenance
+    from test_report_sections import models_table, planted
+
+    wide = pd.DataFrame({f"candidate_{i:02d}_with_a_long_name": [i] for i in range(40)})
+    sections = [
+        Section("wide", "Wide", tables={"wide": wide}),
+        section_provenance(
+            prepare_inputs(*planted(), models_table()), provenance={"models": ["m" * 30] * 40}
+        ),
+    ]
+    page = write_report(sections, tmp_path, title="T", dpi=40).html.read_text()
+
+    class Tables(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stack: list[str] = []
+            self.unwrapped = self.tables = 0
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "table":
+                self.tables += 1
+                self.unwrapped += not any(c in ("scroll", "wide") for c in self.stack)
+            if tag not in ("br", "img", "meta", "hr", "input", "link"):
+                self.stack.append(dict(attrs).get("class", "") if tag == "div" else "")
+
+        def handle_endtag(self, tag):
+            if tag not in ("br", "img", "meta", "hr", "input", "link") and self.stack:
+                self.stack.pop()
+
+    parser = Tables()
+    parser.feed(page)
+    assert parser.tables >= 2 and parser.unwrapped == 0
+    assert "overflow-x:auto" in _CSS.split(".wide{", 1)[1].split("}", 1)[0]
+    assert "overflow:auto" in _CSS.split(".scroll{", 1)[1].split("}", 1)[0]

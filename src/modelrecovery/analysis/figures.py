@@ -442,6 +442,7 @@ def plot_tradeoff(
             markersize=8,
             **{**style, "linestyle": "none"},
         )
+    labelled: list[tuple[str, float, float]] = []  # the paper's points, labelled last
     if paper is not None and len(paper):
         bound = (
             paper["upper_bound"].astype(bool)
@@ -462,18 +463,22 @@ def plot_tradeoff(
                 zorder=2,
             )
             for _, row in rows.iterrows():
-                ax.annotate(
-                    str(row["label"]),
-                    (row["human_accuracy"], row["recovery"]),
-                    textcoords="offset points",
-                    xytext=(-4, 6),
-                    ha="right",
-                    fontsize=7,
-                    color="0.45",
-                )
+                labelled.append((str(row["label"]), row["human_accuracy"], row["recovery"]))
     if not ax.has_data():
         ax.text(0.5, 0.5, "no human-data accuracy available", ha="center", transform=ax.transAxes)
     ax.margins(x=0.12)
+    low, high = ax.get_xlim()
+    for text, x, y in labelled:  # toward the middle: a label never leaves the figure
+        right = x < (low + high) / 2
+        ax.annotate(
+            text,
+            (x, y),
+            textcoords="offset points",
+            xytext=(4 if right else -4, 6),
+            ha="left" if right else "right",
+            fontsize=7,
+            color="0.45",
+        )
     ax.set_xlabel("Mean prediction accuracy on held-out human triplets (± SEM over models)")
     ax.set_ylabel("Recovery accuracy (exact 95% CI)")
     ax.set_ylim(0, 1.02)

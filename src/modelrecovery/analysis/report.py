@@ -232,7 +232,8 @@ figure{margin:1rem 0}figure img{max-width:100%;height:auto;border:1px solid #eee
 figcaption{font-size:.85rem;color:#555}
 table.tbl{border-collapse:collapse;font-size:.8rem;margin:.5rem 0 1rem}
 table.tbl th,table.tbl td{border:1px solid #ddd;padding:2px 6px;text-align:right}
-table.tbl th{background:#f3f3f3}.scroll{max-height:28rem;overflow:auto}
+table.tbl th{background:#f3f3f3}.scroll{max-height:28rem;overflow:auto;max-width:100%}
+.wide{overflow-x:auto;max-width:100%}
 .note{background:#fff8e1;border-left:4px solid #E69F00;padding:.4rem .8rem;margin:.6rem 0}
 pre{background:#f6f6f6;padding:.5rem;overflow:auto;font-size:.8rem}
 nav a{margin-right:1rem}
@@ -273,7 +274,7 @@ def _dict_html(d: Mapping[str, Any]) -> str:
         f"<td style='text-align:left'><pre>{_esc(_json_value(v))}</pre></td></tr>"
         for k, v in d.items()
     )
-    return f'<table class="tbl">{rows}</table>'
+    return f'<div class="wide"><table class="tbl">{rows}</table></div>'
 
 
 def _slug(text: str) -> str:
