@@ -25,8 +25,10 @@ recover: install
 	. $(VENV)/bin/activate && mlflow run . -e recover --env-manager local \
 		--experiment-name default-world
 
+# the local UI on its own port (5001; UI_PORT=... or $$MODELRECOVERY_UI_PORT), checked first:
+# the team stack's MLflow server has 5000
 ui: install
-	$(VENV)/bin/mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) --host 127.0.0.1
+	$(PY) -m modelrecovery.tracking ui $(if $(UI_PORT),--port $(UI_PORT))
 
 stack-up: install
 	$(PY) -m modelrecovery.stack up

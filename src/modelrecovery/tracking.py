@@ -194,10 +194,11 @@ def find_finished_run(experiment_id: str, key: str) -> mlflow.entities.Run | Non
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m modelrecovery.tracking uri | experiment NAME``: print the tracking URI
-    in use, or create (if missing) the experiment ``NAME`` there with its artifact
+    """``python -m modelrecovery.tracking uri | experiment NAME | ui``: print the tracking
+    URI in use, or create (if missing) the experiment ``NAME`` there with its artifact
     location and tags and print its id (``make recover`` does this before ``mlflow run``,
-    which would otherwise create it with artifacts in ``./mlruns``)."""
+    which would otherwise create it with artifacts in ``./mlruns``), or start the MLflow
+    UI on it (``make ui``; :mod:`modelrecovery.ui`: its own port, checked first)."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m modelrecovery.tracking")
@@ -205,7 +206,14 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("uri", help="print the tracking URI in use")
     p = sub.add_parser("experiment", help="create (if missing) an experiment; print its id")
     p.add_argument("name")
+    p = sub.add_parser("ui", help="the MLflow UI on the tracking URI (its port checked first)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=None, help="default 5001 ($MODELRECOVERY_UI_PORT)")
     args = parser.parse_args(argv)
+    if args.command == "ui":
+        from modelrecovery.ui import launch
+
+        return launch(tracking_uri(), args.host, args.port)
     import logging
 
     for name in ("mlflow.store.db.utils", "alembic"):  # a new store's creation notes

@@ -643,6 +643,41 @@ def section_conditions(data: ReportInputs) -> Section:
     return s.build()
 
 
+#: the models table's calibration columns (per generator; docs/results_tables.md)
+CALIBRATION_COLUMNS = (
+    "temperature",
+    "calibration",
+    "expected_accuracy",
+    "expected_loo_ceiling",
+    "human_loo_ceiling",
+)
+
+
+def section_calibration(data: ReportInputs) -> Section | None:
+    """Per generator (model and level): its temperature, the calibration rule that set it
+    and, at that T on the repeated set, its expected accuracy, its expected LOO noise
+    ceiling and the humans' LOO ceiling (table ``calibration``); None without those
+    columns in the models table (tables of before)."""
+    models = data.models
+    if models is None or not set(CALIBRATION_COLUMNS) <= set(models.columns):
+        return None
+    s = _Builder("calibration", "Calibration of the generators")
+    s.text(
+        "Each generator's temperature T makes it as noisy as the humans: under the rule "
+        "study its expected accuracy (mean largest choice probability over the repeated "
+        "responses), under loo_matched its own expected leave-one-out noise ceiling (exact, "
+        "over the multinomial response counts of each repeated triplet), equals the human "
+        "ceiling. Both statistics are shown at the chosen T; study leaves the expected LOO "
+        "ceiling below the humans' (its data are noisier than theirs)."
+    )
+    table = models[["model", "level", *CALIBRATION_COLUMNS]].copy()
+    table["loo_gap"] = table["expected_loo_ceiling"] - table["human_loo_ceiling"]
+    order = table["level"].astype(str).map(level_sort_key)
+    table = table.assign(_order=order).sort_values(["_order", "model"]).drop(columns="_order")
+    s.table(table.reset_index(drop=True), "calibration")
+    return s.build()
+
+
 def section_recovery(data: ReportInputs, config: ReportConfig | None = None) -> Section:
     """Recovery accuracy per condition and N (exact CIs; table ``recovery_accuracy``),
     the conditions side by side, and the generator's rank with the mean reciprocal rank
@@ -1335,6 +1370,7 @@ def build_report(
                 ),
             ),
             ("conditions", lambda: section_conditions(data)),
+            ("calibration", lambda: section_calibration(data)),
             ("recovery", lambda: section_recovery(data, cfg)),
             ("selection", lambda: section_selection(data, cfg)),
             ("confusion", lambda: section_confusion(data, cfg)),

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from modelrecovery.cli import commands
 from modelrecovery.devices import DEVICE_HELP, check_device
 from modelrecovery.study.spec import (
+    CALIBRATIONS,
     DTYPES,
     EXECUTORS,
     FAMILIES,
@@ -429,12 +430,24 @@ def build_parser() -> argparse.ArgumentParser:
         sub,
         "calibrate",
         commands.run_calibrate,
-        "Calibrate T of a logged probe (an MLflow run with a probe model) on the repeated "
-        "test triplets.",
+        "Calibrate T of a logged probe (an MLflow run with a probe model, --run-id) or of a "
+        "zero-shot model (W = I) of a feature file (--features) on the repeated triplets; "
+        "prints T, the model's expected accuracy and expected leave-one-out noise ceiling "
+        "at T, and the human one.",
         mlflow=True,
     )
-    p.add_argument("--run-id", required=True, help="MLflow run of a fit (with a probe model)")
-    p.add_argument("--triplets", required=True, help="human triplets with the repeated set")
+    p.add_argument("--run-id", default=None, help="MLflow run of a fit (with a probe model)")
+    p.add_argument(
+        "--features",
+        default=None,
+        help="a feature file (one row per concept): calibrate it as a zero-shot model (W = I)",
+    )
+    p.add_argument(
+        "--triplets",
+        required=True,
+        help="human triplets with the repeated set (a THINGS 2023 file: its repeated set; "
+        "with --features also a file of repeated triplets in any format)",
+    )
     p.add_argument("--format", default=AUTO_FORMAT, choices=TRIPLET_FORMATS)
     p.add_argument("--sortindex", default=None)
     p.add_argument(
@@ -442,6 +455,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=number(1 / 3, strict=True),
         default=_default(ProbeSpec, "ceiling"),
         help="default: from repeated triplets",
+    )
+    p.add_argument(
+        "--calibration",
+        default=_default(ProbeSpec, "calibration"),
+        choices=CALIBRATIONS,
+        help="what T matches to the ceiling: study (the expected accuracy, mean max P) or "
+        "loo_matched (the model's own expected leave-one-out noise ceiling)",
     )
     p.add_argument("--experiment", default="default")
     p.add_argument("--device", type=device, default=_default(ProbeSpec, "device"), help=DEVICE_HELP)
@@ -557,6 +577,8 @@ def check_args(args: argparse.Namespace) -> str | None:
         return f"argument --k: only family rectangular takes --k, got --family {family}"
     if args.command == "fit" and family != "zero_shot" and args.lam <= 0:
         return f"argument --lam: expected a number > 0 for family {family}, got {args.lam:g}"
+    if args.command == "calibrate" and (args.run_id is None) == (args.features is None):
+        return "arguments --run-id, --features: give exactly one (a logged probe or a feature file)"
     return None
 
 

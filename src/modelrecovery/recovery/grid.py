@@ -10,6 +10,7 @@ import numpy as np
 
 from modelrecovery.devices import check_device
 from modelrecovery.study.spec import (
+    CALIBRATIONS,
     CRITERIA,
     EVALUATIONS,
     FULL_LAMBDAS,
@@ -92,6 +93,9 @@ class GridConfig:
     # also score every fit on the human held-out test triplets (the noise-ceiling set);
     # changes no winner, adds columns (enters the key only when on: ids of before stay)
     human_heldout: bool = False
+    # how the generators' T was calibrated (probe.calibration): study or loo_matched; like
+    # the study-script settings it enters keys, job ids and conditions only away from study
+    calibration: str = "study"
     # provenance, hashed into job ids: "inputs" (hashes of every candidate's features, the
     # human data, the code) and "generators" ({level label: {model: generator key}})
     extra: dict = field(default_factory=dict)
@@ -156,6 +160,8 @@ class GridConfig:
         if not isinstance(self.human_heldout, (bool, np.bool_)):
             raise ValueError(f"human_heldout must be true or false, got {self.human_heldout!r}")
         object.__setattr__(self, "human_heldout", bool(self.human_heldout))
+        if self.calibration not in CALIBRATIONS:
+            raise ValueError(f"calibration must be one of {CALIBRATIONS}, got {self.calibration!r}")
 
     def key(self, selection: str = "random") -> str:
         """Hash of everything that changes a job's result, except the job's own axes and
@@ -178,6 +184,8 @@ class GridConfig:
             payload.pop(name)
         if not self.human_heldout:
             payload.pop("human_heldout")
+        if self.calibration == "study":
+            payload.pop("calibration")
         payload["extra"] = {k: v for k, v in self.extra.items() if k != "generators"}
         payload["candidates"] = sorted(self.candidates)
         return _digest(payload)
@@ -218,6 +226,8 @@ class GridConfig:
         for name, value in STUDY_SCRIPT_DEFAULTS.items():
             if getattr(self, name) != value:
                 out[name] = getattr(self, name)
+        if self.calibration != "study":
+            out["calibration"] = self.calibration
         if selection != "random":
             out["triplet_selection"] = selection
             out["selection_pool"] = int(self.selection_pool)

@@ -1,6 +1,8 @@
-"""Temperature calibration: with W fixed, the temperature T at which the model's
-expected agreement with its own most likely response equals the human noise ceiling
-(docs/method.md §3), recorded as a run ``calibrate/<model>/<level>``."""
+"""Temperature calibration: with W fixed, the temperature T at which the model is as noisy
+as people (docs/method.md §3), recorded as a run ``calibrate/<model>/<level>``: under
+``study`` its expected agreement with its own most likely response, under ``loo_matched``
+its own expected leave-one-out noise ceiling on the repeated set, equals the human noise
+ceiling. Either way the run logs both statistics at the chosen T beside the human ceiling."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import torch
 from modelrecovery.data.ceiling import noise_ceiling
 from modelrecovery.data.triplets import Triplets
 from modelrecovery.devices import require_device
-from modelrecovery.probe.calibrate import calibrate_temperature
+from modelrecovery.probe.calibrate import calibrate_temperature, calibration_statistics
 from modelrecovery.study.tracker import Run, Tracker, standard_tags
 
 
@@ -30,22 +32,36 @@ def calibrate(
     ceiling: float | None = None,
     parent: Run | None = None,
     device: str = "cpu",
+    calibration: str = "study",
 ) -> dict[str, float]:
-    """T for transformed features ``z`` on the repeated set, every response one row, so a
-    triplet weighs as many responses as it has (the study's calibration averages over
-    responses); the ceiling is computed from the repeated responses unless given. The
-    triplet similarities are computed on ``device``. Returns ``temperature``,
-    ``achieved_agreement`` and ``ceiling``."""
+    """T for transformed features ``z`` on the repeated set; the ceiling is computed from
+    the repeated responses unless given. ``calibration`` ``study``: the mean over responses
+    (every response one row, so a triplet weighs as many responses as it has) of max P
+    equals the ceiling; ``loo_matched``: the model's exact expected LOO ceiling with each
+    triplet's own number of responses, averaged as the human ceiling is. The triplet
+    similarities are computed on ``device``. Returns ``temperature``, ``ceiling`` (the
+    target), ``achieved_agreement`` (the matched statistic at T), ``expected_accuracy``,
+    ``expected_loo_ceiling`` and ``human_loo_ceiling`` (measured on ``repeated``)."""
     check_ceiling(ceiling)
     device = require_device(device, "device")
+    human_loo = noise_ceiling(repeated)
     source = "given"
     if ceiling is None:
-        ceiling, source = noise_ceiling(repeated), "repeated triplets"
+        ceiling, source = human_loo, "repeated triplets"
     z_here = torch.as_tensor(z, dtype=torch.float64).to(device)
-    temperature, achieved = calibrate_temperature(z_here, repeated, ceiling)
+    temperature, achieved = calibrate_temperature(
+        z_here, repeated, ceiling, calibration=calibration
+    )
     n_unique = len(np.unique(repeated.sorted_keys()))
-    result = {"temperature": temperature, "achieved_agreement": achieved, "ceiling": ceiling}
+    result = {
+        "temperature": temperature,
+        "achieved_agreement": achieved,
+        "ceiling": ceiling,
+        **calibration_statistics(z_here, repeated, temperature),
+        "human_loo_ceiling": human_loo,
+    }
     params = {
+        "calibration": calibration,
         "ceiling_source": source,
         "n_responses": len(repeated),
         "n_triplets": n_unique,

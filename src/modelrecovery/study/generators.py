@@ -31,6 +31,9 @@ from modelrecovery.study.spec import Level, StudySpec, TuneSpec, probe_parameter
 from modelrecovery.study.tracker import Run, Tracker, reuse_or_run, standard_tags
 from modelrecovery.study.tuning import tune_and_fit
 
+#: what every generator logs of its calibration (besides T and the rule)
+CALIBRATION_STATISTICS = ("expected_accuracy", "expected_loo_ceiling", "human_loo_ceiling")
+
 
 @dataclass(frozen=True)
 class GeneratorSetup:
@@ -43,6 +46,8 @@ class GeneratorSetup:
     # calibrate (and so simulate from) a generator whose probe predicts the held-out
     # human triplets no better than chance (study key include_uninformative)
     calibrate_uninformative: bool = False
+    # what T matches to the ceiling (study key probe.calibration; docs/method.md §3)
+    calibration: str = "study"
 
     @property
     def level(self) -> Level:
@@ -53,13 +58,16 @@ class GeneratorSetup:
         fitted on a GPU serves a CPU study and the reverse)."""
         probe = self.probe.params()
         probe.pop("level")
-        return {
+        params = {
             "model": model,
             "probe": probe,
             "tune": self.tune.model_dump(),
             "ceiling": self.ceiling,
             "calibrate_uninformative": self.calibrate_uninformative,
         }
+        if self.calibration != "study":  # the keys of generators built before it stay
+            params["calibration"] = self.calibration
+        return params
 
 
 def generator_setups(spec: StudySpec) -> list[GeneratorSetup]:
@@ -70,6 +78,7 @@ def generator_setups(spec: StudySpec) -> list[GeneratorSetup]:
             spec.tune,
             spec.probe.ceiling,
             spec.include_uninformative,
+            calibration=spec.probe.calibration,
         )
         for level in spec.grid.level_list
     ]
@@ -95,6 +104,12 @@ class Generator:
     # per held-out human response: the probe's accuracy credit (ties share it) and NLL
     human_correct: np.ndarray | None = None
     human_nll: np.ndarray | None = None
+    # the calibration rule and, at its T on the repeated set: the expected accuracy (mean
+    # max P), its expected LOO noise ceiling, and the humans' LOO ceiling
+    calibration: str = "study"
+    expected_accuracy: float = math.nan
+    expected_loo_ceiling: float = math.nan
+    human_loo_ceiling: float = math.nan
 
     @property
     def label(self) -> str:
@@ -128,6 +143,10 @@ def load_generator(tracker: Tracker, run_id: str) -> Generator:
         uninformative=meta.get("uninformative"),
         human_correct=None if scores is None else scores["correct"],
         human_nll=None if scores is None else scores["nll"],
+        calibration=meta.get("calibration", "study"),
+        expected_accuracy=meta.get("expected_accuracy", math.nan),
+        expected_loo_ceiling=meta.get("expected_loo_ceiling", math.nan),
+        human_loo_ceiling=meta.get("human_loo_ceiling", math.nan),
     )
 
 
@@ -174,6 +193,7 @@ def _build(model, features, features_path, human, tracker, setup, parent, key, h
         "k": level.k,
         "regulariser": probe.regulariser,
         "ceiling": setup.ceiling,
+        "calibration": setup.calibration,
         "dtype": probe.dtype,
         "feature_dim": features.shape[1],
         "probe_parameters": probe_parameters(level, features.shape[1]),
@@ -214,9 +234,16 @@ def _build(model, features, features_path, human, tracker, setup, parent, key, h
                 ceiling=setup.ceiling,
                 parent=run,
                 device=device,
+                calibration=setup.calibration,
             )
         else:  # not calibrated to the ceiling: it would be a nearly deterministic generator
-            calibration = {"temperature": math.nan, "ceiling": setup.ceiling}
+            calibration = {
+                "temperature": math.nan,
+                "ceiling": setup.ceiling,
+                "expected_accuracy": math.nan,
+                "expected_loo_ceiling": math.nan,
+                "human_loo_ceiling": math.nan,
+            }
             warn_once(
                 f"generator/{model}/{level.label}: left out (no jobs): {reason}; "
                 "include_uninformative=true calibrates and runs it anyway"
@@ -240,11 +267,14 @@ def _build(model, features, features_path, human, tracker, setup, parent, key, h
             "fit_run_id": tuned.fit.run_id,
             "optuna_study": tuned.study_name,
             "uninformative": reason,
+            "calibration": setup.calibration,
+            **{name: calibration[name] for name in CALIBRATION_STATISTICS},
         }
         run.log_metrics(
             {
                 "lam": tuned.best_lam,
                 "temperature": calibration["temperature"],
+                **{name: calibration[name] for name in CALIBRATION_STATISTICS},
                 "human_test_accuracy": meta["human_test_accuracy"],
                 "human_test_nll": meta["human_test_nll"],
                 "seconds": time.perf_counter() - start,
@@ -273,6 +303,8 @@ def _build(model, features, features_path, human, tracker, setup, parent, key, h
         uninformative=reason,
         human_correct=correct,
         human_nll=nll,
+        calibration=setup.calibration,
+        **{name: calibration[name] for name in CALIBRATION_STATISTICS},
     )
 
 

@@ -110,6 +110,7 @@ def grid_config(spec: StudySpec, models: list[str], provenance: dict | None = No
         sizes=tuple(int(n) for n in spec.grid.sizes),
         seeds=tuple(int(s) for s in spec.grid.seeds),
         levels=spec.grid.level_list,
+        calibration=spec.probe.calibration,
         extra=provenance or {},
         **settings,
     )
@@ -178,6 +179,10 @@ def models_table(
                 "human_nll": g.human_test_nll,
                 "lam": g.lam,
                 "temperature": g.temperature,
+                "calibration": g.calibration,
+                "expected_accuracy": g.expected_accuracy,
+                "expected_loo_ceiling": g.expected_loo_ceiling,
+                "human_loo_ceiling": g.human_loo_ceiling,
                 "generator_run": g.run_id,
                 "uninformative": g.uninformative,
             }

@@ -57,6 +57,7 @@ TripletSelection = Literal["random", "discriminating", "sequential"]
 SelectionCriterion = Literal["accuracy", "loglik", "paired"]
 TripletFormat = Literal["auto", "things2023", "things2020", "csv", "npz"]
 Reference = Literal["none", "paper"]
+Calibration = Literal["study", "loo_matched"]
 
 FAMILIES: tuple[str, ...] = get_args(Family)
 REGULARISERS: tuple[str, ...] = get_args(Regulariser)
@@ -79,6 +80,9 @@ TRIPLET_FORMATS: tuple[str, ...] = get_args(TripletFormat)
 OBJECTIVES: tuple[str, ...] = ("supervised", "self-supervised", "image-text")
 ARCHITECTURES: tuple[str, ...] = ("CNN", "transformer")
 REFERENCES: tuple[str, ...] = get_args(Reference)
+#: what a generator's T matches to the human LOO ceiling: study (its expected accuracy,
+#: mean max P) or loo_matched (its own expected LOO ceiling; docs/method.md §3)
+CALIBRATIONS: tuple[str, ...] = get_args(Calibration)
 
 #: λ values the study cross-validates for its generators (1e-6 ... 100)
 STUDY_LAMBDAS: tuple[float, ...] = tuple(10.0**e for e in range(-6, 3))
@@ -335,6 +339,11 @@ class ProbeSpec(_Spec):
     regulariser: Regulariser = Field("scalar_shrinkage", description=one_of(REGULARISERS))
     ceiling: Annotated[Number | None, Field(gt=1 / 3, lt=1)] = Field(
         None, description="null or a number between 1/3 and 1 (exclusive)"
+    )
+    calibration: Calibration = Field(
+        "study",
+        description=one_of(CALIBRATIONS) + " (what T matches to the ceiling: the expected "
+        "accuracy, or the generator's own expected leave-one-out ceiling)",
     )
     dtype: Dtype = Field("float32", description=one_of(DTYPES))
     workers: Annotated[Int, Field(ge=1)] = Field(1, description="an integer >= 1")
