@@ -275,3 +275,42 @@ def test_every_report_table_scrolls_sideways(tmp_path):
     assert parser.tables >= 2 and parser.unwrapped == 0
     assert "overflow-x:auto" in _CSS.split(".wide{", 1)[1].split("}", 1)[0]
     assert "overflow:auto" in _CSS.split(".scroll{", 1)[1].split("}", 1)[0]
+
+
+@pytest.mark.slow
+def test_mlflow_run_launcher_puts_its_run_in_the_tracking_home(tmp_path, monkeypatch):
+    """`python -m modelrecovery.cli.mlflow_run -e noise_ceiling ...` with no tracking URI
+    set, as a lab user types it: `mlflow run`'s own run lands in tracking/mlflow.db (the
+    home), in the entry point's experiment; no ./mlflow.db, nothing in Default."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import numpy as np
+
+    from helpers import repeated_triplets
+    from modelrecovery.data.loaders import save_csv
+
+    root = Path(__file__).resolve().parents[1]
+    project = tmp_path / "project"
+    project.mkdir()
+    for name in ("MLproject", "conda.yaml"):
+        shutil.copy(root / name, project / name)
+    path = save_csv(repeated_triplets(np.eye(12), 20, 4, seed=0), project / "t.csv")
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("MLFLOW_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "modelrecovery.cli.mlflow_run", "-e", "noise_ceiling",
+         "-P", f"triplets={path}"],
+        cwd=project, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert not (project / "mlflow.db").exists() and not (project / "mlruns").exists()
+    home = project / "tracking" / "mlflow.db"
+    client = mlflow.tracking.MlflowClient(f"sqlite:///{home}")
+    experiment = client.get_experiment_by_name("default")
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    assert runs[0].data.tags["mlflow.project.entryPoint"] == "noise_ceiling"
+    assert experiment.artifact_location.startswith((project / "tracking" / "artifacts").as_uri())
+    assert not client.search_runs(["0"])  # nothing in Default

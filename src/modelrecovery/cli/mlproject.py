@@ -77,6 +77,9 @@ HEADER = """\
 # Every stage is an entry point; each logs parameters, metrics and artifacts to MLflow.
 # Run with the project's environment active:  mlflow run . -e <entry> --env-manager local
 # (or let MLflow build conda.yaml's environment by leaving out --env-manager local).
+# mlflow run's own run goes to MLflow's default store (./mlflow.db) unless
+# MLFLOW_TRACKING_URI is set; to have it in the tracking home with the study, launch with
+#   python -m modelrecovery.cli.mlflow_run -e <entry> [-P name=value ...]
 name: modelrecovery
 conda_env: conda.yaml
 
