@@ -218,7 +218,7 @@ def test_each_name_list_exists_once() -> None:
     ("override", "fragment"),
     [
         ("data.noise_ceiling=file.tsv", "unknown key data.noise_ceiling (known: ["),
-        ("probe.family=full", "unknown key probe.family (known: ['calibration', 'ceiling', 'device'"),
+        ("probe.family=full", "unknown key probe.family (known: ['calibration', 'ceiling'"),
         ("executor.comment=x", "unknown key executor.comment (known: ['address'"),
         ("notes=free", "unknown key notes (known: ["),
         ("data.triplets=t.csv", "data.triplets = 't.csv': expected no triplets with data.kind"),
