@@ -152,8 +152,23 @@ def _leave_launcher_run(run_id: str, launcher_uri: str, home: str, name: str) ->
     print(f"modelrecovery: logging to {home}, experiment {name!r}", file=sys.stderr)
 
 
+def store_lock(uri: str):
+    """A lock held while a SQLite store is created or migrated (``<folder>/locks/<file>.lock``
+    beside it): two processes starting on a new store would both create its schema (one
+    then dies with ``duplicate column name``). No lock (a null context) for a server."""
+    import contextlib
+
+    from modelrecovery.locks import file_lock
+
+    if not uri.startswith("sqlite:///"):
+        return contextlib.nullcontext()
+    database = Path(uri[len("sqlite:///") :])
+    return file_lock(database.parent / "locks" / f"{database.name}.lock")
+
+
 def setup_experiment(name: str) -> str:
-    """Point MLflow at :func:`tracking_uri` and select (create) the study's experiment.
+    """Point MLflow at :func:`tracking_uri` and select (create) the study's experiment
+    (the store created under :func:`store_lock`).
 
     Under ``mlflow run`` (``MLFLOW_RUN_ID`` set) the stage continues the run MLflow
     created when that run is in the tracking home and in an experiment chosen with
@@ -163,6 +178,11 @@ def setup_experiment(name: str) -> str:
     note on the launcher's run saying where they went.
     """
     uri = tracking_uri()
+    with store_lock(uri):
+        return _setup_experiment(name, uri)
+
+
+def _setup_experiment(name: str, uri: str) -> str:
     launcher_uri = os.environ.get("MLFLOW_TRACKING_URI") or uri  # before set_tracking_uri
     mlflow.set_tracking_uri(uri)
     launched = os.environ.get("MLFLOW_RUN_ID")

@@ -165,7 +165,10 @@ def run_grid(
     jobs: list[Job] | None = None,
 ) -> list[Job]:
     """Run every job of ``config`` (or the given ``jobs`` of it, e.g. a plan's batch) not
-    yet in ``store``; returns the jobs run now.
+    yet in ``store``; returns the jobs this process ran and stored now. Jobs are claimed
+    in the store first (:meth:`ResultsStore.claim`): a job another process is running
+    is waited for (and taken over if that process dies), so two processes running one
+    grid on one store compute each job once.
 
     ``executor``: ``inprocess`` (one job after another) or ``dask`` (a ``LocalCluster`` on
     127.0.0.1 with ``n_workers`` single-threaded workers on the CPU, ``jobs_per_gpu``
@@ -188,30 +191,63 @@ def run_grid(
     todo = [job for job in jobs if job.job_id not in finished]
     bar = tqdm(total=len(todo), desc="recovery jobs", unit="job", disable=not progress)
     bar.set_postfix_str(f"{len(jobs) - len(todo)} of the grid's jobs already done")
+    ran: list[Job] = []
 
     def finish(job: Job, result: JobResult) -> None:
         with interrupts.deferred():  # a signal never leaves a job half written or logged
-            store.write(job.job_id, result)
-            if on_done is not None:
-                on_done(job, result)
+            if store.write(job.job_id, result):
+                ran.append(job)
+                if on_done is not None:
+                    on_done(job, result)
+            store.release([job.job_id])
         bar.update(1)
 
     try:
         if executor == "inprocess":
             here = dataclasses.replace(config, device=worker_device(config.device, 0, n_gpus))
-            for job in todo:
-                interrupts.check()
-                finish(job, _run(job, here, inputs))
+
+            def compute(job: Job) -> None:
+                try:
+                    finish(job, _run(job, here, inputs))
+                finally:
+                    store.release([job.job_id])
+
+            waiting = _claim_each(todo, store, compute, bar)
+            _wait_for_others(waiting, store, compute, bar)
         else:
             if not remote:
                 n_workers = pool_size(config.device, n_gpus, jobs_per_gpu, n_workers)
-            _run_dask(todo, config, inputs, finish, dask_address, n_workers)
+            _run_dask(todo, config, inputs, store, finish, bar, dask_address, n_workers)
     finally:
         bar.close()
-    return todo
+    return ran
 
 
-def _run_dask(todo, config, inputs, finish, address, n_workers) -> None:
+def _claim_each(todo: list[Job], store: ResultsStore, compute, bar) -> list[Job]:
+    """Claim and compute the jobs of ``todo`` one after another; returns those another
+    process holds (to wait for). A job finished meanwhile by another is counted done."""
+    waiting = []
+    for job in todo:
+        interrupts.check()
+        state = store.claim(job.job_id)
+        if state == "mine":
+            compute(job)
+        elif state == "held":
+            waiting.append(job)
+        else:
+            bar.update(1)
+    return waiting
+
+
+def _wait_for_others(waiting: list[Job], store: ResultsStore, compute, bar) -> None:
+    """Wait until the jobs other processes claimed are in the store; a job whose claimant
+    died (or gave it up) is claimed and computed here."""
+    while waiting:
+        time.sleep(POLL_SECONDS)
+        waiting = _claim_each(waiting, store, compute, bar)
+
+
+def _run_dask(todo, config, inputs, store, finish, bar, address, n_workers) -> None:
     from distributed import Client, LocalCluster, as_completed
 
     cluster = None
@@ -229,27 +265,43 @@ def _run_dask(todo, config, inputs, finish, address, n_workers) -> None:
         )
         address = cluster
     client = Client(address)
+    held: set[str] = set()  # the jobs this process claimed and has not finished
     try:
         remote_inputs = client.scatter(inputs, broadcast=True)
-        futures = {
-            client.submit(
+        futures = {}
+        pending = as_completed()
+
+        def submit(job: Job) -> None:
+            held.add(job.job_id)
+            future = client.submit(
                 _run_on_worker, job, config, remote_inputs, key=f"recovery-{job.job_id}"
-            ): job
-            for job in todo
-        }
-        pending = as_completed(futures)
-        while not pending.is_empty():
+            )
+            futures[future] = job
+            pending.add(future)
+
+        waiting = _claim_each(todo, store, submit, bar)
+        renewed = time.monotonic()
+        while not pending.is_empty() or waiting:
             interrupts.check()  # a SIGTERM / SIGINT lost in library code is seen here
-            batch = pending.next_batch(block=False)
+            batch = pending.next_batch(block=False) if not pending.is_empty() else []
             if not batch:
                 time.sleep(POLL_SECONDS)
+                if waiting:  # jobs other processes hold: finished, or theirs to take over
+                    waiting = _claim_each(waiting, store, submit, bar)
+                if time.monotonic() - renewed > 60:
+                    store.renew(held)
+                    renewed = time.monotonic()
             for future in batch:
-                finish(futures[future], future.result())
+                job = futures[future]
+                finish(job, future.result())
+                held.discard(job.job_id)
     except BaseException:  # interrupted or failed: stop the local workers without waiting
         client.close(timeout=2)
         if cluster is not None:
             _stop_local_cluster(cluster)
         raise
+    finally:
+        store.release(held)
     client.close()
     if cluster is not None:
         cluster.close()

@@ -110,6 +110,9 @@ class Generator:
     expected_accuracy: float = math.nan
     expected_loo_ceiling: float = math.nan
     human_loo_ceiling: float = math.nan
+    # its reuse key (what it was computed from): the recovery jobs' ids name it, not the
+    # run, so processes that built or found the same generator share their jobs
+    key: str = ""
 
     @property
     def label(self) -> str:
@@ -177,7 +180,9 @@ def build_generator(
     def compute() -> Generator:
         return _build(model, features, features_path, human, tracker, setup, parent, key, hashes)
 
-    return reuse_or_run(tracker, key, lambda run_id: load_generator(tracker, run_id), compute)
+    generator = reuse_or_run(tracker, key, lambda run_id: load_generator(tracker, run_id), compute)
+    generator.key = key
+    return generator
 
 
 def _build(model, features, features_path, human, tracker, setup, parent, key, hashes):

@@ -22,6 +22,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 from modelrecovery import tracking
 
 MAX_TAG = 5000  # MLflow's limit on a tag value
+_OPTUNA_READY: set[str] = set()  # Optuna storages whose schema this process created or saw
 
 
 @functools.cache
@@ -195,7 +196,14 @@ class MLflowTracker:
         return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=path))
 
     def optuna_storage(self) -> str:
-        return tracking.optuna_storage()
+        url = tracking.optuna_storage()
+        if url not in _OPTUNA_READY:  # its schema created once, under a lock
+            import optuna
+
+            with tracking.store_lock(url):
+                optuna.storages.get_storage(url)
+            _OPTUNA_READY.add(url)
+        return url
 
     def lightning_logger(self, run: MLflowRun) -> Any:
         from lightning.pytorch.loggers import MLFlowLogger

@@ -144,10 +144,11 @@ def grid_provenance(
 ) -> dict:
     """What the jobs' results depend on besides the grid's settings: the content of every
     candidate's feature file, the human data, the science's source code, and each
-    generator's run (per level and model)."""
+    generator's reuse key (per level and model: what it was computed from, not its run,
+    so two processes running one study share their jobs)."""
     by_level: dict[str, dict[str, str]] = {}
     for (level, model), g in generators.items():
-        by_level.setdefault(level, {})[model] = g.run_id
+        by_level.setdefault(level, {})[model] = g.key or g.run_id
     return {
         "inputs": {
             "features": {m: file_hash(inputs.feature_paths[m]) for m in sorted(candidates)},

@@ -122,11 +122,18 @@ def reuse_or_run(
     compute: Callable[[], T],
 ) -> T:
     """The one place results are reused: ``load(run_id)`` of the newest finished run
-    with reuse key ``key``, else ``compute()`` (which records a run with that key)."""
-    found = tracker.find(key)
-    if found is not None:
-        return load(found)
-    return compute()
+    with reuse key ``key``, else ``compute()`` (which records a run with that key).
+
+    Under a lock on the key (``<home>/locks/<key>.lock``): a second process asking for
+    the same result while the first computes it waits, then loads the first's run, so
+    two processes running one study build each generator once."""
+    from modelrecovery.locks import file_lock
+
+    with file_lock(Path(tracker.home) / "locks" / f"{key}.lock"):
+        found = tracker.find(key)
+        if found is not None:
+            return load(found)
+        return compute()
 
 
 @functools.lru_cache(maxsize=1)
