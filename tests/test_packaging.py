@@ -7,6 +7,7 @@ folder in a fresh virtual environment."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -124,10 +125,17 @@ def test_the_wheel_runs_a_tiny_study_from_an_empty_folder(tmp_path):
     """Build the wheel, install it (no dependencies) into a fresh venv whose dependencies
     come from the project's environment through a .pth file, and from an empty folder:
     ``config show``, ``world`` and a tiny ``recover --config default``."""
+    # built from a copy of the sources: no build/ left in the checkout, no stale module in it
+    project = tmp_path / "project"
+    shutil.copytree(
+        ROOT / "src", project / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
+    )
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, project / name)
     wheels = tmp_path / "wheels"
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", str(wheels), str(ROOT)],
+         "-w", str(wheels), str(project)],
         check=True, capture_output=True, timeout=300,
     )  # fmt: skip
     (wheel,) = wheels.glob("modelrecovery-*.whl")
