@@ -13,6 +13,36 @@ from typing import Any
 
 import yaml
 
+
+class StrictLoader(yaml.SafeLoader):
+    """YAML's safe loader that refuses a key repeated in one mapping (the plain loader
+    keeps the last silently: ``models: {a: a.npy, a: b.npy}`` ran two identical models)."""
+
+    def construct_mapping(self, node, deep=False):  # noqa: D102 - PyYAML's hook
+        seen: dict[Any, Any] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                repeated = key in seen
+            except TypeError:  # an unhashable key: PyYAML's own error follows
+                break
+            if repeated:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"key {key!r} repeats in one mapping (first at line "
+                    f"{seen[key].start_mark.line + 1})",
+                    key_node.start_mark,
+                )
+            seen[key] = key_node
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_yaml(text: Any) -> Any:
+    """``yaml.safe_load`` that refuses a key repeated in a mapping (:class:`StrictLoader`)."""
+    return yaml.load(text, Loader=StrictLoader)  # noqa: S506 - a SafeLoader subclass
+
+
 #: the packaged configs (``modelrecovery/conf``, shipped in the wheel as package data; a
 #: checkout's top-level ``conf`` links here)
 CONF_DIR = Path(str(resources.files("modelrecovery").joinpath("conf")))
@@ -153,9 +183,10 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not key:
         raise ValueError(f"override {text!r} has an empty key")
     try:
-        return key.split("."), yaml.safe_load(value)
+        return key.split("."), load_yaml(value)
     except yaml.YAMLError as err:
-        raise ValueError(f"override {text!r}: the value is not valid YAML ({err})") from err
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ValueError(f"override {text!r}: the value is not valid YAML ({problem})") from err
 
 
 def apply_overrides(config: Mapping[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
@@ -181,7 +212,7 @@ def apply_overrides(config: Mapping[str, Any], overrides: Iterable[str]) -> dict
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         with open(path, encoding="utf-8") as f:
-            config = yaml.safe_load(f) or {}
+            config = load_yaml(f) or {}
     except yaml.YAMLError as err:
         where = getattr(err, "problem_mark", None)
         line = f" line {where.line + 1}:" if where is not None else ""

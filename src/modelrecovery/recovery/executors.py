@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from modelrecovery import interrupts
 from modelrecovery.data.triplets import Triplets
 from modelrecovery.devices import cuda_count, pool_size, worker_device
-from modelrecovery.recovery.grid import GridConfig, Job, jobs_of
+from modelrecovery.recovery.grid import GridConfig, Job, derived_seed, jobs_of
 from modelrecovery.recovery.job import JobResult, run_job
 from modelrecovery.recovery.store import ResultsStore
 from modelrecovery.study.spec import EXECUTORS
@@ -82,7 +82,16 @@ class GridInputs:
             sizes["human test triplets"] = self.human_test.n_concepts
         if len(set(sizes.values())) != 1:
             raise ValueError(f"models disagree on the number of concepts: {sizes}")
-        check_sizes(config, next(iter(sizes.values())))
+        n_concepts = next(iter(sizes.values()))
+        check_sizes(config, n_concepts)
+        check_sizes_exactly(
+            n_concepts,
+            {int(seed): max(config.sizes) for seed in config.seeds},
+            n_folds=config.n_folds,
+            train_fraction=config.train_fraction,
+            eval_fraction=config.eval_fraction,
+            exclude_keys=self.exclude_keys,
+        )
 
 
 def check_sizes(config: GridConfig, n_concepts: int) -> None:
@@ -106,6 +115,81 @@ def check_sizes(config: GridConfig, n_concepts: int) -> None:
                     f"{role} concepts allow at most {limits[role]} ({n_concepts} concepts, "
                     f"{config.n_folds} folds)"
                 )
+
+
+def _largest_for(available: int, share: float) -> int:
+    """The largest N whose ``max(1, round(share N))`` is at most ``available``."""
+    if available < 1:
+        return 0
+    n = int((available + 0.5) / share) + 1
+    while n > 0 and max(1, round(n * share)) > available:
+        n -= 1
+    return n
+
+
+def check_sizes_exactly(
+    n_concepts: int,
+    largest: dict[int, int],
+    *,
+    n_folds: int,
+    train_fraction: float,
+    eval_fraction: float,
+    exclude_keys: np.ndarray | None,
+) -> None:
+    """A one-line error, before any work, when a job would find too few distinct
+    triplets to simulate: for each seed (``largest``: seed -> the largest N it runs),
+    every fold's training, validation and test concepts (the folds of that seed, as the
+    jobs draw them) must hold N, resp. ``max(1, round(eval_fraction N))``, triplets that
+    are none of the human triplets (``exclude_keys``, which simulations avoid).
+
+    Exact: counts the human triplets inside each part; skipped (it cannot fail) when
+    every part holds enough even if all human triplets fell in it."""
+    from math import comb
+
+    from modelrecovery.data.sampling import excluded_keys
+    from modelrecovery.data.splits import concept_folds
+
+    keys = np.empty(0, dtype=np.int64) if exclude_keys is None else np.asarray(exclude_keys)
+    asked = max(largest.values())
+    n_eval = max(1, round(asked * eval_fraction))
+
+    def folds_of(seed: int):
+        return concept_folds(
+            n_concepts, n_folds, seed=derived_seed(seed, "folds"), train_fraction=train_fraction
+        )
+
+    # every seed's folds have the same part sizes: enough even if every human triplet fell
+    # in the smallest part, nothing to count
+    shapes = folds_of(next(iter(largest)))
+    if min(comb(len(f.train), 3) for f in shapes) - keys.size >= asked and (
+        min(min(comb(len(f.validation), 3), comb(len(f.test), 3)) for f in shapes) - keys.size
+        >= n_eval
+    ):
+        return
+    limit, worst = None, None
+    for seed, n in sorted(largest.items()):
+        for f, fold in enumerate(folds_of(seed)):
+            for role, concepts in (
+                ("train", fold.train),
+                ("validation", fold.validation),
+                ("test", fold.test),
+            ):
+                concepts = np.asarray(concepts)
+                free = comb(len(concepts), 3)
+                free -= excluded_keys(keys, n_concepts, concepts=concepts).size
+                fits = free if role == "train" else _largest_for(free, eval_fraction)
+                wanted = n if role == "train" else max(1, round(n * eval_fraction))
+                if limit is None or fits < limit:
+                    limit = fits
+                if wanted > free and worst is None:
+                    worst = (n, wanted, role, seed, f, free, len(concepts))
+    if worst is not None:
+        n, wanted, role, seed, f, free, m = worst
+        raise ValueError(
+            f"grid.sizes: N = {n} needs {wanted} distinct {role} triplets per fold, but with "
+            f"seed {seed} fold {f}'s {m} {role} concepts hold only {free} besides the "
+            f"{keys.size} human triplets (simulations avoid them); use sizes up to {limit}"
+        )
 
 
 def _run(job: Job, config: GridConfig, inputs: GridInputs) -> JobResult:

@@ -23,7 +23,7 @@ def cmd_check(args: argparse.Namespace) -> dict:
     check_study(spec)
     inputs = study_inputs(spec, progress=False)
     human = inputs.human
-    check_sizes(spec, human.train.n_concepts, len(human_exclusion_keys(human)))  # as recover
+    check_sizes(spec, human.train.n_concepts, human_exclusion_keys(human))  # as recover
     diagnosis = diagnose(spec, inputs)
     for line in format_diagnosis(diagnosis):
         print(line)

@@ -322,12 +322,17 @@ def record_results(
         run.log_artifacts(folder, "results")
 
 
-def check_sizes(spec: StudySpec, n_concepts: int, n_excluded: int = 0) -> None:
+def check_sizes(spec: StudySpec, n_concepts: int, excluded: int | Any = 0) -> None:
     """A one-line error, before any run, when the grid asks for more distinct triplets
-    per fold than the study's concepts hold at all; a warning when it asks for about more
-    than they hold besides the human triplets (which simulations avoid; where exactly they
-    fall decides, so the jobs may still find enough)."""
+    per fold than the study's concepts hold. ``excluded``: the keys of the human triplets
+    (:func:`~modelrecovery.study.inputs.human_exclusion_keys`), which simulations avoid:
+    then exact, for every level's sizes and seeds and every fold the jobs draw
+    (:func:`~modelrecovery.recovery.executors.check_sizes_exactly`); a count only gives
+    the check without them and a warning when about too few remain."""
+    import numpy as np
+
     from modelrecovery.analysis.verdict import largest_size
+    from modelrecovery.recovery.executors import check_sizes_exactly
 
     grid = spec.grid
     args = (n_concepts, grid.train_fraction, grid.eval_fraction, grid.n_folds)
@@ -340,11 +345,26 @@ def check_sizes(spec: StudySpec, n_concepts: int, n_excluded: int = 0) -> None:
             f"triplets (validation and test {grid.eval_fraction:g} N each); use sizes up to "
             f"{exact}"
         )
-    estimate = largest_size(*args, n_excluded)
+    if not isinstance(excluded, (int, np.integer)):
+        largest: dict[int, int] = {}
+        for entry in grid.levels:
+            for seed in entry.seeds or grid.seeds:
+                n = max(entry.sizes or grid.sizes)
+                largest[int(seed)] = max(largest.get(int(seed), 0), int(n))
+        check_sizes_exactly(
+            n_concepts,
+            largest,
+            n_folds=grid.n_folds,
+            train_fraction=grid.train_fraction,
+            eval_fraction=grid.eval_fraction,
+            exclude_keys=np.asarray(excluded),
+        )
+        return
+    estimate = largest_size(*args, int(excluded))
     if asked > estimate:
         warn_once(
             f"grid.sizes: N = {asked} is about more than the {n_concepts} concepts hold "
-            f"besides the {n_excluded} human triplets (about N = {estimate}): a job may find "
+            f"besides the {excluded} human triplets (about N = {estimate}): a job may find "
             "too few distinct triplets to simulate"
         )
 
@@ -454,7 +474,7 @@ def run_study(
     tic = time.perf_counter()
     inputs = study_inputs(spec, progress)
     timings["inputs_seconds"] = time.perf_counter() - tic
-    check_sizes(spec, inputs.human.train.n_concepts, len(human_exclusion_keys(inputs.human)))
+    check_sizes(spec, inputs.human.train.n_concepts, human_exclusion_keys(inputs.human))
     diagnosis = diagnose(spec, inputs, timing=False)
     if on_check is not None:
         on_check(diagnosis)

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -159,9 +160,28 @@ def _tuple_of(item: Any) -> Any:
     return Annotated[tuple[item, ...], BeforeValidator(_as_list), Field(min_length=1)]
 
 
+def _distinct(values: Any, what: str) -> Any:
+    """``values`` if no value repeats, else a one-line error naming the repeats (a repeated
+    generator, size or seed would run and record its jobs twice)."""
+    seen = [str(v) for v in values]
+    repeated = sorted({v for v in seen if seen.count(v) > 1})
+    if repeated:
+        raise ValueError(f"expected distinct {what}; {', '.join(repeated)} repeats")
+    return values
+
+
+def _distinct_tuple_of(item: Any, what: str) -> Any:
+    return Annotated[
+        tuple[item, ...],
+        BeforeValidator(_as_list),
+        Field(min_length=1),
+        AfterValidator(lambda values: _distinct(values, what)),
+    ]
+
+
 PositiveNumbers = _tuple_of(Annotated[Number, Field(gt=0, allow_inf_nan=False)])
-Sizes = _tuple_of(Annotated[Int, Field(ge=1)])
-Seeds = _tuple_of(Annotated[Int, Field(ge=0)])
+Sizes = _distinct_tuple_of(Annotated[Int, Field(ge=1)], "sizes")
+Seeds = _distinct_tuple_of(Annotated[Int, Field(ge=0)], "seeds")
 LAMS = "a finite number > 0 or a non-empty list of them"
 
 
@@ -545,6 +565,7 @@ class StudySpec(_Spec):
         value = _as_list(value)
         if not all(isinstance(name, str) for name in value):
             raise ValueError("names must be text")
+        _distinct(value, "names")
         return value
 
     @model_validator(mode="after")

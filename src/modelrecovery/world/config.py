@@ -153,6 +153,8 @@ class WorldConfig:
         """
         import yaml
 
+        from modelrecovery.config import load_yaml
+
         values: dict[str, Any] = {}
         source = "world config"
         if path is not None:
@@ -160,7 +162,13 @@ class WorldConfig:
             source = str(path)
             if not path.is_file():
                 raise FileNotFoundError(f"{path}: world config file not found")
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            try:
+                loaded = load_yaml(path.read_text(encoding="utf-8")) or {}
+            except yaml.YAMLError as err:
+                where = getattr(err, "problem_mark", None)
+                line = f" line {where.line + 1}:" if where is not None else ""
+                problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+                raise ValueError(f"{path}:{line} not valid YAML ({problem})") from None
             if isinstance(loaded, dict) and set(loaded) == {"world"}:
                 loaded = loaded["world"]
             if not isinstance(loaded, dict):
@@ -177,7 +185,7 @@ _FIELD_TYPES: dict[str, type] = {
 
 def parse_overrides(overrides: Mapping[str, Any] | Iterable[str] | None) -> dict[str, Any]:
     """``key=value`` strings (values parsed as YAML) or a mapping, as a dict."""
-    import yaml
+    from modelrecovery.config import load_yaml
 
     if overrides is None:
         return {}
@@ -188,5 +196,5 @@ def parse_overrides(overrides: Mapping[str, Any] | Iterable[str] | None) -> dict
         key, sep, value = str(item).partition("=")
         if not sep or not key.strip():
             raise ValueError(f"override {item!r}: expected key=value")
-        out[key.strip()] = yaml.safe_load(value)
+        out[key.strip()] = load_yaml(value)
     return out
