@@ -124,7 +124,8 @@ def _site_packages() -> str:
 def test_the_wheel_runs_a_tiny_study_from_an_empty_folder(tmp_path):
     """Build the wheel, install it (no dependencies) into a fresh venv whose dependencies
     come from the project's environment through a .pth file, and from an empty folder:
-    ``config show``, ``world`` and a tiny ``recover --config default``."""
+    ``config show``, ``world`` and a tiny ``recover --config default`` naming 2 of the
+    default set's 10 models (only those 2 are extracted)."""
     # built from a copy of the sources: no build/ left in the checkout, no stale module in it
     project = tmp_path / "project"
     shutil.copytree(
@@ -182,13 +183,20 @@ def test_the_wheel_runs_a_tiny_study_from_an_empty_folder(tmp_path):
     assert Path(world["triplets"]).is_relative_to(work / "data" / "worlds")
     overrides = [
         "data.world_overrides={" + ", ".join(s.replace("=", ": ") for s in tiny_world) + "}",
-        "models=[timm:resnet10t,timm:lcnet_100]", "include_uninformative=true",
+        # 2 of the default set's 10 models: only their features are built (issue 26)
+        "generators=[resnet10t]", "candidates=[resnet10t, efficientvit_m0]",
+        "include_uninformative=true",
         "tune.lams=[1.0]", "tune.n_folds=2", "grid.sizes=[20]", "grid.seeds=[0]",
         "grid.levels=[{family: zero_shot}]", "executor.kind=inprocess", "report=false",
     ]  # fmt: skip
     done = run("--json", "recover", "--config", "default", "--no-progress", "--set", *overrides,
                timeout=600)  # fmt: skip
     summary = yaml.safe_load(done.stdout)
-    assert summary["jobs"] == summary["jobs_run_now"] == 2, summary
+    assert summary["jobs"] == summary["jobs_run_now"] == 1, summary
+    (features,) = (work / "data" / "worlds").glob("*/features")
+    built = sorted(p.name for p in features.rglob("*.npy"))
+    assert all("resnet10t" in n or "efficientvit_m0" in n for n in built), built
+    models = sorted(n.rsplit("-", 1)[0] for n in built if n.startswith("model_"))
+    assert models == ["model_efficientvit_m0", "model_resnet10t"], built
     assert (work / "tracking" / "mlflow.db").is_file()
     assert sorted(p.name for p in work.iterdir()) == ["data", "tracking"]

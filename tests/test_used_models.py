@@ -61,22 +61,5 @@ def test_a_files_study_needs_only_the_models_it_uses(tmp_path, capsys, monkeypat
     assert list(inputs.feature_paths) == ["A", "B"] and list(inputs.metadata) == ["A", "B"]
 
 
-@pytest.mark.slow
-def test_a_world_study_extracts_only_its_models(tmp_path):
-    overrides = [
-        "data.world_overrides={n_concepts: 36, n_train_triplets: 1500, n_ceiling_triplets: 30, "
-        "image_size: 48}",
-        f"data.root={tmp_path / 'worlds'}",
-        "generators=[resnet10t]",
-        "candidates=[resnet10t, efficientvit_m0]",
-    ]
-    spec = load_spec("default", overrides)
-    assert spec.models is None  # the default set of 10 models
-    assert used_models(spec) == ["resnet10t", "efficientvit_m0"]
-    inputs = study_inputs(spec, progress=False)
-    assert list(inputs.feature_paths) == ["resnet10t", "efficientvit_m0"]
-    assert list(inputs.metadata) == ["resnet10t", "efficientvit_m0"]
-    (world,) = (tmp_path / "worlds").iterdir()
-    cached = sorted(p.name for p in world.rglob("*.npy") if "features" in p.parts)
-    assert cached and all("resnet10t" in n or "efficientvit_m0" in n for n in cached), cached
-    assert {p.parent for p in inputs.feature_paths.values()} <= {p.parent for p in world.rglob("*")}
+# a world study naming 2 of the 10 default models builds only their features: run from
+# the installed wheel in test_packaging.py::test_the_wheel_runs_a_tiny_study_from_an_empty_folder
