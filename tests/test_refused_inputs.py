@@ -160,3 +160,35 @@ def test_sizes_the_folds_hold_only_with_the_human_triplets_are_refused_before_an
     import mlflow
 
     assert len(mlflow.search_runs(search_all_experiments=True)) == 0  # no run was created
+
+
+def test_a_diverging_fit_exits_2_and_ends_its_run_failed(study_home, capsys) -> None:
+    """Features scaled by 1e30 in float64 (as test_numeric_edges plants it): the loss
+    ends far above log 3. ``fit`` says so in one error line, exits 2 and its run ends
+    FAILED with the reason as a tag; the same features scaled to norm 1 fit and exit 0."""
+    import mlflow
+
+    from helpers import planted_triplets, repeated_triplets, write_things2023
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(30, 4))
+    write_things2023(
+        study_home / "human.tsv",
+        planted_triplets(x, 1500, seed=1),
+        repeated_triplets(x, 20, 5, seed=2),
+    )
+    np.save(study_home / "big.npy", x * 1e30)
+    np.save(study_home / "fine.npy", x / np.abs(x).max())
+    argv = ["--triplets", "human.tsv", "--n-concepts", "30", "--dtype", "float64", "--lam", "0.1"]
+    assert main(["fit", "--features", "big.npy", *argv]) == 2
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]
+    assert "above log 3" in last and "ended FAILED" in last and "Traceback" not in err, err
+    [run] = mlflow.search_runs(search_all_experiments=True, output_format="list")
+    assert run.info.status == "FAILED" and "above log 3" in run.data.tags["failure"]
+    assert run.data.tags["converged"] == "false"
+    assert main(["fit", "--features", "fine.npy", *argv]) == 0
+    statuses = sorted(
+        r.info.status for r in mlflow.search_runs(search_all_experiments=True, output_format="list")
+    )
+    assert statuses == ["FAILED", "FINISHED"]

@@ -35,10 +35,11 @@ def cmd_fit(args: argparse.Namespace) -> dict:
     check_lambda(args.regulariser, args.family, args.lam)
     setup = probe_setup(args)
     human, features, hashes, model = load_cli_inputs(args)
+    tracker = MLflowTracker(args.experiment)
     outcome = fit_probe(
         features,
         human.train,
-        tracker=MLflowTracker(args.experiment),
+        tracker=tracker,
         model=model,
         setup=setup,
         lam=args.lam,
@@ -46,4 +47,29 @@ def cmd_fit(args: argparse.Namespace) -> dict:
         data_hashes=hashes,
         source=str(args.features),
     )
+    problem = diverged(outcome.fitted)
+    if problem is not None:  # no result to use: the run ends FAILED, the command with 2
+        tracker.client.set_tag(outcome.run_id, "failure", problem)
+        tracker.client.set_terminated(outcome.run_id, "FAILED")
+        raise ValueError(
+            f"fit/{model}/{setup.level.family}: {problem} (run {outcome.run_id} ended FAILED)"
+        )
     return outcome.result()
+
+
+def diverged(fitted) -> str | None:
+    """Why a fit has no usable result, or None: its loss became non-finite, or it ended
+    above log 3 (worse than W = 0) and was flagged for it
+    (:meth:`~modelrecovery.probe.fit.FittedProbe.convergence_warning`). Steps running out
+    or a collapse to W = 0 stay warnings on a FINISHED run."""
+    import math
+
+    from modelrecovery.probe.fit import DIVERGED_MARGIN, LOG3
+
+    problem = fitted.convergence_warning()
+    loss = fitted.train_objective
+    if problem is None:
+        return None
+    if fitted.stop_reason == "non_finite" or not math.isfinite(loss):
+        return problem
+    return problem if loss > LOG3 + DIVERGED_MARGIN else None
