@@ -103,7 +103,7 @@ def test_a_grid_on_a_cluster_of_separate_processes(tmp_path, cluster):
     features = planted_recovery_world()
     inputs = planted_grid_inputs(features, (Level("full"),))
     # one grid through the address: the in-process run's tables
-    first = planted_grid_config(features, sizes=(60, 400), seeds=(0,))
+    first = planted_grid_config(features, sizes=(60, 200), seeds=(0,))
     remote = ResultsStore(tmp_path / "remote")
     ran = run_grid(first, inputs, remote, executor="dask", dask_address=address, progress=False)
     assert len(ran) == len(jobs_of(first)) == 6
@@ -119,7 +119,7 @@ def test_a_grid_on_a_cluster_of_separate_processes(tmp_path, cluster):
         assert any((tmp_path / name / "dask").iterdir())
 
     # a second grid: machine-b goes down (nanny and worker) once two jobs are reported
-    second = planted_grid_config(features, sizes=(60, 400), seeds=(0, 1))
+    second = planted_grid_config(features, sizes=(60, 200), seeds=(0, 1))
     reported: list[str] = []
     killed = threading.Event()
 
