@@ -196,6 +196,12 @@ def run_recover(args: argparse.Namespace) -> dict:
     return cmd_recover(args)
 
 
+def run_plan(args: argparse.Namespace) -> dict:
+    from modelrecovery.stages.plan import cmd_plan
+
+    return cmd_plan(args)
+
+
 def run_analyze(args: argparse.Namespace) -> dict:
     from modelrecovery.stages.analyze import cmd_analyze
 

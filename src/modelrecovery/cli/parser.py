@@ -23,6 +23,7 @@ from modelrecovery.study.spec import (
     REGULARISERS,
     STOPPING_RULES,
     TRIPLET_FORMATS,
+    TRIPLET_SELECTIONS,
     TUNE_METHODS,
     DataSpec,
     ExecutorSpec,
@@ -537,6 +538,60 @@ def build_parser() -> argparse.ArgumentParser:
         help="the results store folder (default: the config's store, else results/<study> "
         "beside the tracking home: the folder of a local mlflow.db, or ./tracking)",
     )
+    p.add_argument("--no-progress", action="store_true")
+
+    p = _command(
+        sub,
+        "plan",
+        commands.run_plan,
+        "How many triplets make the generating model win: per level, N_target (the per-fold "
+        "training size where recovery reaches --target) with a 95%% interval, by an adaptive "
+        "design of ordinary recovery jobs (docs/method.md §9).",
+        mlflow=True,
+        optuna=True,
+    )
+    _add_config_args(p)
+    p.add_argument("--target", type=float, default=0.8, help="recovery to reach (default 0.8)")
+    p.add_argument(
+        "--levels", nargs="*", default=None, help="level labels to plan (default: every level)"
+    )
+    p.add_argument(
+        "--selection",
+        nargs="*",
+        default=None,
+        choices=TRIPLET_SELECTIONS,
+        help="triplet-selection designs to plan side by side (default: the config's)",
+    )
+    p.add_argument(
+        "--budget-jobs",
+        type=int,
+        default=None,
+        help="jobs per level and design at most (default: 24 x the level's generators)",
+    )
+    p.add_argument("--min-n", type=int, default=None, help="smallest size (default: the grid's)")
+    p.add_argument("--max-n", type=int, default=None, help="largest size (default: the grid's)")
+    p.add_argument(
+        "--max-ratio",
+        type=float,
+        default=2.0,
+        help="stop when N_target's interval has high / low at most this (default 2)",
+    )
+    p.add_argument(
+        "--batch", type=int, default=4, help="(size, seed) slots per batch (default 4)"
+    )
+    p.add_argument(
+        "--initial", type=int, default=6, help="slots of the first batch (default 6)"
+    )
+    p.add_argument(
+        "--first-seed", type=int, default=0, help="new slots' seeds start here (default 0)"
+    )
+    p.add_argument(
+        "--executor",
+        default=None,
+        choices=EXECUTORS,
+        help="where the jobs run (default: the config's executor.kind)",
+    )
+    p.add_argument("--store", default=None, help="the results store folder (as recover's)")
     p.add_argument("--no-progress", action="store_true")
 
     p = _command(
