@@ -42,6 +42,7 @@ RUN_BY = {
     "init": "test_own_data.py::test_init_writes_a_commented_config_that_loads",
     "generators": "test_cli_commands.py::test_files_study_commands",
     "recover": "test_cli_commands.py::test_files_study_commands",
+    "plan": "test_plan.py::test_plan_command_records_a_plan_run_and_reuses_jobs_both_ways",
     "analyze": "test_cli_commands.py::test_files_study_commands",
     "simulate": "test_cli_commands.py::test_files_study_commands",
     "check": "test_check.py::test_check_command_prints_the_flags_and_tracks_nothing",
