@@ -43,6 +43,44 @@ def local_home(uri: str) -> Path:
     return tracking.TRACKING_DIR
 
 
+#: the tag naming the process that runs a run (``<host>:<pid>``): a run left RUNNING by a
+#: process that is gone (SIGKILL, power loss) is marked KILLED by the next tracker
+PROCESS_TAG = "modelrecovery.process"
+
+
+def this_process() -> str:
+    """``<host>:<pid>`` of this process (the value of :data:`PROCESS_TAG`)."""
+    from modelrecovery.locks import hostname
+
+    return f"{hostname()}:{os.getpid()}"
+
+
+def mark_stale_runs(client: MlflowClient, experiment_id: str) -> list[str]:
+    """End KILLED every RUNNING run of the experiment whose process (:data:`PROCESS_TAG`)
+    is gone from this machine, tagged ``stale`` with what happened; returns their ids.
+    Runs of other machines, or without the tag, are left as they are."""
+    from modelrecovery.locks import process_alive
+
+    marked = []
+    runs = client.search_runs(
+        [experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=1000
+    )
+    for run in runs:
+        process = run.data.tags.get(PROCESS_TAG, "")
+        host, _, pid = process.rpartition(":")
+        if not pid.isdigit() or process_alive(int(pid), host) is not False:
+            continue
+        client.set_tag(
+            run.info.run_id,
+            "stale",
+            f"its process {process} ended without ending this run (killed); marked KILLED "
+            f"by {this_process()}",
+        )
+        client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.KILLED))
+        marked.append(run.info.run_id)
+    return marked
+
+
 class MLflowRun:
     """A run of the MLflow tracking store."""
 
@@ -86,6 +124,8 @@ class MLflowTracker:
         self.experiment_id = tracking.setup_experiment(experiment)
         self.client = MlflowClient()
         self.uri = tracking.tracking_uri()
+        # runs a killed process left RUNNING (SIGKILL): KILLED, tagged stale
+        mark_stale_runs(self.client, self.experiment_id)
         self.home = local_home(self.uri)
         # under `mlflow run`, the launcher's run (kept by setup_experiment) takes the first
         # top-level run
@@ -102,6 +142,7 @@ class MLflowTracker:
         parent: MLflowRun | None = None,
     ) -> Iterator[MLflowRun]:
         all_tags = dict(_context_tags()) | {k: str(v) for k, v in (tags or {}).items()}
+        all_tags[PROCESS_TAG] = this_process()
         if key is not None:
             all_tags["inputs_key"] = key
         if parent is not None:
