@@ -122,6 +122,7 @@ UNWRITABLE_TARGETS = [
 ]  # fmt: skip
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "argv,kind,fragments",
     [c[1:] for c in UNWRITABLE_TARGETS],
@@ -210,3 +211,156 @@ def test_stray_write_errors_become_one_line_exit_2(capsys, monkeypatch):
     assert capsys.readouterr().err == (
         "modelrecovery fit: error: cannot write /mnt/x/mlflow.db: read-only file system\n"
     )
+
+
+# --- D2: messages that say what is wrong ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def d2_files(files, tmp_path_factory) -> Path:
+    """Bad inputs of the unclear-message cases beside the catalogue's files."""
+    from modelrecovery.config import resolve_config_path
+    from modelrecovery.data.ceiling import noise_ceiling
+    from modelrecovery.data.loaders import load_csv
+
+    root = tmp_path_factory.mktemp("d2")
+    for name in ("x.npy", "human.tsv"):
+        shutil.copy(files / name, root / name)
+    rows = [f"{i % 30},{(i + 1) % 30},{(i + 2) % 30},{i % 3}" for i in range(50)]
+    rows.insert(50, "0,1,30,2")  # line 52: concept id 30, the features have 30 rows
+    (root / "id30.csv").write_text("i,j,k,odd\n" + "\n".join(rows) + "\n")
+    (root / "text.npy").write_text("0.1 0.2 0.3\n0.4 0.5 0.6\n")
+    (root / "rs_cfg.txt").write_text("grid: [unclosed\n")
+    # the packaged default config without grid.device and without the executor section
+    text = resolve_config_path("default").read_text()
+    lines, skip = [], False
+    for line in text.splitlines():
+        if line.startswith("executor:"):
+            skip = True
+            continue
+        if skip and line.startswith(" "):
+            continue
+        skip = False
+        if line.startswith("  device:") and "jobs:" in line:
+            continue
+        lines.append(line)
+    (root / "bare.yaml").write_text("\n".join(lines) + "\n")
+    assert "executor" not in (root / "bare.yaml").read_text()
+    # repeated triplets whose two answers always disagree: a measured ceiling of 0
+    rng = np.random.default_rng(3)
+    base = np.array([rng.choice(30, 3, replace=False) for _ in range(40)])
+    ids = np.repeat(base, 2, axis=0)
+    odd = np.tile([0, 1], len(base))
+    table = "\n".join(f"{a},{b},{c},{o}" for (a, b, c), o in zip(ids, odd, strict=True))
+    (root / "random_repeats.csv").write_text("i,j,k,odd\n" + table + "\n")
+    assert noise_ceiling(load_csv(root / "random_repeats.csv", n_concepts=30)) < 1 / 3
+    # informative features on a large scale (x 30) with random responses: W = 0 is best
+    x = np.load(files / "x.npy")
+    np.save(root / "x30.npy", (x * 30).astype(np.float32))
+    random_odd = rng.integers(0, 3, 300)
+    ids300 = np.array([rng.choice(30, 3, replace=False) for _ in range(300)])
+    table = "\n".join(f"{a},{b},{c},{o}" for (a, b, c), o in zip(ids300, random_odd, strict=True))
+    (root / "random.csv").write_text("i,j,k,odd\n" + table + "\n")
+    return root
+
+
+def _failed_fit_run(root: Path) -> str:
+    """A fit run that FAILED (no probe logged) in the store of ``root``."""
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{root}/mlflow.db")
+    experiment = client.create_experiment("e26")
+    run = client.create_run(experiment, tags={"stage": "fit", "model": "x"})
+    client.set_terminated(run.info.run_id, "FAILED")
+    return run.info.run_id
+
+
+# (id, argv, fragments of the one error line, fragments it must not hold)
+UNCLEAR = [
+    (
+        "triplet-id-out-of-range-fit",
+        ["fit", "--features", "x.npy", "--triplets", "id30.csv", "--lam", "1"],
+        ["id30.csv: line 52", "'k' = 30", "x.npy have 30 rows"],
+        ["expected n_concepts=31"],
+    ),
+    (
+        "triplet-id-out-of-range-evaluate",
+        ["evaluate", "--features", "x.npy", "--triplets", "id30.csv"],
+        ["id30.csv: line 52", "x.npy have 30 rows"],
+        ["expected n_concepts=31"],
+    ),
+    (
+        "text-file-as-npy",
+        ["evaluate", "--features", "text.npy", "--triplets", "human.tsv"],
+        ["text.npy: not a .npy file", "a text file"],
+        ["pickle"],
+    ),
+    (
+        "calibrate-failed-run",
+        ["calibrate", "--run-id", "{failed}", "--triplets", "human.tsv"],
+        ["--run-id {failed}: the run FAILED", "FINISHED fit run"],
+        ["download"],
+    ),
+    (
+        "config-other-extension",
+        ["recover", "--config", "rs_cfg.txt"],
+        ["rs_cfg.txt"],
+        ["not found"],
+    ),
+    (
+        "set-executor-address-absent-from-config",
+        ["recover", "--config", "bare.yaml", "--set", "executor.address=tcp://127.0.0.1:9"],
+        ["executor.address=tcp://127.0.0.1:9", "no Dask scheduler answers"],
+        ["unknown key"],
+    ),
+    (
+        "set-grid-device-absent-from-config",
+        ["recover", "--config", "bare.yaml", "--set", "grid.device=cuda:7"],
+        ["grid.device", "cuda:7"],
+        ["unknown key"],
+    ),
+    (
+        "ceiling-measured-below-chance",
+        ["calibrate", "--features", "x.npy", "--triplets", "random_repeats.csv"],
+        ["measured from the data", "below chance", "--ceiling"],
+        [],
+    ),
+    (
+        "analyze-bad-filter",
+        ["analyze", "--experiment", "e26", "--filter", "params.x ==== 3"],
+        ["--filter 'params.x ==== 3'", "not a filter MLflow can read"],
+        [],
+    ),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "argv,fragments,absent", [c[1:] for c in UNCLEAR], ids=[c[0] for c in UNCLEAR]
+)
+def test_unclear_messages_name_the_real_problem(d2_files, tmp_path, argv, fragments, absent):
+    if "grid.device=cuda:7" in argv:
+        import torch
+
+        if torch.cuda.device_count() > 7:
+            pytest.skip("this machine has a cuda:7")
+    env = local_stores(tmp_path)
+    failed = _failed_fit_run(tmp_path)
+    argv = [a.format(failed=failed) for a in argv]
+    code, out, err = run_cli(argv, d2_files, env)
+    assert code == 2, (code, out, err)
+    line = assert_one_line(err, *[f.format(failed=failed) for f in fragments])
+    for fragment in absent:
+        assert fragment not in line, line
+    assert _runs_in(tmp_path / "mlflow.db") == 1  # only the failed run made here
+    assert not (tmp_path / "data").exists()  # no world built
+
+
+@pytest.mark.slow
+def test_no_rescale_advice_where_w_zero_is_the_best_fit(d2_files, tmp_path):
+    """Informative features on a large scale with random responses: the fit collapses to
+    W = 0, the best fit; no "rescale the features" warning (it blamed the scale)."""
+    argv = ["fit", "--features", "x30.npy", "--triplets", "random.csv", "--lam", "1"]
+    code, out, err = run_cli([*argv, "--family", "diagonal"], d2_files, local_stores(tmp_path))
+    assert code == 0, (code, out, err)
+    assert "rescale" not in err and "Traceback" not in err, err

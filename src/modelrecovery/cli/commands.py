@@ -42,6 +42,7 @@ def cmd_noise_ceiling(args: argparse.Namespace) -> dict:
 
 def cmd_evaluate(args: argparse.Namespace) -> dict:
     """Zero-shot accuracy and NLL of a feature file on a triplet file."""
+    from modelrecovery.data.loaders import load_triplets
     from modelrecovery.features.io import load_features
     from modelrecovery.probe.zero_shot import zero_shot_scores
 
@@ -54,6 +55,15 @@ def cmd_evaluate(args: argparse.Namespace) -> dict:
             f"features {args.features} have {features.shape[0]} rows (one per concept); give "
             f"--n-concepts {features.shape[0]} if the triplets index those concepts"
         )
+    if args.n_concepts is None and features.shape[0] < triplets.n_concepts:
+        # a concept id beyond the features' rows: the triplets' line, not the features
+        rows = features.shape[0]
+        try:
+            load_triplets(
+                args.triplets, format=args.format, sortindex=args.sortindex, n_concepts=rows
+            )
+        except ValueError as err:
+            raise ValueError(f"{err}; the features {args.features} have {rows} rows") from None
     features = load_features(args.features, n_concepts=triplets.n_concepts)
     scores = zero_shot_scores(features, triplets.ids, triplets.odd, name=str(args.features))
     if "warning" in scores:

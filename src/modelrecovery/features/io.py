@@ -213,10 +213,29 @@ def _read_hdf5(path: Path) -> np.ndarray:
         )
 
 
+def _looks_like_text(path: Path) -> bool:
+    """The file's first KiB decodes as UTF-8 without NUL bytes."""
+    with open(path, "rb") as fh:
+        head = fh.read(1024)
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return b"\0" not in head
+
+
 def _read_array(path: Path) -> np.ndarray:
     check_file(path, "feature file", error=FeatureDataError)
     suffix = path.suffix.lower()
     if suffix == ".npy":
+        with open(path, "rb") as fh:
+            magic = fh.read(6)
+        if magic != b"\x93NUMPY":  # numpy would speak of pickles for any other file
+            kind = "a text file" if _looks_like_text(path) else "another binary file"
+            raise FeatureDataError(
+                f"{path}: not a .npy file (no NumPy header; it looks like {kind}); save "
+                f"the features with numpy.save, or name a text file .txt / .csv / .tsv"
+            )
         try:
             return np.load(path, allow_pickle=False)
         except (ValueError, OSError) as exc:

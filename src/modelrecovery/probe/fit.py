@@ -241,6 +241,9 @@ class FittedProbe:
     degenerate: str | None = None  # the degenerate-features warning of the problem, if any
     # c of W = V A V^T + c (I - V V^T) when fitted (the path reduction); None: derived
     offset: float | None = None
+    # a collapse to W = 0 where nothing on the way from the start does better: W = 0 is
+    # then the best fit (uninformative features, random responses), not a scale problem
+    zero_is_best: bool = False
 
     def convergence_warning(self) -> str | None:
         """One line saying why this fit must not be trusted, or None.
@@ -270,11 +273,7 @@ class FittedProbe:
                 f"the fit ended with training loss {loss:.4g}, above log 3 = {LOG3:.4f} "
                 f"(the loss of W = 0): it diverged or stalled; {advice}"
             )
-        if (
-            math.isfinite(start)
-            and start > LOG3 + COLLAPSE_START_MARGIN
-            and abs(loss - LOG3) < COLLAPSE_TOLERANCE
-        ):
+        if self.collapsed() and not self.zero_is_best:
             return (
                 f"the fit collapsed to W = 0 (loss log 3: no odd one preferred) from a start "
                 f"loss of {start:.4g}: either the features carry no information about these "
@@ -288,6 +287,15 @@ class FittedProbe:
                 f"{self.stopping!r} stopping rule: W may be far from the optimum"
             )
         return None
+
+    def collapsed(self) -> bool:
+        """The fit started far above log 3 and ended at W = 0's loss (log 3)."""
+        start = self.loss_history[0] if self.loss_history else math.nan
+        return (
+            math.isfinite(start)
+            and start > LOG3 + COLLAPSE_START_MARGIN
+            and abs(self.train_objective - LOG3) < COLLAPSE_TOLERANCE
+        )
 
     def matrix(self) -> torch.Tensor:
         """W in the original feature space."""
@@ -624,7 +632,7 @@ class ProbeProblem:
         offset = None
         if isinstance(self.objective, PathObjective):  # u -> (A, c)
             theta, offset = path_parts(theta.detach(), self.space)
-        return FittedProbe(
+        fitted = FittedProbe(
             family=self.family,
             regulariser=self.regulariser,
             lam=self.lam,
@@ -645,6 +653,32 @@ class ProbeProblem:
             stop_reason=stop_reason,
             degenerate=self.degenerate,
         )
+        if fitted.collapsed():
+            fitted.zero_is_best = self._zero_is_best(fitted.train_objective)
+        return fitted
+
+    def _zero_is_best(self, loss: float) -> bool:
+        """Nothing near the fit's end point does better than its ``loss`` by more than
+        :data:`DIVERGED_MARGIN`: not the way back to the start (t * theta0), not the way
+        down the gradient from there (t = 0.3 ... 1e-3 of theta0's size). W = 0 is then
+        the best fit (uninformative features, random responses), not a point the optimiser
+        fell to from badly scaled features."""
+        theta0 = self.theta0.detach()
+        scale = float(torch.linalg.vector_norm(theta0)) or 1.0
+        here = torch.zeros_like(theta0) if self.space is None else None
+        directions = [theta0 / scale]
+        if here is not None:
+            _, grad = self.objective.loss_and_grad(here)
+            size = float(torch.linalg.vector_norm(grad))
+            if size > 0:
+                directions.append(-grad.detach() / size)
+        with torch.no_grad():
+            for direction in directions:
+                for t in (0.3, 0.1, 3e-2, 1e-2, 3e-3, 1e-3):
+                    nll, reg = self.objective.nll_and_penalty(direction * (t * scale))
+                    if nll + self.lam * reg < loss - DIVERGED_MARGIN:
+                        return False
+        return True
 
 
 def check_lam(lam: object) -> None:

@@ -52,12 +52,21 @@ def find_recover_runs(
     query = "tags.stage = 'recover' and attributes.status = 'FINISHED'"
     if filter_string:
         query += f" and {filter_string}"
-    runs = mlflow.search_runs(
-        experiment_ids=[experiment_obj.experiment_id],
-        filter_string=query,
-        order_by=["attributes.start_time ASC"],
-        output_format="list",
-    )
+    try:
+        runs = mlflow.search_runs(
+            experiment_ids=[experiment_obj.experiment_id],
+            filter_string=query,
+            order_by=["attributes.start_time ASC"],
+            output_format="list",
+        )
+    except mlflow.exceptions.MlflowException as err:
+        if not filter_string:
+            raise
+        reason = " ".join(str(err.message).split())[:200]
+        raise ValueError(
+            f"--filter {filter_string!r}: not a filter MLflow can read ({reason}); "
+            "e.g. \"params.levels = 'full'\" or \"tags.study = 'default'\""
+        ) from None
     if not runs:
         raise ValueError(f"no finished recover runs in experiment {experiment!r} ({query})")
     return [r.info.run_id for r in runs]

@@ -23,7 +23,7 @@ def find_run(run_id: str) -> mlflow.entities.Run:
     uri = tracking_uri()
     mlflow.set_tracking_uri(uri)
     try:
-        return mlflow.get_run(run_id)
+        run = mlflow.get_run(run_id)
     except MlflowException as err:
         if getattr(err, "error_code", "") in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
             raise ValueError(
@@ -31,6 +31,12 @@ def find_run(run_id: str) -> mlflow.entities.Run:
                 "(MLFLOW_TRACKING_URI chooses the store)"
             ) from None
         raise
+    if run.info.status != "FINISHED":  # a fit that failed or was stopped logged no probe
+        raise ValueError(
+            f"--run-id {run_id}: the run {run.info.status} (a fit that did not finish logs "
+            "no probe to calibrate); give the id of a FINISHED fit run"
+        )
+    return run
 
 
 def repeated_triplets(path, *, format: str, sortindex: str | None, n_concepts: int | None):

@@ -58,6 +58,8 @@ def cmd_recover(args: argparse.Namespace) -> dict:
     if getattr(args, "store", None):
         spec = spec.model_copy(update={"store": str(args.store)})
     executor = args.executor or spec.executor.kind
+    if spec.executor.address and not args.executor and "kind" not in spec.executor.model_fields_set:
+        executor = "dask"  # an address without a kind (a config without executor:) means Dask
     if spec.executor.address and executor == "dask":
         check_dask_scheduler(spec.executor.address)  # before the world or any run is built
     check_study(spec, executor)  # before any run is created

@@ -48,6 +48,18 @@ def calibrate(
     source = "given"
     if ceiling is None:
         ceiling, source = human_loo, "repeated triplets"
+        if not 1 / 3 < ceiling < 1:  # nothing to match: say where it came from
+            raise ValueError(
+                f"the noise ceiling measured from the data ({len(repeated)} repeated "
+                f"responses) is {ceiling:.3g}, not in (1/3, 1): "
+                + (
+                    "below chance, the repeats disagree as random answers would; "
+                    if ceiling <= 1 / 3
+                    else "every repeat agrees; "
+                )
+                + "give the ceiling instead (calibrate --ceiling, or probe.ceiling in "
+                "a study config)"
+            )
     z_here = torch.as_tensor(z, dtype=torch.float64).to(device)
     temperature, achieved = calibrate_temperature(
         z_here, repeated, ceiling, calibration=calibration

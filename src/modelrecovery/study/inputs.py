@@ -120,6 +120,15 @@ def load_model_features(
             f"have {rows} rows (one per concept); give {setting} if the triplets index "
             f"those {rows} concepts"
         )
+    if rows < n_concepts:  # a concept id beyond the features' rows: name its line
+        from modelrecovery.data.loaders import load_triplets
+
+        try:
+            load_triplets(human.path, n_concepts=rows)
+        except ValueError as err:
+            raise ValueError(
+                f"{err}; the features {path} have {rows} rows (one per concept)"
+            ) from None
     if rows != n_concepts:
         load_features(path, n_concepts=n_concepts)  # raises the row-count error
     return features, file_hash(Path(path))
