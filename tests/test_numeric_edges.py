@@ -420,8 +420,9 @@ def test_a_collapse_to_w_zero_that_is_the_best_fit_is_not_blamed_on_scale(random
     """Integer features on a 0-180 scale, unrelated to triplets planted on other features
     (or features x 30 with random responses): the diagonal fit starts far above log 3 and
     falls to W = 0 (log 3), which is the best fit here (the features divided by their
-    largest norm end there too): no "rescale the features" warning (issue 26). A collapse with a better
-    point near W = 0 (the optimiser's failure) still is flagged, with the advice."""
+    largest norm end there too): no "rescale the features" warning (issue 26). A collapse
+    with a better point near W = 0 (the optimiser's failure) still is flagged, with the
+    advice."""
     rng = np.random.default_rng(0)
     x = rng.normal(size=(30, 6))
     triplets = planted_triplets(x, 300, seed=1)
