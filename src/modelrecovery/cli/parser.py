@@ -545,8 +545,8 @@ def build_parser() -> argparse.ArgumentParser:
         "plan",
         commands.run_plan,
         "How many triplets make the generating model win: per level, N_target (the per-fold "
-        "training size where recovery reaches --target) with a 95%% interval, by an adaptive "
-        "design of ordinary recovery jobs (docs/method.md §9).",
+        "training size where recovery reaches --target) with a 95 percent interval, by an "
+        "adaptive design of ordinary recovery jobs (docs/method.md §7).",
         mlflow=True,
         optuna=True,
     )
@@ -576,12 +576,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=2.0,
         help="stop when N_target's interval has high / low at most this (default 2)",
     )
-    p.add_argument(
-        "--batch", type=int, default=4, help="(size, seed) slots per batch (default 4)"
-    )
-    p.add_argument(
-        "--initial", type=int, default=6, help="slots of the first batch (default 6)"
-    )
+    p.add_argument("--batch", type=int, default=4, help="(size, seed) slots per batch (default 4)")
+    p.add_argument("--initial", type=int, default=6, help="slots of the first batch (default 6)")
     p.add_argument(
         "--first-seed", type=int, default=0, help="new slots' seeds start here (default 0)"
     )
