@@ -364,3 +364,89 @@ def test_no_rescale_advice_where_w_zero_is_the_best_fit(d2_files, tmp_path):
     code, out, err = run_cli([*argv, "--family", "diagonal"], d2_files, local_stores(tmp_path))
     assert code == 0, (code, out, err)
     assert "rescale" not in err and "Traceback" not in err, err
+
+
+# --- D3: studies that cannot mean anything -------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def shared_features_study(tmp_path_factory) -> Path:
+    """A files study whose models a and b read one file, c a copy of it, d other features."""
+    import yaml
+
+    from helpers import planted_triplets, repeated_triplets, write_things2023
+
+    root = tmp_path_factory.mktemp("d3")
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(30, 6)), rng.normal(size=(30, 5))
+    (root / "features").mkdir()
+    np.save(root / "features" / "x.npy", x.astype(np.float32))
+    np.save(root / "features" / "y.npy", y.astype(np.float32))
+    shutil.copy(root / "features" / "x.npy", root / "features" / "x_copy.npy")
+    write_things2023(
+        root / "human.tsv",
+        planted_triplets(x, 600, seed=1),
+        repeated_triplets(x, 40, 5, seed=2),
+    )
+    config = {
+        "study": "d3",
+        "data": {
+            "kind": "files",
+            "triplets": "human.tsv",
+            "n_concepts": 30,
+            "features_dir": "features",
+        },
+        "models": {"a": "x.npy", "b": "x.npy", "c": "x_copy.npy", "d": "y.npy"},
+        "grid": {
+            "sizes": [40],
+            "seeds": [0],
+            "levels": [{"family": "zero_shot"}],
+            "lams": [1.0],
+            "n_folds": 2,
+        },
+        "executor": {"kind": "inprocess"},
+        "store": "store",
+        "report": False,
+    }
+    (root / "study.yaml").write_text(yaml.safe_dump(config))
+    return root
+
+
+SAME_FILE = "same features: models a and b read the same file"
+SAME_CONTENT = "same features: models a and c read files of the same content"
+ONE_CANDIDATE = "one candidate: a is crowned by every job, so recovery is trivially 1.0"
+
+# (id, argv, lines expected once each on stdout (check) or stderr (recover), lines absent)
+MEANINGLESS = [
+    ("check-shared-files", ["check"], [SAME_FILE, SAME_CONTENT], [ONE_CANDIDATE]),
+    (
+        "check-one-candidate",
+        ["check", "--set", "generators=[a]", "candidates=[a]"],
+        [ONE_CANDIDATE],
+        [],
+    ),
+    (
+        "recover-shared-file",
+        ["recover", "--no-progress", "--set", "generators=[a]", "candidates=[a,b]"],
+        [SAME_FILE],
+        [ONE_CANDIDATE, "near-duplicates: a and b"],
+    ),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "argv,expected,absent", [c[1:] for c in MEANINGLESS], ids=[c[0] for c in MEANINGLESS]
+)
+def test_meaningless_studies_warn_once(shared_features_study, tmp_path, argv, expected, absent):
+    """Two models sharing one feature file (by path or by content) and a single
+    candidate: one warning line each, from check and from recover; the study still runs."""
+    argv = [argv[0], "--config", "study.yaml", *argv[1:]]
+    code, out, err = run_cli(argv, shared_features_study, local_stores(tmp_path))
+    assert code == 0, (code, out, err)
+    text = out if argv[0] == "check" else err
+    lines = text.splitlines()
+    for fragment in expected:
+        assert sum(fragment in line for line in lines) == 1, text
+    for fragment in absent:
+        assert fragment not in text, text

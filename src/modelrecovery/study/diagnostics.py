@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -130,6 +131,8 @@ class Diagnosis:
     estimated_seconds: float
     timings: tuple[LevelTiming, ...] = ()
     n_test: int = 0  # held-out human responses the zero-shot scores are computed on
+    # studies that cannot mean anything: models sharing a feature file, one candidate
+    meaningless: tuple[str, ...] = ()
 
     @property
     def uninformative(self) -> list[str]:
@@ -424,17 +427,24 @@ def diagnose(spec, inputs=None, timing: bool = True) -> Diagnosis:
         raise ValueError("the study has no repeated (held-out) human triplets to diagnose on")
     names = list(inputs.feature_paths)
     n_concepts = human.train.n_concepts
-    features = {
-        m: load_model_features(inputs.feature_paths[m], n_concepts, human)[0] for m in names
-    }
+    loaded = {m: load_model_features(inputs.feature_paths[m], n_concepts, human) for m in names}
+    features = {m: x for m, (x, _) in loaded.items()}
     dtype = spec.probe.dtype if spec.probe.dtype == spec.grid.dtype else "float32"
     models = tuple(
         zero_shot_diagnosis(m, features[m], human.train, human.test, dtype) for m in names
     )
     concepts = np.unique(np.concatenate([human.train.ids.ravel(), human.test.ids.ravel()]))
-    duplicates = tuple(near_duplicates(features, concepts))
-
     grid = grid_config(spec, names)
+    meaningless = meaningless_study(
+        {m: Path(inputs.feature_paths[m]) for m in names},
+        {m: digest for m, (_, digest) in loaded.items()},
+        list(grid.candidates),
+    )
+    same = {frozenset(pair) for pair in _same_features({m: d for m, (_, d) in loaded.items()})}
+    duplicates = tuple(  # a pair sharing one file is said once, as such
+        d for d in near_duplicates(features, concepts) if frozenset(d[:2]) not in same
+    )
+
     grids = level_grids(grid, spec)
     # timed: the widest candidate, among the unflagged ones when there are (a badly scaled
     # model's fits are erratic in time, or refused), else those that fit the grid's dtype
@@ -479,7 +489,46 @@ def diagnose(spec, inputs=None, timing: bool = True) -> Diagnosis:
         estimated_seconds=seconds / min(workers, max(n_jobs, 1)),
         timings=tuple(timings.values()),
         n_test=len(human.test),
+        meaningless=meaningless,
     )
+
+
+def _same_features(digests: dict[str, str]) -> list[tuple[str, str]]:
+    """Pairs of models (in order) whose feature files have the same content hash."""
+    names = list(digests)
+    return [
+        (a, b)
+        for i, a in enumerate(names)
+        for b in names[i + 1 :]
+        if digests[a] and digests[a] == digests[b]
+    ]
+
+
+def meaningless_study(
+    paths: dict[str, Path], digests: dict[str, str], candidates: list[str]
+) -> tuple[str, ...]:
+    """One warning line per way the study cannot mean anything: two models reading one
+    feature file (the same path, or files of the same content hash: recovery cannot tell
+    them apart, whichever generated the data), and a single candidate (it is crowned by
+    every job: recovery is trivially 1.0)."""
+    lines = []
+    for a, b in _same_features(digests):
+        same_path = paths[a].resolve() == paths[b].resolve()
+        how = (
+            f"the same file {paths[a]}"
+            if same_path
+            else (f"files of the same content ({paths[a]}, {paths[b]}; sha256 {digests[a][:12]})")
+        )
+        lines.append(
+            f"same features: models {a} and {b} read {how}: recovery cannot tell them apart "
+            "(each crowns either); give each model its own features"
+        )
+    if len(candidates) == 1:
+        lines.append(
+            f"one candidate: {candidates[0]} is crowned by every job, so recovery is "
+            "trivially 1.0; name two or more candidates"
+        )
+    return tuple(lines)
 
 
 def _duration(seconds: float) -> str:
@@ -525,7 +574,8 @@ def format_diagnosis(d: Diagnosis) -> list[str]:
             f"near-duplicates: {a} and {b} (RDM correlation {r:.3f} > "
             f"{DUPLICATE_CORRELATION:g}): recovery cannot tell them apart"
         )
-    if not (d.uninformative or d.badly_scaled or d.duplicates):
+    lines.extend(f"warning: {line}" for line in d.meaningless)
+    if not (d.uninformative or d.badly_scaled or d.duplicates or d.meaningless):
         lines.append("no model flagged")
     lines.append(
         f"noise ceiling {c.ceiling:.3f}: {c.n_responses} responses on {c.n_triplets} "
