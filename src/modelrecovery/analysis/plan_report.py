@@ -25,6 +25,8 @@ __all__ = ["plan_figure", "plan_sentences", "section_plan", "write_plan_report"]
 
 
 def _fmt(n: float) -> str:
+    if math.isnan(n):
+        return "n/a"
     if not math.isfinite(n):
         return "inf"
     return f"{n:,.0f}"

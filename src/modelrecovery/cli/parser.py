@@ -568,7 +568,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="jobs per level and design at most (default: 24 x the level's generators)",
     )
-    p.add_argument("--min-n", type=int, default=None, help="smallest size (default: the grid's)")
+    p.add_argument(
+        "--min-n",
+        type=int,
+        default=None,
+        help="smallest size (default: a tenth of the grid's smallest, at least 10)",
+    )
     p.add_argument("--max-n", type=int, default=None, help="largest size (default: the grid's)")
     p.add_argument(
         "--max-ratio",

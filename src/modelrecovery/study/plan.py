@@ -51,7 +51,8 @@ class PlanSettings:
     target: recovery accuracy to reach (N_target is where the curve reaches it).
     levels: level labels to plan (default: every level of the grid).
     budget_jobs: jobs per level and design (default: ``24 x`` the level's generators).
-    min_n, max_n: the sizes considered (default: the grid's smallest and largest).
+    min_n, max_n: the sizes considered (default: a tenth of the grid's smallest, at least
+        10, and the grid's largest).
     max_ratio: stop when N_target's interval has high / low at most this.
     batch: (size, seed) slots per batch after the first; each runs one job per generator.
     initial: slots of the first batch, spread evenly in log N over the ladder.
@@ -209,7 +210,7 @@ def plan_study(
     if unknown:
         raise ValueError(f"--levels: {unknown} not among the grid's levels {labels}")
     all_sizes = sorted({int(n) for e in spec.grid.levels for n in (e.sizes or spec.grid.sizes)})
-    min_n = int(settings.min_n or all_sizes[0])
+    min_n = int(settings.min_n or max(10, all_sizes[0] // 10))
     max_n = int(settings.max_n or all_sizes[-1])
     if not 1 <= min_n < max_n:
         raise ValueError(f"--min-n ({min_n}) must be at least 1 and below --max-n ({max_n})")
@@ -423,6 +424,8 @@ def _plan_table(tracks: list[_Track], spec: StudySpec, n_concepts: int) -> pd.Da
     grid = spec.grid
 
     def collect(n: float) -> float:
+        if n == 0:  # the interval's lower end below every size tried
+            return 0.0
         if not math.isfinite(n) or n < 1:
             return math.nan
         try:

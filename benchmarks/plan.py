@@ -1,0 +1,245 @@
+"""``plan`` against a dense reference grid on the default world (docs/method.md §7).
+
+    python benchmarks/plan.py [--reps 1] [--sim-reps 40]
+
+1. The dense grid: 8 sizes from 20 to 4,000 x 10 seeds x the 10 generators, at the
+   diagonal and full levels (1,600 ordinary recovery jobs), computed once and cached in its
+   own store (benchmarks/.cache/plan/dense, tracking home benchmarks/.cache/plan/mlflow.db,
+   where the generators are reused). The dense N_target is the same curve model fitted to
+   all its jobs.
+2. ``plan`` from an empty store (seeds from 100, so none of its jobs is a dense job), on the
+   same generators, for both levels; ``--reps`` more plans with other seeds (200, 300, ...).
+3. The coverage of the plan's interval over ``--sim-reps`` simulated plans: each level's
+   jobs drawn from the per-generator curves fitted to the dense grid (the generators'
+   own recovery curves), the same adaptive design (``plan_step``), against the N_target of
+   the mean of those curves.
+
+Prints per level the plan's N_target and interval, the dense N_target, the jobs each used,
+and last one line per level (full last):
+``level=<l> plan_jobs= dense_jobs= n_target= low= high= dense_n_target=``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy.optimize import brentq
+
+HERE = Path(__file__).resolve().parent
+CACHE = HERE / ".cache" / "plan"
+SIZES = [20, 40, 90, 200, 400, 900, 2000, 4000]
+SEEDS = list(range(10))
+LEVELS = ["diagonal", "full"]
+TARGET = 0.8
+GRID = [
+    f"grid.sizes=[{','.join(map(str, SIZES))}]",
+    f"grid.seeds=[{','.join(map(str, SEEDS))}]",
+    "grid.levels=[{family: diagonal},{family: full}]",
+]
+
+
+def dense_jobs(n_generators: int = 10):
+    """The dense grid's job table (computed once; the cache is used whenever it holds every
+    (level, size, seed, generator))."""
+    import pandas as pd
+
+    from modelrecovery.recovery.store import ResultsStore
+
+    store = CACHE / "dense"
+    timing = CACHE / "dense_seconds.json"
+
+    def cached() -> pd.DataFrame | None:
+        if not (store / "jobs").exists():
+            return None
+        jobs = ResultsStore(store).load()["jobs"]
+        if jobs.empty:
+            return None
+        jobs = jobs[
+            jobs["level"].isin(LEVELS) & jobs["n_train"].isin(SIZES) & jobs["seed"].isin(SEEDS)
+        ]
+        jobs = jobs.drop_duplicates(["level", "n_train", "seed", "generator"])
+        return jobs if len(jobs) == len(LEVELS) * len(SIZES) * len(SEEDS) * n_generators else None
+
+    jobs = cached()
+    if jobs is None:
+        from modelrecovery.study.mlflow_tracker import MLflowTracker
+        from modelrecovery.study.pipeline import run_study
+        from modelrecovery.study.spec import load_spec
+
+        spec = load_spec("default", [*GRID, "report=false", f"store={store}"])
+        tic = time.perf_counter()
+        run_study(spec, MLflowTracker(spec.study), progress=True)
+        timing.write_text(json.dumps({"seconds": time.perf_counter() - tic}))
+        jobs = cached()
+        if jobs is None:
+            sys.exit("the dense grid did not complete")
+    seconds = json.loads(timing.read_text())["seconds"] if timing.exists() else math.nan
+    return jobs, seconds
+
+
+def simulate(curves, ladder, floor, budget, rng, settings):
+    """One simulated plan: outcomes per generator drawn from its curve; the final fit."""
+    from modelrecovery.analysis.sample_size import plan_step, recovery_probability
+
+    sizes: list[float] = []
+    outcomes: list[float] = []
+    while True:
+        fit, stop, chosen = plan_step(
+            np.array(sizes),
+            np.array(outcomes),
+            ladder=ladder,
+            floor=floor,
+            target=TARGET,
+            max_n=SIZES[-1],
+            max_ratio=settings.max_ratio,
+            budget_jobs=budget,
+            jobs_per_slot=len(curves),
+            batch=settings.batch,
+            initial=settings.initial,
+        )
+        if stop:
+            return fit, len(sizes)
+        for n in chosen:
+            for params in curves:
+                sizes.append(float(n))
+                outcomes.append(float(rng.random() < recovery_probability(n, params)))
+
+
+def mean_curve_target(curves) -> float:
+    """Where the mean of the generators' curves reaches the target (inf if never)."""
+    from modelrecovery.analysis.sample_size import recovery_probability
+
+    def gap(x: float) -> float:
+        return float(np.mean([recovery_probability(math.exp(x), p) for p in curves])) - TARGET
+
+    lo, hi = math.log(1.0), math.log(1e9)
+    if gap(hi) < 0:
+        return math.inf
+    if gap(lo) > 0:
+        return 1.0
+    return math.exp(brentq(gap, lo, hi))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=1, help="real plans (seeds 100, 200, ...)")
+    parser.add_argument("--sim-reps", type=int, default=40, help="simulated plans per level")
+    args = parser.parse_args()
+    CACHE.mkdir(parents=True, exist_ok=True)
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{CACHE / 'mlflow.db'}"
+
+    from modelrecovery.analysis.sample_size import fit_curve, size_ladder
+    from modelrecovery.study.mlflow_tracker import MLflowTracker
+    from modelrecovery.study.plan import PlanSettings, plan_study
+    from modelrecovery.study.spec import load_spec
+
+    print(f"machine: {os.cpu_count()} CPUs; date {time.strftime('%Y-%m-%d %H:%M')}")
+    jobs, dense_seconds = dense_jobs()
+    floor = 1.0 / jobs["n_candidates"].iloc[0] if "n_candidates" in jobs else 0.1
+    dense = {}
+    for level in LEVELS:
+        part = jobs[jobs["level"] == level]
+        dense[level] = fit_curve(
+            part["n_train"].to_numpy(float),
+            part["recovered"].to_numpy(float),
+            floor=floor,
+            target=TARGET,
+            n_max=SIZES[-1],
+        )
+        f = dense[level]
+        print(
+            f"dense {level}: {len(part)} jobs, N_target {f.n_target:,.0f} "
+            f"[{f.n_target_low:,.0f}, {f.n_target_high:,.0f}], asymptote "
+            f"{f.params.asymptote:.3f} [{f.asymptote_low:.3f}, {f.asymptote_high:.3f}] "
+            f"({f.status}); recovery per size: "
+            + ", ".join(
+                f"{n}: {v:.2f}" for n, v in part.groupby("n_train")["recovered"].mean().items()
+            )
+        )
+    print(f"dense grid computed in {dense_seconds:.0f} s (when it was computed)")
+
+    plans = []
+    for rep in range(args.reps):
+        settings = PlanSettings(
+            target=TARGET,
+            levels=tuple(LEVELS),
+            min_n=SIZES[0],
+            max_n=SIZES[-1],
+            first_seed=100 * (rep + 1),
+        )
+        with tempfile.TemporaryDirectory() as tmp:
+            spec = load_spec("default", [*GRID, f"store={tmp}/store"])
+            tic = time.perf_counter()
+            result = plan_study(spec, MLflowTracker(spec.study), settings, progress=False)
+            seconds = time.perf_counter() - tic
+        plans.append((settings, result, seconds))
+        for _, row in result.table.iterrows():
+            d = dense[row["level"]]
+            covers = row["n_target_low"] <= d.n_target <= row["n_target_high"]
+            print(
+                f"plan (seeds from {settings.first_seed}) {row['level']}: {row['jobs']} jobs, "
+                f"N_target {row['n_target']:,.0f} [{row['n_target_low']:,.0f}, "
+                f"{row['n_target_high']:,.0f}] ({row['status']}, stop: {row['stop']}); "
+                f"dense {d.n_target:,.0f}: {'inside' if covers else 'OUTSIDE'}"
+            )
+        print(f"plan {rep + 1}: {seconds:.0f} s ({result.jobs_run_now} jobs run)")
+
+    # simulated plans on the generators' own curves from the dense grid
+    settings = plans[0][0] if plans else PlanSettings()
+    ladder = np.array(size_ladder(SIZES[0], SIZES[-1], tuple(SIZES)))
+    rng = np.random.default_rng(2026)
+    for level in LEVELS:
+        part = jobs[jobs["level"] == level]
+        curves = [
+            fit_curve(
+                g["n_train"].to_numpy(float),
+                g["recovered"].to_numpy(float),
+                floor=floor,
+                target=TARGET,
+                n_max=SIZES[-1],
+            ).params
+            for _, g in part.groupby("generator")
+        ]
+        truth = mean_curve_target(curves)
+        budget = 24 * len(curves)
+        covered = reached = 0
+        used = []
+        for _ in range(args.sim_reps):
+            fit, n_jobs = simulate(curves, ladder, floor, budget, rng, settings)
+            used.append(n_jobs)
+            if fit is None:
+                continue
+            reached += fit.status == "reached"
+            covered += (
+                fit.n_target_low <= truth <= fit.n_target_high
+                if math.isfinite(truth)
+                else not math.isfinite(fit.n_target_high)
+            )
+        print(
+            f"simulated plans {level}: truth N_target {truth:,.0f} (mean of the generators' "
+            f"dense curves); interval covers it in {covered} of {args.sim_reps}; reached in "
+            f"{reached}; jobs used median {int(np.median(used))} (max {max(used)})"
+        )
+
+    dense_count = len(SIZES) * len(SEEDS) * 10
+    if plans:
+        result = plans[0][1]
+        for level in LEVELS:
+            row = result.table[result.table["level"] == level].iloc[0]
+            print(
+                f"level={level} plan_jobs={row['jobs']} dense_jobs={dense_count} "
+                f"n_target={row['n_target']:.0f} low={row['n_target_low']:.0f} "
+                f"high={row['n_target_high']:.0f} dense_n_target={dense[level].n_target:.0f}"
+            )
+
+
+if __name__ == "__main__":
+    main()
