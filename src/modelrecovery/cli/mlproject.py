@@ -17,6 +17,7 @@ import argparse
 ENTRY_POINTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "main": ("recover", ("config", "set")),
     "recover": ("recover", ("config", "executor", "set")),
+    "plan": ("plan", ("config", "target", "max_ratio", "set")),
     "fit": (
         "fit",
         (
