@@ -15,6 +15,7 @@ import os
 import shutil
 import sqlite3
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -450,3 +451,40 @@ def test_meaningless_studies_warn_once(shared_features_study, tmp_path, argv, ex
         assert sum(fragment in line for line in lines) == 1, text
     for fragment in absent:
         assert fragment not in text, text
+
+
+# --- D4: a tracking server that does not answer -----------------------------------------
+
+
+def test_unanswered_tracking_server_is_reported_before_mlflow_is_imported(files, tmp_path):
+    """Nothing listens: the command fails on the check, before importing MLflow (1.5 s of
+    imports, several seconds on a busy machine; benchmarks/fault_timings.py)."""
+    probe = (
+        "import sys\n"
+        "from modelrecovery.cli import main\n"
+        "code = main(['fit', '--features', 'x.npy', '--triplets', 'human.tsv', '--lam', '1'])\n"
+        "print(code, 'mlflow' in sys.modules, file=sys.stderr)\n"
+    )
+    env = {**os.environ, **local_stores(tmp_path), "MLFLOW_TRACKING_URI": "http://127.0.0.1:9"}
+    proc = subprocess.run(
+        [sys.executable, "-c", probe], cwd=files, env=env, capture_output=True, text=True,
+        timeout=catalogue.HANG_GUARD_S,
+    )  # fmt: skip
+    lines = proc.stderr.strip().splitlines()
+    assert lines[-1] == "2 False", proc.stderr
+    assert "no MLflow server answers" in lines[0] and "Connection refused" in lines[0]
+
+
+@pytest.mark.slow
+def test_hung_tracking_server_is_one_line_exit_2(files, tmp_path):
+    """A server that accepts connections and never answers: one line, exit 2."""
+    import socket
+
+    with socket.socket() as hung:
+        hung.bind(("127.0.0.1", 0))
+        hung.listen(4)
+        uri = f"http://127.0.0.1:{hung.getsockname()[1]}"
+        env = {**local_stores(tmp_path), "MLFLOW_TRACKING_URI": uri}
+        code, out, err = run_cli(["fit", *DATA, "--lam", "1"], files, env)
+    assert code == 2, (code, out, err)
+    assert_one_line(err, f"MLFLOW_TRACKING_URI={uri}", "no MLflow server answers", "timed out")

@@ -152,6 +152,7 @@ def check_mlflow_server(url: str, what: str, timeout: float = TIMEOUT_SECONDS) -
     it fails when nothing listens, and when the server answers but its database does not
     (``/health`` would still say OK)."""
     probe = url.rstrip("/") + "/api/2.0/mlflow/experiments/search?max_results=1"
+    _check_reachable(url, what, min(timeout, CONNECT_SECONDS))
     try:
         with urllib.request.urlopen(probe, timeout=timeout) as response:
             response.read(256)
@@ -169,6 +170,38 @@ def check_mlflow_server(url: str, what: str, timeout: float = TIMEOUT_SECONDS) -
             ) from None
     except (urllib.error.URLError, OSError) as err:
         reason = getattr(err, "reason", err)
+        raise StoreError(
+            f"{what}: no MLflow server answers ({reason}); start it (make stack-up) or "
+            "unset MLFLOW_TRACKING_URI to use the local store tracking/mlflow.db"
+        ) from None
+
+
+CONNECT_SECONDS = 2.0
+"""The longest wait for a tracking server's TCP connection (a host that drops packets):
+the request's own timeout is for a server that accepts but answers slowly."""
+
+
+def _check_reachable(url: str, what: str, timeout: float) -> None:
+    """One TCP connection to the server of ``url`` within ``timeout`` (not through a
+    proxy the environment names for it: then the request decides)."""
+    import socket
+
+    parts = urlsplit(url)
+    host = parts.hostname
+    if not host or (
+        urllib.request.getproxies().get(parts.scheme) and not (urllib.request.proxy_bypass(host))
+    ):
+        return
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+    except OSError as err:
+        reason = (
+            f"no answer within {timeout:g} s"
+            if isinstance(err, TimeoutError)
+            else (err.strerror or str(err))
+        )
         raise StoreError(
             f"{what}: no MLflow server answers ({reason}); start it (make stack-up) or "
             "unset MLFLOW_TRACKING_URI to use the local store tracking/mlflow.db"
@@ -218,6 +251,10 @@ def check_optuna_url(
 def check_stores(mlflow: bool = True, optuna: bool = False) -> None:
     """Check the stores a command will use (``MLFLOW_TRACKING_URI`` / ``OPTUNA_STORAGE``
     or the local defaults): one line and :class:`StoreError` when one cannot be used."""
+    server = os.environ.get("MLFLOW_TRACKING_URI", "")
+    if mlflow and urlsplit(server).scheme in ("http", "https"):
+        # a server is checked before MLflow is imported (1.5 s, several on a busy machine)
+        check_tracking_uri(server)
     from modelrecovery.tracking import optuna_storage, tracking_uri
 
     mlflow_uri = tracking_uri() if mlflow or optuna else None
