@@ -258,3 +258,23 @@ def test_plan_command_records_a_plan_run_and_reuses_jobs_both_ways(study_home, c
     assert main(["--json", *recover, "--no-progress"]) == 0
     grid = json.loads(capsys.readouterr().out)
     assert grid["jobs"] == 2 * len(seeds) and grid["jobs_run_now"] == 0
+
+
+def test_slots_are_the_grids_own_jobs_on_seeds_whose_folds_hold_the_size():
+    """A slot is one job per generator at (size, next seed unused there), skipping seeds
+    whose folds cannot hold the size; its ids are the grid's ids for that (N, seed)."""
+    from modelrecovery.recovery.grid import GridConfig, Level, jobs_of
+    from modelrecovery.study.plan import _Track
+
+    level = Level("diagonal")
+    part = GridConfig(
+        generators=("a", "b"), candidates=("a", "b"), sizes=(40,), seeds=(0,), levels=(level,)
+    )
+    track = _Track(level, "random", part, ("a", "b"), budget=100)
+    track.outcomes["x"] = (40, 0, "a", 1.0, False)  # seed 0 used at N = 40
+    jobs = track.jobs([40, 40, 90], first_seed=0, fits=lambda n, seed: seed != 1)
+    assert [(j.n_train, j.seed) for j in jobs] == [(40, 2)] * 2 + [(40, 3)] * 2 + [(90, 0)] * 2
+    grid = GridConfig(
+        generators=("a", "b"), candidates=("a", "b"), sizes=(40,), seeds=(2,), levels=(level,)
+    )
+    assert {j.job_id for j in jobs[:2]} == {j.job_id for j in jobs_of(grid)}

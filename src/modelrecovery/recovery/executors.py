@@ -44,8 +44,9 @@ class GridInputs:
     exclude_keys: np.ndarray | None
     human_test: Triplets | None = None
 
-    def check(self, config: GridConfig) -> None:
-        """Fail before any work when the inputs do not match the grid."""
+    def check(self, config: GridConfig, jobs: list[Job] | None = None) -> None:
+        """Fail before any work when the inputs do not match the grid (or the given
+        ``jobs`` of it: their own sizes per seed)."""
         missing = [c for c in config.candidates if c not in self.candidate_features]
         if missing:
             raise ValueError(f"no features for candidates {missing}")
@@ -84,9 +85,16 @@ class GridInputs:
             raise ValueError(f"models disagree on the number of concepts: {sizes}")
         n_concepts = next(iter(sizes.values()))
         check_sizes(config, n_concepts)
+        largest = {int(seed): max(config.sizes) for seed in config.seeds}
+        if jobs is not None:
+            largest = {}
+            for job in jobs:
+                largest[job.seed] = max(largest.get(job.seed, 0), int(job.n_train))
+        if not largest:
+            return
         check_sizes_exactly(
             n_concepts,
-            {int(seed): max(config.sizes) for seed in config.seeds},
+            largest,
             n_folds=config.n_folds,
             train_fraction=config.train_fraction,
             eval_fraction=config.eval_fraction,
@@ -269,7 +277,7 @@ def run_grid(
     n_gpus = 0 if config.device == "cpu" or remote else cuda_count()
     if not remote:  # a clear error before any work when the device is absent here
         worker_device(config.device, 0, n_gpus, "grid.device")
-    inputs.check(config)
+    inputs.check(config, None if jobs is None else list(jobs))
     finished = store.done()
     jobs = jobs_of(config) if jobs is None else list(jobs)
     todo = [job for job in jobs if job.job_id not in finished]

@@ -14,6 +14,7 @@ plan's jobs.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ from modelrecovery.analysis.sample_size import (
     size_ladder,
 )
 from modelrecovery.analysis.verdict import triplets_to_collect
-from modelrecovery.recovery.executors import run_grid
+from modelrecovery.recovery.executors import check_sizes_exactly, run_grid
 from modelrecovery.recovery.grid import GridConfig, Job, jobs_of
 from modelrecovery.recovery.job import JobResult
 from modelrecovery.study.inputs import human_exclusion_keys, study_inputs
@@ -108,15 +109,19 @@ class _Track:
     def used_at(self, n: int) -> set[int]:
         return {seed for (size, seed, *_rest) in self.outcomes.values() if size == n}
 
-    def jobs(self, sizes: list[int], first_seed: int) -> list[Job]:
-        """One job per generator for each slot: a size and the next seed unused there."""
+    def jobs(self, sizes: list[int], first_seed: int, fits=None) -> list[Job]:
+        """One job per generator for each slot: a size and the next seed unused there
+        whose folds hold the size (``fits(n, seed)``; a seed's folds decide how many
+        distinct triplets besides the human ones its parts hold)."""
         out: list[Job] = []
         taken: dict[int, set[int]] = {}
         for n in sizes:
             used = taken.setdefault(n, set(self.used_at(n)))
             seed = first_seed
-            while seed in used:
+            while seed in used or (fits is not None and not fits(n, seed)):
                 seed += 1
+                if seed > first_seed + 10 * REUSE_SEEDS:
+                    raise ValueError(f"no seed's folds hold N = {n}: lower --max-n")
             used.add(seed)
             out += slot_jobs(self.part, self.level, self.selection, self.generators, n, seed)
         return out
@@ -271,6 +276,22 @@ def plan_study(
             _ingest(track, found, store, reused=True)
         ran = 0
         tic = time.perf_counter()
+        grid = setup.grid
+
+        @functools.cache
+        def fits(n: int, seed: int) -> bool:
+            try:
+                check_sizes_exactly(
+                    n_concepts,
+                    {seed: n},
+                    n_folds=grid.n_folds,
+                    train_fraction=grid.train_fraction,
+                    eval_fraction=grid.eval_fraction,
+                    exclude_keys=setup.jobs_read.exclude_keys,
+                )
+            except ValueError:
+                return False
+            return True
 
         def on_done(job: Job, result: JobResult) -> None:
             record_job(tracker, parent, job, result, setup.grid.device)
@@ -285,7 +306,7 @@ def plan_study(
                     on_batch(track.label, track.fit, sizes)
                 if not sizes:
                     continue
-                batches[i] = track.jobs(sizes, settings.first_seed)
+                batches[i] = track.jobs(sizes, settings.first_seed, fits)
             if not batches:
                 break
             by_part: dict[int, list[tuple[int, list[Job]]]] = {}
