@@ -543,11 +543,15 @@ def test_features_beyond_the_largest_triplet_id_suggest_n_concepts(tmp_path: Pat
     # given explicitly, it is used, and the features are read
     human = load_human_data(triplets, n_concepts=10)
     assert load_model_features(features, 10, human)[0].shape == (10, 3)
-    # fewer feature rows than concepts is still the features' problem
+    # fewer feature rows than the inferred concepts: the first triplet line naming a
+    # concept beyond them, and the features' rows (issue 26: not only the features blamed)
     np.save(features, rng.standard_normal((5, 3)).astype(np.float32))
     human = load_human_data(triplets)
-    with pytest.raises(ValueError, match=r"has 5 rows, expected n_concepts=8"):
+    with pytest.raises(ValueError) as info:
         load_model_features(features, 8, human)
+    line = 2 + int(np.flatnonzero((ids >= 5).any(axis=1))[0])  # after the header line
+    assert str(info.value).startswith(f"{triplets}: line {line}: column ")
+    assert str(info.value).endswith(f"the features {features} have 5 rows (one per concept)")
     # a study config names its setting
     human = load_human_data(triplets, n_concepts_option="data.n_concepts")
     np.save(features, rng.standard_normal((10, 3)).astype(np.float32))
