@@ -52,11 +52,19 @@ def plan_sentences(table: pd.DataFrame) -> list[str]:
                 f"{_fmt(row['triplets_to_collect_high'])}); {row['jobs']} jobs"
             )
         elif row["status"] == "unreachable":
+            asymptote = (
+                f"the curve's upper asymptote is {row['asymptote']:.2f} (95% interval "
+                f"{row['asymptote_low']:.2f} - {row['asymptote_high']:.2f})"
+            )
+            if row["asymptote_high"] < row["target"]:
+                why = f"{asymptote}, below the target {row['target']:.0%}"
+            else:
+                why = (
+                    f"N_target lies above it (95% interval from {_fmt(row['n_target_low'])}); "
+                    f"{asymptote}"
+                )
             lines.append(
-                head + f"not reachable within N <= {_fmt(row['max_n'])}: the curve's upper "
-                f"asymptote is {row['asymptote']:.2f} (95% interval {row['asymptote_low']:.2f}"
-                f" - {row['asymptote_high']:.2f}) against the target {row['target']:.0%}; "
-                f"{row['jobs']} jobs"
+                head + f"not reachable within N <= {_fmt(row['max_n'])}: {why}; {row['jobs']} jobs"
             )
         else:
             lines.append(
