@@ -194,6 +194,8 @@ include_uninformative: false  # true: also simulate from models no better than c
 probe:                   # the generators: each model fitted to your triplets, per level
   regulariser: scalar_shrinkage  # scalar_shrinkage (toward a scaled identity) | l2 | l1
   ceiling: null          # null: the noise ceiling of your repeated set
+  calibration: loo_matched  # loo_matched: the generators' own noise ceiling = yours
+                           # | study (their expected accuracy = it: noisier data)
   dtype: float32         # float32 | float64
   workers: 2             # generators built side by side (threads)
   stopping: study        # study (the paper's early stop) | converged (the optimum)
