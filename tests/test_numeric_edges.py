@@ -346,11 +346,13 @@ def test_cli_fit_on_zero_and_overflowing_features(world, tracking, capsys, caplo
         + ["--dtype", "float64"]
     )
     out = capsys.readouterr()
-    assert code == 0, out.err
-    result = json.loads(out.out)
-    assert result["converged"] is False and "above log 3" in result["warning"]
-    run = mlflow.get_run(result["run_id"])
-    assert run.info.status == "FINISHED" and run.data.tags["converged"] == "false"
+    # a diverged float64 fit: exit 2, one error line naming the run, the run FAILED
+    assert code == 2, out.err
+    error = [line for line in out.err.strip().splitlines() if "error:" in line]
+    assert len(error) == 1 and "above log 3" in error[0] and "ended FAILED" in error[0]
+    run_id = error[0].split("(run ")[1].split()[0]
+    run = mlflow.get_run(run_id)
+    assert run.info.status == "FAILED" and run.data.tags["converged"] == "false"
 
 
 def test_cli_evaluate_zero_features_one_third_and_one_warning_line(world, tmp_path):
