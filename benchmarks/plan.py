@@ -26,7 +26,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -128,20 +127,74 @@ def mean_curve_target(curves) -> float:
     return math.exp(brentq(gap, lo, hi))
 
 
+def run_plans(reps: int, dense: dict | None) -> list:
+    """``reps`` plans (seeds from 100, 200, ...), each in its own store under the cache:
+    the first run of a plan starts from an empty store (its time and jobs are kept in
+    ``plan_<seed>.json``); a later run reuses its jobs and reports the first run's cost."""
+    from modelrecovery.study.mlflow_tracker import MLflowTracker
+    from modelrecovery.study.plan import PlanSettings, plan_study
+    from modelrecovery.study.spec import load_spec
+
+    plans = []
+    for rep in range(reps):
+        settings = PlanSettings(
+            target=TARGET,
+            levels=tuple(LEVELS),
+            min_n=SIZES[0],
+            max_n=SIZES[-1],
+            first_seed=100 * (rep + 1),
+        )
+        store = CACHE / f"plan_{settings.first_seed}"
+        record = CACHE / f"plan_{settings.first_seed}.json"
+        spec = load_spec("default", [*GRID, f"store={store}"])
+        tic = time.perf_counter()
+        result = plan_study(spec, MLflowTracker(spec.study), settings, progress=False)
+        seconds = time.perf_counter() - tic
+        if result.jobs_run_now == len(result.jobs):  # from an empty store
+            record.write_text(json.dumps({"seconds": seconds, "jobs": len(result.jobs)}))
+        first = json.loads(record.read_text()) if record.exists() else {}
+        plans.append((settings, result, seconds))
+        for _, row in result.table.iterrows():
+            d = dense[row["level"]] if dense else None
+            covers = d is not None and row["n_target_low"] <= d.n_target <= row["n_target_high"]
+            print(
+                f"plan (seeds from {settings.first_seed}) {row['level']}: {row['jobs']} jobs, "
+                f"N_target {row['n_target']:,.0f} [{row['n_target_low']:,.0f}, "
+                f"{row['n_target_high']:,.0f}] ({row['status']}, stop: {row['stop']})"
+                + (
+                    f"; dense {d.n_target:,.0f}: {'inside' if covers else 'OUTSIDE'}"
+                    if d is not None
+                    else ""
+                )
+            )
+        print(
+            f"plan {rep + 1}: from an empty store {first.get('seconds', math.nan):.0f} s for "
+            f"{first.get('jobs', '?')} jobs (this run {seconds:.0f} s, {result.jobs_run_now} "
+            "jobs run)"
+        )
+    return plans
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=1, help="real plans (seeds 100, 200, ...)")
     parser.add_argument("--sim-reps", type=int, default=40, help="simulated plans per level")
+    parser.add_argument(
+        "--plans-only",
+        action="store_true",
+        help="run the plans alone (their stores are kept: a later full run reuses them)",
+    )
     args = parser.parse_args()
     CACHE.mkdir(parents=True, exist_ok=True)
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{CACHE / 'mlflow.db'}"
 
     from modelrecovery.analysis.sample_size import fit_curve, size_ladder
-    from modelrecovery.study.mlflow_tracker import MLflowTracker
-    from modelrecovery.study.plan import PlanSettings, plan_study
-    from modelrecovery.study.spec import load_spec
+    from modelrecovery.study.plan import PlanSettings
 
     print(f"machine: {os.cpu_count()} CPUs; date {time.strftime('%Y-%m-%d %H:%M')}")
+    if args.plans_only:
+        run_plans(args.reps, None)
+        return
     jobs, dense_seconds = dense_jobs()
     floor = 1.0 / jobs["n_candidates"].iloc[0] if "n_candidates" in jobs else 0.1
     dense = {}
@@ -166,31 +219,7 @@ def main() -> None:
         )
     print(f"dense grid computed in {dense_seconds:.0f} s (when it was computed)")
 
-    plans = []
-    for rep in range(args.reps):
-        settings = PlanSettings(
-            target=TARGET,
-            levels=tuple(LEVELS),
-            min_n=SIZES[0],
-            max_n=SIZES[-1],
-            first_seed=100 * (rep + 1),
-        )
-        with tempfile.TemporaryDirectory() as tmp:
-            spec = load_spec("default", [*GRID, f"store={tmp}/store"])
-            tic = time.perf_counter()
-            result = plan_study(spec, MLflowTracker(spec.study), settings, progress=False)
-            seconds = time.perf_counter() - tic
-        plans.append((settings, result, seconds))
-        for _, row in result.table.iterrows():
-            d = dense[row["level"]]
-            covers = row["n_target_low"] <= d.n_target <= row["n_target_high"]
-            print(
-                f"plan (seeds from {settings.first_seed}) {row['level']}: {row['jobs']} jobs, "
-                f"N_target {row['n_target']:,.0f} [{row['n_target_low']:,.0f}, "
-                f"{row['n_target_high']:,.0f}] ({row['status']}, stop: {row['stop']}); "
-                f"dense {d.n_target:,.0f}: {'inside' if covers else 'OUTSIDE'}"
-            )
-        print(f"plan {rep + 1}: {seconds:.0f} s ({result.jobs_run_now} jobs run)")
+    plans = run_plans(args.reps, dense)
 
     # simulated plans on the generators' own curves from the dense grid
     settings = plans[0][0] if plans else PlanSettings()
