@@ -354,6 +354,8 @@ def _run_dask(todo, config, inputs, store, finish, bar, address, n_workers) -> N
             host="127.0.0.1",
             dashboard_address=":0",  # a free port: no warning when 8787 is taken
             silence_logs=logging.ERROR,
+            # each worker exits, quietly, once this process is gone (even by SIGKILL)
+            preload=["modelrecovery.recovery.local_workers"],
         )
         address = cluster
     client = Client(address)
