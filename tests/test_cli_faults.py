@@ -16,6 +16,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -93,10 +94,17 @@ def mlflow_db(tmp_path_factory) -> Path:
 
 
 def _runs_in(db: Path) -> int:
+    """Runs in an MLflow SQLite store, read from a copy (with its WAL) on another disk:
+    reading in place needs to write the WAL index, which a full disk refuses."""
     if not db.exists():
         return 0
-    with sqlite3.connect(db) as con:
-        return con.execute("select count(*) from runs").fetchone()[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        for suffix in ("", "-wal"):
+            source = Path(f"{db}{suffix}")
+            if source.exists():
+                shutil.copy(source, Path(tmp) / f"mlflow.db{suffix}")
+        with sqlite3.connect(Path(tmp) / "mlflow.db") as con:
+            return con.execute("select count(*) from runs").fetchone()[0]
 
 
 # --- D1: read-only targets and full disks -------------------------------------------------

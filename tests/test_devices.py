@@ -177,7 +177,7 @@ def test_grid_places_jobs_on_the_gpus(two_gpus, monkeypatch, tmp_path):
         seen.append(config.device)
         raise _Stop
 
-    def fake_dask(todo, config, inputs, finish, address, n_workers):
+    def fake_dask(todo, config, inputs, store, finish, bar, address, n_workers):
         seen.append((config.device, n_workers))
 
     monkeypatch.setattr(executors, "_run", fake_run)
