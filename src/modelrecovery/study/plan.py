@@ -220,13 +220,9 @@ def plan_study(
     if not 1 <= min_n < max_n:
         raise ValueError(f"--min-n ({min_n}) must be at least 1 and below --max-n ({max_n})")
     # the largest size must fit the concepts: the study's own check, on the plan's range
-    sized = spec.model_copy(update={"grid": spec.grid.model_copy(update={"sizes": [max_n]})})
-    sized = sized.model_copy(
-        update={
-            "grid": sized.grid.model_copy(
-                update={"levels": [e.model_copy(update={"sizes": None}) for e in spec.grid.levels]}
-            )
-        }
+    levels = [e.model_copy(update={"sizes": None}) for e in spec.grid.levels]
+    sized = spec.model_copy(
+        update={"grid": spec.grid.model_copy(update={"sizes": [max_n], "levels": levels})}
     )
     floor = 1.0 / len(checked.candidates)
     if settings.target <= floor:
@@ -264,15 +260,15 @@ def plan_study(
         # finished jobs of the store at the ladder's sizes: used, and counted as reused
         done = store.done()
         for track in tracks:
-            found = [
-                job
-                for n in ladder
-                for seed in range(REUSE_SEEDS)
-                for job in slot_jobs(
-                    track.part, track.level, track.selection, track.generators, int(n), seed
-                )
-                if job.job_id in done
-            ]
+            every = dataclasses.replace(
+                track.part,
+                sizes=tuple(int(n) for n in ladder),
+                seeds=tuple(range(REUSE_SEEDS)),
+                levels=(track.level,),
+                generators=track.generators,
+                triplet_selection=(track.selection,),
+            )
+            found = [job for job in jobs_of(every) if job.job_id in done]
             _ingest(track, found, store, reused=True)
         ran = 0
         tic = time.perf_counter()
