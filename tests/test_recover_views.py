@@ -299,6 +299,9 @@ def test_mlflow_run_launcher_puts_its_run_in_the_tracking_home(tmp_path, monkeyp
         shutil.copy(root / name, project / name)
     path = save_csv(repeated_triplets(np.eye(12), 20, 4, seed=0), project / "t.csv")
     env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("MLFLOW_")}
+    # as in CI: the environment is not activated (its bin folder is not on PATH)
+    bin_dir = str(Path(sys.executable).parent)
+    env["PATH"] = ":".join(d for d in env.get("PATH", "").split(":") if d != bin_dir)
     done = subprocess.run(
         [sys.executable, "-m", "modelrecovery.cli.mlflow_run", "-e", "noise_ceiling",
          "-P", f"triplets={path}"],

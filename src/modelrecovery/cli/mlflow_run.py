@@ -81,9 +81,12 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as err:
         print(f"mlflow_run: error: {err}", file=sys.stderr)
         return 2
-    bin_dir = Path(sys.executable).parent  # this environment's mlflow
+    # this environment's mlflow, and its `modelrecovery` for the entry point's command
+    # (`--env-manager local` runs it through bash's PATH; the venv need not be activated)
+    bin_dir = Path(sys.executable).parent
     if (bin_dir / "mlflow").exists():
         words[0] = str(bin_dir / "mlflow")
+    env["PATH"] = os.pathsep.join([str(bin_dir), env.get("PATH", "")])
     print(f"modelrecovery: {' '.join(words)}  (MLFLOW_TRACKING_URI={env['MLFLOW_TRACKING_URI']})",
           file=sys.stderr)  # fmt: skip
     return subprocess.run(words, env=env, check=False).returncode
