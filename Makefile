@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/tracking/mlflow.db
 
-.PHONY: install recover ui stack-up stack-down stack-status test test-fast lint bench clean mlproject
+.PHONY: install recover ui stack-up stack-down stack-status test test-fast lint bench clean mlproject docs docs-serve
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -49,6 +49,15 @@ test-fast: install
 mlproject: install
 	$(PY) -m modelrecovery.cli.mlproject > MLproject
 
+# the documentation site, warnings as errors (a broken link or a missing page fails)
+docs: export NO_MKDOCS_2_WARNING = 1
+docs: install
+	$(VENV)/bin/mkdocs build --strict --quiet --site-dir site
+
+docs-serve: export NO_MKDOCS_2_WARNING = 1
+docs-serve: install
+	$(VENV)/bin/mkdocs serve --dev-addr 127.0.0.1:8000
+
 lint: install
 	$(VENV)/bin/ruff check src tests benchmarks examples
 
@@ -56,4 +65,4 @@ bench: install
 	$(PY) benchmarks/probe_objective.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache site

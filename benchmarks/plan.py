@@ -1,4 +1,4 @@
-"""``plan`` against a dense reference grid on the default world (docs/method.md §7).
+"""``plan`` against a dense reference grid on the default world (docs/science/method.md §7).
 
     python benchmarks/plan.py [--reps 1] [--sim-reps 40]
 

@@ -1,11 +1,11 @@
 """Analysis of the recovery grid: statistics, geometry, regression, trade-off, report.
 
-Pure functions of the results tables (``docs/results_tables.md``) and of model features;
+Pure functions of the results tables (``docs/reference/results-tables.md``) and of model features;
 the report is built by sections (``section_*`` in :mod:`modelrecovery.analysis.report`:
 tables and figures, no files), ``write_report`` writes them (CSV, PNG/SVG, one HTML page)
 and ``build_report`` runs them all. ``recovery_curve`` / ``recovery_metric_points`` are the
 recovery accuracy per level and N the stages log to MLflow. Method:
-``docs/method.md`` §5.
+``docs/science/method.md`` §5.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Representational geometry of the models before and after the probe (docs/method.md §5).
+"""Representational geometry of the models before and after the probe (docs/science/method.md §5).
 
 RDMs are condensed upper triangles of Euclidean distances between concepts
 (``scipy.spatial.distance.pdist``). Two comparisons are available:

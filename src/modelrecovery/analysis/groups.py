@@ -19,7 +19,7 @@ transformer).
   and after probing, the shift towards humans, and whether models that start farther
   move more (the paper: all models move towards VICE, farther ones more).
 
-Pure functions on the results tables (``docs/results_tables.md``); nothing here writes.
+Pure functions on the results tables (``docs/reference/results-tables.md``); nothing here writes.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
-"""Recovery statistics from the results tables (docs/method.md §5).
+"""Recovery statistics from the results tables (docs/science/method.md §5).
 
 Every function is pure: results tables in (``jobs``, ``scores``; see
-``docs/results_tables.md``), tidy DataFrames out. Grouping defaults to the experimental
+``docs/reference/results-tables.md``), tidy DataFrames out. Grouping defaults to the experimental
 condition (``level`` and ``family``, plus whichever of the other :data:`CONDITION_COLUMNS`
 vary) and ``n_train``, so concatenations of tables from several runs never pool different
 conditions. Ranks may be fractional (average ranks of tied candidates).

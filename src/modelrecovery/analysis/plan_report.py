@@ -1,5 +1,5 @@
 """The plan's page: per level the jobs' outcomes, the fitted recovery curve with its band,
-N_target with its interval, and the tables (docs/method.md §7)."""
+N_target with its interval, and the tables (docs/science/method.md §7)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""What makes a wrong candidate beat the generator? (docs/method.md §5, regression).
+"""What makes a wrong candidate beat the generator? (docs/science/method.md §5, regression).
 
 For ordered pairs (generator g, candidate c ≠ g) at the largest N of one condition (one
 level), the target is the accuracy difference ``score(g on g's data) - score(c on g's

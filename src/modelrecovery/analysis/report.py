@@ -643,7 +643,7 @@ def section_conditions(data: ReportInputs) -> Section:
     return s.build()
 
 
-#: the models table's calibration columns (per generator; docs/results_tables.md)
+#: the models table's calibration columns (per generator; docs/reference/results-tables.md)
 CALIBRATION_COLUMNS = (
     "temperature",
     "calibration",
@@ -1328,7 +1328,7 @@ def build_report(
 
     Parameters
     ----------
-    jobs, scores, models : results tables (``docs/results_tables.md``), possibly pooled from
+    jobs, scores, models : results tables (``docs/reference/results-tables.md``), possibly pooled from
         several runs. Jobs keep one row per ``(condition_key, generator, n_train, seed)``
         (the key derived from the condition columns where missing) and per ``job_id``, the
         last occurrence winning; scores follow the jobs kept (same ``job_id``) and take

@@ -1,4 +1,4 @@
-"""How many triplets identify the generating model (docs/method.md §7).
+"""How many triplets identify the generating model (docs/science/method.md §7).
 
 Recovery (the generator crowned, 0/1 per job) against the per-fold training size N is
 modelled as a logistic curve in log N between chance and an upper asymptote that may stay

@@ -1,4 +1,4 @@
-"""Recovery against predictive accuracy on human data (docs/method.md §5, trade-off).
+"""Recovery against predictive accuracy on human data (docs/science/method.md §5, trade-off).
 
 The human-data accuracy of a flexibility level is the mean over the generators of that
 level's jobs of their ``human_accuracy`` rows *at that level* in the ``models`` table

@@ -546,7 +546,7 @@ def build_parser() -> argparse.ArgumentParser:
         commands.run_plan,
         "How many triplets make the generating model win: per level, N_target (the per-fold "
         "training size where recovery reaches --target) with a 95 percent interval, by an "
-        "adaptive design of ordinary recovery jobs (docs/method.md §7).",
+        "adaptive design of ordinary recovery jobs (docs/science/method.md §7).",
         mlflow=True,
         optuna=True,
     )

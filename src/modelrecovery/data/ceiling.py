@@ -1,4 +1,4 @@
-"""Human noise ceiling of odd-one-out data (docs/method.md §1).
+"""Human noise ceiling of odd-one-out data (docs/science/method.md §1).
 
 For every unique unordered triplet with at least two responses, each response is left out in
 turn and predicted by the majority of the remaining responses; ties share the credit
@@ -11,7 +11,7 @@ probabilities ``p`` (three, one per position) independently ``k`` times: the sum
 multinomial count vectors ``(n1, n2, n3)``, ``n1 + n2 + n3 = k``, of ``P(counts) x`` the
 leave-one-out credit of those counts (:func:`expected_loo_agreement`), averaged over triplets
 as the human ceiling is (:func:`expected_noise_ceiling`). Calibration ``loo_matched``
-(docs/method.md §3) matches it to the human ceiling.
+(docs/science/method.md §3) matches it to the human ceiling.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Reproducible sampling of synthetic triplets and responses (docs/method.md §4, steps 2-3).
+"""Reproducible sampling of synthetic triplets and responses (docs/science/method.md §4, steps 2-3).
 
 :func:`sample_triplets` draws N distinct unordered triplets uniformly among a concept subset,
 excluding given triplets (e.g. every triplet of the human data); :func:`sample_responses`

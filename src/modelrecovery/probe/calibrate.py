@@ -1,4 +1,4 @@
-"""Noise calibration (docs/method.md §3): choose T so that the model is as noisy as people.
+"""Noise calibration (docs/science/method.md §3): choose T so that the model is as noisy as people.
 
 Two rules (``calibration``, :data:`modelrecovery.study.spec.CALIBRATIONS`):
 

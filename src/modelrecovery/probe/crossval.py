@@ -1,4 +1,4 @@
-"""Cross-validated choice of the regularisation strength lambda (docs/method.md §3).
+"""Cross-validated choice of the regularisation strength lambda (docs/science/method.md §3).
 
 Folds are over triplets (the study, for human data) or concept-disjoint (every fold's
 validation triplets use only concepts that no training triplet uses). Both are seeded.

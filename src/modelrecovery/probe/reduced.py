@@ -1,4 +1,4 @@
-"""Row-space reductions of the full-W problem (docs/method.md §2): at the optimum, and
+"""Row-space reductions of the full-W problem (docs/science/method.md §2): at the optimum, and
 along the study's L-BFGS path.
 
 When the training features X (n x p) have rank r < p, the optimum of the p x p problem

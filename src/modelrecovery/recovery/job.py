@@ -1,8 +1,8 @@
-"""One recovery job (docs/method.md §4): simulate data from the generator, refit every candidate
+"""One recovery job (docs/science/method.md §4): simulate data from the generator, refit every candidate
 for every λ on every fold, select λ by mean validation score, score by mean test score,
 and crown the winner.
 
-Rules (the study's, docs/method.md §4): every λ starts from the family's start point
+Rules (the study's, docs/science/method.md §4): every λ starts from the family's start point
 (cold; ``warm_start`` is an option: the λ path then runs from strong to weak penalty, each
 fit starting from the previous solution); λ is chosen by mean validation score over folds,
 ties going to the smallest λ (the first maximum over the ascending grid); the score is the
@@ -64,7 +64,7 @@ class FoldData:
 
 @dataclass
 class JobResult:
-    """The three results tables of a job (see docs/results_tables.md)."""
+    """The three results tables of a job (see docs/reference/results-tables.md)."""
 
     job: pd.DataFrame
     scores: pd.DataFrame

@@ -1,4 +1,4 @@
-"""Model-discriminating triplet selection (beyond the paper, docs/method.md §6).
+"""Model-discriminating triplet selection (beyond the paper, docs/science/method.md §6).
 
 The recovery grid's training triplets are drawn uniformly (``random``, the study). An
 experimenter who knows the candidate models can do better: from a large random pool of
@@ -110,7 +110,7 @@ def design_score(probs: np.ndarray, score: str = "mi") -> np.ndarray:
 
 def odd_one_out_probabilities(z: np.ndarray, ids: np.ndarray, temperature: float) -> np.ndarray:
     """P(odd = position) of the dot-product model with transformed features ``z`` (all
-    concepts) on triplets ``ids`` (M, 3), in float64 (docs/method.md §2)."""
+    concepts) on triplets ``ids`` (M, 3), in float64 (docs/science/method.md §2)."""
     z = np.asarray(z, dtype=np.float64)
     ids = np.asarray(ids, dtype=np.int64)
     i, j, k = ids[:, 0], ids[:, 1], ids[:, 2]

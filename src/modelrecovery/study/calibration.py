@@ -1,5 +1,5 @@
 """Temperature calibration: with W fixed, the temperature T at which the model is as noisy
-as people (docs/method.md §3), recorded as a run ``calibrate/<model>/<level>``: under
+as people (docs/science/method.md §3), recorded as a run ``calibrate/<model>/<level>``: under
 ``study`` its expected agreement with its own most likely response, under ``loo_matched``
 its own expected leave-one-out noise ceiling on the repeated set, equals the human noise
 ceiling. Either way the run logs both statistics at the chosen T beside the human ceiling."""

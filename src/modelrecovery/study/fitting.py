@@ -40,7 +40,7 @@ assert tuple(TORCH_DTYPES) == DTYPES
 class ProbeSetup:
     """Everything a probe fit is set up with but its data and λ: the level, the
     regulariser, the dtype and device, and the optimiser's stopping rule, row-space
-    reduction and loss order (docs/method.md §2)."""
+    reduction and loss order (docs/science/method.md §2)."""
 
     level: Level = Level("full")
     regulariser: str = "scalar_shrinkage"

@@ -1,6 +1,6 @@
 """Generators: a data-generating model per network AND flexibility level = tune + fit +
 calibrate on human data, each level on its own (the study fits a generator of the
-matching level for every level of its grid; docs/method.md §3). Each generator is a run
+matching level for every level of its grid; docs/science/method.md §3). Each generator is a run
 ``generator/<model>/<level>`` (tag ``stage=generator``) holding W, Z = X W, T, λ and
 provenance; a finished run with the same inputs (parameters, feature and triplet hashes,
 the science's source) is reused, not recomputed."""
@@ -46,7 +46,7 @@ class GeneratorSetup:
     # calibrate (and so simulate from) a generator whose probe predicts the held-out
     # human triplets no better than chance (study key include_uninformative)
     calibrate_uninformative: bool = False
-    # what T matches to the ceiling (study key probe.calibration; docs/method.md §3)
+    # what T matches to the ceiling (study key probe.calibration; docs/science/method.md §3)
     calibration: str = "study"
 
     @property

@@ -162,7 +162,7 @@ def grid_provenance(
 def models_table(
     generators: dict[tuple[str, str], Generator], metadata: dict[str, dict] | None = None
 ) -> pd.DataFrame:
-    """Per (model, level) properties for the analysis (docs/results_tables.md)."""
+    """Per (model, level) properties for the analysis (docs/reference/results-tables.md)."""
     metadata = metadata or {}
     rows = []
     for (level, model), g in generators.items():

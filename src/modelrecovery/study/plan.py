@@ -1,5 +1,5 @@
 """``plan``: how many triplets a study needs for its generating model to win, by an
-adaptive design instead of a full grid (docs/method.md §7).
+adaptive design instead of a full grid (docs/science/method.md §7).
 
 Per level (and triplet-selection design) the plan fits the recovery curve of
 :mod:`modelrecovery.analysis.sample_size` to the jobs run so far, then runs the next batch

@@ -82,7 +82,7 @@ OBJECTIVES: tuple[str, ...] = ("supervised", "self-supervised", "image-text")
 ARCHITECTURES: tuple[str, ...] = ("CNN", "transformer")
 REFERENCES: tuple[str, ...] = get_args(Reference)
 #: what a generator's T matches to the human LOO ceiling: study (its expected accuracy,
-#: mean max P) or loo_matched (its own expected LOO ceiling; docs/method.md §3)
+#: mean max P) or loo_matched (its own expected LOO ceiling; docs/science/method.md §3)
 CALIBRATIONS: tuple[str, ...] = get_args(Calibration)
 
 #: λ values the study cross-validates for its generators (1e-6 ... 100)
@@ -99,7 +99,7 @@ def one_of(names: Sequence[str]) -> str:
 @dataclass(frozen=True)
 class Level:
     """A flexibility level: how W is parametrised (``family``) and, for ``rectangular``,
-    its rank ``k`` (docs/method.md §2). The probe's :class:`~modelrecovery.probe.families.
+    its rank ``k`` (docs/science/method.md §2). The probe's :class:`~modelrecovery.probe.families.
     Family` implements the level's mathematics."""
 
     family: str

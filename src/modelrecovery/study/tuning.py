@@ -1,6 +1,6 @@
 """λ by cross-validation on the human training triplets (Optuna chooses among the
 trials; each trial is a child run of the tuning run), then the refit on all training
-triplets with the best λ (docs/method.md §3).
+triplets with the best λ (docs/science/method.md §3).
 
 Default: a grid over the study's values {1e-6, ..., 100} (``GridSampler``); option: TPE
 over log λ with a median pruner that stops bad trials after the first folds. The Optuna
