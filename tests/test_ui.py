@@ -33,8 +33,9 @@ def test_the_ui_port_is_not_the_stacks(monkeypatch):
     assert UI_PORT not in StackSettings().ports()
     make = (ROOT / "Makefile").read_text()
     assert re.search(r"^ui: .*\n\t\$\(PY\) -m modelrecovery\.tracking ui", make, re.M)
-    readme = (ROOT / "README.md").read_text()
-    assert f"http://127.0.0.1:{UI_PORT}/#/experiments?workflowType=machine_learning" in readme
+    assert f"`make ui` (the MLflow UI on port {UI_PORT})" in (ROOT / "README.md").read_text()
+    tutorial = (ROOT / "docs" / "tutorials" / "default-study.md").read_text()
+    assert f"http://127.0.0.1:{UI_PORT}/#/experiments?workflowType=machine_learning" in tutorial
 
 
 def test_a_taken_port_fails_and_says_what_is_there(tmp_path):
