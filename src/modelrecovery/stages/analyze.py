@@ -35,6 +35,7 @@ from modelrecovery.analysis.metrics import (
     recovery_metric_points,
 )
 from modelrecovery.analysis.pooling import Pooled, ensure_condition_key, pool_tables
+from modelrecovery.study.tracking_names import ANALYZE
 from modelrecovery.tracking import TRACKING_DIR, setup_experiment, standard_tags
 
 TABLES = ("jobs", "scores", "fits", "models")
@@ -287,8 +288,8 @@ def analyze(
     config = load_run_config(ordered)
     human_embedding = load_human_embedding(config) if features else None
     human_scores = load_human_scores(models)
-    tags = standard_tags("analyze") | {"sources": ",".join(sources)}
-    with mlflow.start_run(run_name=f"analyze/{experiment}", tags=tags) as run:
+    tags = standard_tags(ANALYZE.stage) | {"sources": ",".join(sources)}
+    with mlflow.start_run(run_name=ANALYZE.run_name(study=experiment), tags=tags) as run:
         mlflow.log_params(
             {
                 "n_sources": len(sources),

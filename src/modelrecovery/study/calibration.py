@@ -14,6 +14,7 @@ from modelrecovery.data.triplets import Triplets
 from modelrecovery.devices import require_device
 from modelrecovery.probe.calibrate import calibrate_temperature, calibration_statistics
 from modelrecovery.study.tracker import Run, Tracker, standard_tags
+from modelrecovery.study.tracking_names import CALIBRATE
 
 
 def check_ceiling(ceiling: float | None) -> None:
@@ -79,7 +80,8 @@ def calibrate(
         "n_triplets": n_unique,
         "device": device,
     }
-    tags = standard_tags("calibrate", model, level)
-    with tracker.run(f"calibrate/{model}/{level}", tags=tags, params=params, parent=parent) as run:
+    tags = standard_tags(CALIBRATE.stage, model, level)
+    name = CALIBRATE.run_name(model=model, level=level)
+    with tracker.run(name, tags=tags, params=params, parent=parent) as run:
         run.log_metrics(result)
     return result

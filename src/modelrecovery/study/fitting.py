@@ -27,6 +27,7 @@ from modelrecovery.probe.fit import FittedProbe, LBFGSSettings, check_features, 
 from modelrecovery.probe.lightning_module import ProbeModule
 from modelrecovery.study.spec import DTYPES, Level, ProbeSpec, TuneSpec
 from modelrecovery.study.tracker import Run, Tracker, standard_tags
+from modelrecovery.study.tracking_names import FIT
 
 matplotlib.use("Agg")
 for _name in ("lightning.pytorch", "lightning.fabric", "lightning"):
@@ -169,7 +170,7 @@ def fit_probe(
     device = require_device(setup.device, "device")  # before the run starts
     name = source or model
     check_features(features, setup.torch_dtype(), name)  # before the run starts
-    run_name = f"fit/{model}/{level.family}"
+    run_name = FIT.run_name(model=model, family=level.family)
     params = {
         "model": model,
         "feature_dim": features.shape[1],
@@ -181,7 +182,7 @@ def fit_probe(
         "device": device,
         **{f"hash_{key}": h for key, h in (data_hashes or {}).items()},
     }
-    tags = standard_tags("fit", model, level.family)
+    tags = standard_tags(FIT.stage, model, level.family)
     with tracker.run(run_name, tags=tags, params=params, parent=parent) as run:
         # family, k, regulariser, lam, temperature, n_train, p, dtype: logged by Lightning
         # from the module's hyperparameters

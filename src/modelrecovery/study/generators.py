@@ -29,6 +29,7 @@ from modelrecovery.study.inputs import HumanData, load_model_features
 from modelrecovery.study.keys import inputs_key
 from modelrecovery.study.spec import Level, StudySpec, TuneSpec, probe_parameters
 from modelrecovery.study.tracker import Run, Tracker, reuse_or_run, standard_tags
+from modelrecovery.study.tracking_names import GENERATOR
 from modelrecovery.study.tuning import tune_and_fit
 
 #: what every generator logs of its calibration (besides T and the rule)
@@ -190,7 +191,7 @@ def _build(model, features, features_path, human, tracker, setup, parent, key, h
     level = setup.level
     probe = setup.probe
     device = require_device(probe.device, "probe.device")
-    tags = standard_tags("generator", model, level.family) | {"level": level.label}
+    tags = standard_tags(GENERATOR.stage, model, level.family) | {"level": level.label}
     params = {
         "model": model,
         "level": level.label,
@@ -211,7 +212,11 @@ def _build(model, features, features_path, human, tracker, setup, parent, key, h
         "hash_triplets": human.data_hash,
     }
     with tracker.run(
-        f"generator/{model}/{level.label}", tags=tags, params=params, key=key, parent=parent
+        GENERATOR.run_name(model=model, level=level.label),
+        tags=tags,
+        params=params,
+        key=key,
+        parent=parent,
     ) as run:
         tuned = tune_and_fit(
             features,

@@ -22,8 +22,14 @@ from modelrecovery.input_files import sha256
 #: packages (folders) and modules of ``modelrecovery`` whose source a result depends on
 SCIENCE_PACKAGES = ("data", "features", "probe", "recovery", "world", "study")
 SCIENCE_MODULES = ("config.py", "devices.py", "input_files.py", "interrupts.py", "lazy.py")
-#: modules of the science packages that record results but change none
-NOT_SCIENCE = ("study/tracker.py", "study/mlflow_tracker.py", "study/mlflow_model.py")
+#: modules of the science packages that record or describe results but change none
+NOT_SCIENCE = (
+    "study/tracker.py",
+    "study/mlflow_tracker.py",
+    "study/mlflow_model.py",
+    "study/tracking_names.py",  # MLflow's names (the docs' reference)
+    "recovery/columns.py",  # the results tables' columns (the docs' reference)
+)
 
 
 def science_files(root: Path | None = None) -> list[Path]:

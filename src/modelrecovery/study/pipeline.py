@@ -57,6 +57,7 @@ from modelrecovery.study.keys import file_hash, science_hash
 from modelrecovery.study.recover_run import grid_axes_params, record_jobs_used, recover_run_name
 from modelrecovery.study.spec import StudySpec, load_spec, probe_parameters
 from modelrecovery.study.tracker import NullTracker, Run, Tracker, code_version, standard_tags
+from modelrecovery.study.tracking_names import JOB, RECOVER
 
 __all__ = ["StudyResult", "run_study", "run_job", "grid_config", "level_grids", "models_table"]
 
@@ -242,7 +243,7 @@ def record_job(
     job (it ended now, after its own ``seconds``); returns the run's id."""
     row = result.job.iloc[0]
     end = time.time()
-    tags = standard_tags("job", job.generator, job.level.family) | {
+    tags = standard_tags(JOB.stage, job.generator, job.level.family) | {
         "winner": str(row["winner"]),
         "job_id": job.job_id,
         "level": job.level.label,
@@ -267,7 +268,7 @@ def record_job(
     for _, s in result.scores.iterrows():
         metrics[f"score_{s['candidate']}"] = float(s["score"])
     return tracker.record(
-        f"job/{job.job_id}",
+        JOB.run_name(job_id=job.job_id),
         tags=tags,
         params=params,
         metrics=metrics,
@@ -462,7 +463,7 @@ def run_study(
     checked, executor = check_study(spec, executor)
     execution = spec.executor
     timings: dict[str, float] = {}
-    tags = standard_tags("recover") | {"study": spec.study}
+    tags = standard_tags(RECOVER.stage) | {"study": spec.study}
     params = {
         "study": spec.study,
         "rules": spec.rules,

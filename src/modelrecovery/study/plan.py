@@ -38,6 +38,7 @@ from modelrecovery.study.inputs import human_exclusion_keys, study_inputs
 from modelrecovery.study.pipeline import check_sizes, check_study, prepare_grid, record_job
 from modelrecovery.study.spec import StudySpec, load_spec
 from modelrecovery.study.tracker import NullTracker, Tracker, standard_tags
+from modelrecovery.study.tracking_names import PLAN
 
 __all__ = ["PlanResult", "PlanSettings", "plan_study"]
 
@@ -249,8 +250,8 @@ def plan_study(
         "executor": executor,
         "ladder": ",".join(str(int(n)) for n in ladder),
     }
-    tags = standard_tags("plan") | {"study": spec.study}
-    with tracker.run(f"plan/{spec.study}", tags=tags, params=params) as parent:
+    tags = standard_tags(PLAN.stage) | {"study": spec.study}
+    with tracker.run(PLAN.run_name(study=spec.study), tags=tags, params=params) as parent:
         parent.log_dict(spec.as_config(), "config.yaml")
         tic = time.perf_counter()
         setup = prepare_grid(spec, tracker, parent, inputs, checked, progress)

@@ -22,6 +22,7 @@ import pandas as pd
 from modelrecovery.recovery.grid import GridConfig, Job
 from modelrecovery.study.spec import StudySpec
 from modelrecovery.study.tracker import Run, Tracker
+from modelrecovery.study.tracking_names import RECOVER
 
 __all__ = ["recover_run_name", "grid_axes_params", "jobs_used_table", "record_jobs_used"]
 
@@ -56,7 +57,7 @@ def grid_digest(spec: StudySpec, grid: GridConfig) -> str:
 
 def recover_run_name(spec: StudySpec, grid: GridConfig) -> str:
     """``recover/<study>/<grid digest>``."""
-    return f"recover/{spec.study}/{grid_digest(spec, grid)}"
+    return RECOVER.run_name(study=spec.study, digest=grid_digest(spec, grid))
 
 
 def grid_axes_params(spec: StudySpec, grid: GridConfig) -> dict[str, str]:

@@ -26,6 +26,7 @@ from modelrecovery.study.fitting import FitOutcome, ProbeSetup, fit_probe
 from modelrecovery.study.keys import inputs_key
 from modelrecovery.study.spec import TuneSpec
 from modelrecovery.study.tracker import Run, Tracker, standard_tags
+from modelrecovery.study.tracking_names import TRIAL, TUNE
 
 
 @dataclass
@@ -112,8 +113,8 @@ def tune_lambda(
         else:
             lam = trial.suggest_float("lam", min(settings.lams), max(settings.lams), log=True)
         with tracker.run(
-            f"trial/{model}/{family}/{trial.number}",
-            tags=standard_tags("tune_trial", model, family),
+            TRIAL.run_name(model=model, family=family, n=trial.number),
+            tags=standard_tags(TRIAL.stage, model, family),
             params={"lam": lam, "trial": trial.number, "study": study_name},
             parent=parent,
         ) as run:
@@ -235,10 +236,10 @@ def tune_and_fit(
         "stopping": setup.stopping,
     }
     key = inputs_key("tune", params, data_hashes or {})
-    tags = standard_tags("tune", model, family)
+    tags = standard_tags(TUNE.stage, model, family)
     shown = {k_: str(v) for k_, v in params.items()} | {"device": device}
     with tracker.run(
-        f"tune/{model}/{family}", tags=tags, params=shown, key=key, parent=parent
+        TUNE.run_name(model=model, family=family), tags=tags, params=shown, key=key, parent=parent
     ) as run:
         if family == "zero_shot":
             best_lam, trials, study_name = 0.0, pd.DataFrame(), ""
