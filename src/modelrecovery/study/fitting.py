@@ -161,7 +161,7 @@ def fit_probe(
     source: str | None = None,
 ) -> FitOutcome:
     """Fit with ``lightning.Trainer`` on ``setup.device`` and record a run
-    ``fit/<model>/<level>`` (``log_model``: also the probe as a model; generators store W
+    ``fit/<model>/<family>`` (``log_model``: also the probe as a model; generators store W
     and Z instead). ``source`` names the features in messages (default: the model name);
     features that are not finite or whose similarities overflow the dtype are refused
     before the run starts."""
