@@ -1328,7 +1328,8 @@ def build_report(
 
     Parameters
     ----------
-    jobs, scores, models : results tables (``docs/reference/results-tables.md``), possibly pooled from
+    jobs, scores, models : results tables (``docs/reference/results-tables.md``), possibly
+        pooled from
         several runs. Jobs keep one row per ``(condition_key, generator, n_train, seed)``
         (the key derived from the condition columns where missing) and per ``job_id``, the
         last occurrence winning; scores follow the jobs kept (same ``job_id``) and take

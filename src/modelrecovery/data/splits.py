@@ -1,4 +1,5 @@
-"""Concept-disjoint cross-validation folds for the recovery experiment (docs/science/method.md §4)."""
+"""Concept-disjoint cross-validation folds for the recovery experiment
+(docs/science/method.md §4)."""
 
 from __future__ import annotations
 

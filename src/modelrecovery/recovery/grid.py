@@ -1,4 +1,5 @@
-"""The grid of recovery jobs and how each job's randomness is derived (docs/science/method.md §4)."""
+"""The grid of recovery jobs and how each job's randomness is derived
+(docs/science/method.md §4)."""
 
 from __future__ import annotations
 

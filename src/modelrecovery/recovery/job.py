@@ -1,5 +1,5 @@
-"""One recovery job (docs/science/method.md §4): simulate data from the generator, refit every candidate
-for every λ on every fold, select λ by mean validation score, score by mean test score,
+"""One recovery job (docs/science/method.md §4): simulate data from the generator, refit every
+candidate for every λ on every fold, select λ by mean validation score, score by mean test score,
 and crown the winner.
 
 Rules (the study's, docs/science/method.md §4): every λ starts from the family's start point
