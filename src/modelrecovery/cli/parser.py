@@ -143,14 +143,28 @@ FULL = "full"  # the default flexibility level of fit and tune (one of FAMILIES)
 def _add_probe_args(parser: argparse.ArgumentParser) -> None:
     """Flexibility level, penalty, dtype, device and stopping options (defaults: the
     study's probe section, :class:`~modelrecovery.study.spec.ProbeSpec`)."""
-    parser.add_argument("--family", default=FULL, choices=FAMILIES)
+    parser.add_argument(
+        "--family",
+        default=FULL,
+        choices=FAMILIES,
+        help="flexibility level: the form of W (zero_shot: a multiple of the identity; "
+        "diagonal; rectangular: p x k, k = --k; full: p x p)",
+    )
     parser.add_argument(
         "--k", type=integer(1), default=None, help="rank of rectangular W (needed by it)"
     )
     parser.add_argument(
-        "--regulariser", default=_default(ProbeSpec, "regulariser"), choices=REGULARISERS
+        "--regulariser",
+        default=_default(ProbeSpec, "regulariser"),
+        choices=REGULARISERS,
+        help="the penalty R(W) weighted by λ (scalar_shrinkage: toward a scaled identity)",
     )
-    parser.add_argument("--dtype", default=_default(ProbeSpec, "dtype"), choices=DTYPES)
+    parser.add_argument(
+        "--dtype",
+        default=_default(ProbeSpec, "dtype"),
+        choices=DTYPES,
+        help="floating-point precision of the fit",
+    )
     parser.add_argument(
         "--device", type=device, default=_default(ProbeSpec, "device"), help=DEVICE_HELP
     )
@@ -185,7 +199,12 @@ CONFIG_HELP = (
 
 def _add_config_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default="default", help=CONFIG_HELP)
-    parser.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="overrides key.sub=value")
+    parser.add_argument(
+        "--set",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="override config keys: key.sub=value, the value read as YAML",
+    )
     parser.set_defaults(precheck=commands.check_config)
 
 
@@ -362,7 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="with --config: seeded random weights instead of pretrained ones (tests)",
     )
-    p.add_argument("--batch-size", type=integer(1), default=32)
+    p.add_argument("--batch-size", type=integer(1), default=32, help="images per forward pass")
     p.add_argument("--seed", type=integer(0), default=0, help="seed of random weights")
     p.add_argument("--device", type=device, default="cpu", help=DEVICE_HELP)
     p.add_argument("--recompute", action="store_true", help="ignore cached features")
@@ -389,7 +408,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_data_args(p)
     _add_probe_args(p)
-    p.add_argument("--method", default=_default(TuneSpec, "method"), choices=TUNE_METHODS)
+    p.add_argument(
+        "--method",
+        default=_default(TuneSpec, "method"),
+        choices=TUNE_METHODS,
+        help="grid (every λ of --lams) or tpe (Optuna's TPE sampler, --trials trials between "
+        "the smallest and largest λ, log scale)",
+    )
     p.add_argument(
         "--lams",
         type=number(0, strict=True),
@@ -397,12 +422,27 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="λ grid (default study's)",
     )
-    p.add_argument("--folds", type=integer(2), default=_default(TuneSpec, "n_folds"))
-    p.add_argument("--fold-kind", default=_default(TuneSpec, "fold_kind"), choices=FOLD_KINDS)
+    p.add_argument(
+        "--folds",
+        type=integer(2),
+        default=_default(TuneSpec, "n_folds"),
+        help="cross-validation folds",
+    )
+    p.add_argument(
+        "--fold-kind",
+        default=_default(TuneSpec, "fold_kind"),
+        choices=FOLD_KINDS,
+        help="folds of the triplets (the study) or concept-disjoint folds",
+    )
     p.add_argument(
         "--trials", type=integer(1), default=_default(TuneSpec, "n_trials"), help="TPE trials"
     )
-    p.add_argument("--seed", type=integer(0), default=_default(TuneSpec, "seed"))
+    p.add_argument(
+        "--seed",
+        type=integer(0),
+        default=_default(TuneSpec, "seed"),
+        help="seed of the folds and of the sampler",
+    )
 
     p = _command(
         sub,
@@ -414,8 +454,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--storage", default=None, help="Optuna storage URL (default: tracking/optuna.db)"
     )
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=integer(1), default=8080)
+    p.add_argument("--host", default="127.0.0.1", help="address the dashboard listens on")
+    p.add_argument("--port", type=integer(1), default=8080, help="port the dashboard listens on")
 
     p = _command(
         sub,
@@ -425,7 +465,12 @@ def build_parser() -> argparse.ArgumentParser:
         "optuna-dashboard) on this machine; env prints the variables that point the "
         "project at it.",
     )
-    p.add_argument("action", choices=["up", "down", "status", "env"])
+    p.add_argument(
+        "action",
+        choices=["up", "down", "status", "env"],
+        help="up (start every service), down (stop them), status (each service's state and "
+        "address) or env (the export lines that point the project at the stack)",
+    )
 
     p = _command(
         sub,
@@ -449,8 +494,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="human triplets with the repeated set (a THINGS 2023 file: its repeated set; "
         "with --features also a file of repeated triplets in any format)",
     )
-    p.add_argument("--format", default=AUTO_FORMAT, choices=TRIPLET_FORMATS)
-    p.add_argument("--sortindex", default=None)
+    p.add_argument(
+        "--format",
+        default=AUTO_FORMAT,
+        choices=TRIPLET_FORMATS,
+        help="triplet file format (default: guess from the file)",
+    )
+    p.add_argument("--sortindex", default=None, help="THINGS 2020 sortindex file")
     p.add_argument(
         "--ceiling",
         type=number(1 / 3, strict=True),
@@ -464,7 +514,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="what T matches to the ceiling: study (the expected accuracy, mean max P) or "
         "loo_matched (the model's own expected leave-one-out noise ceiling)",
     )
-    p.add_argument("--experiment", default="default")
+    p.add_argument("--experiment", default="default", help="MLflow experiment (study)")
     p.add_argument("--device", type=device, default=_default(ProbeSpec, "device"), help=DEVICE_HELP)
 
     p = _command(
@@ -514,7 +564,7 @@ def build_parser() -> argparse.ArgumentParser:
         optuna=True,
     )
     _add_config_args(p)
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     p = _command(
         sub,
@@ -538,7 +588,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="the results store folder (default: the config's store, else results/<study> "
         "beside the tracking home: the folder of a local mlflow.db, or ./tracking)",
     )
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     p = _command(
         sub,
@@ -593,7 +643,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="where the jobs run (default: the config's executor.kind)",
     )
     p.add_argument("--store", default=None, help="the results store folder (as recover's)")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     p = _command(
         sub,
@@ -616,11 +666,17 @@ def build_parser() -> argparse.ArgumentParser:
         optuna=True,
     )
     _add_config_args(p)
-    p.add_argument("--generator", required=True)
+    p.add_argument("--generator", required=True, help="the generating model (a model of the study)")
     p.add_argument("--level", default=None, help="level label (default: the last of the grid)")
     p.add_argument("--n-train", type=integer(1), required=True, help="training triplets")
-    p.add_argument("--seed", type=integer(0), default=0)
-    p.add_argument("--out", required=True)
+    p.add_argument(
+        "--seed", type=integer(0), default=0, help="the job's seed (folds, triplets, responses)"
+    )
+    p.add_argument(
+        "--out",
+        required=True,
+        help="folder for the folds' triplets (CSV) and simulation.json",
+    )
     return parser
 
 
