@@ -111,14 +111,17 @@ def test_message_example_of_the_issue(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(CONF_DIR.parent)
     assert _error(["grid.n_folds=abc"]) == (
         "config conf/default.yaml: grid.n_folds = 'abc': expected an integer >= 2 "
-        "(override grid.n_folds=abc)"
+        "(concept-disjoint folds per job) (override grid.n_folds=abc)"
     )
 
 
 def test_several_problems_on_one_line() -> None:
     message = _error(["grid.n_folds=1", "tune.lams=[0]"])
     _one_clean_line(message)
-    assert "grid.n_folds = 1: expected an integer >= 2 (override grid.n_folds=1)" in message
+    assert (
+        "grid.n_folds = 1: expected an integer >= 2 (concept-disjoint folds per job) "
+        "(override grid.n_folds=1)"
+    ) in message
     assert "; " in message and "tune.lams = [0]" in message
 
 

@@ -179,6 +179,24 @@ def _distinct_tuple_of(item: Any, what: str) -> Any:
     ]
 
 
+#: the flexibility levels' forms of W, in words (the descriptions of level options)
+LEVEL_FORMS = "zero_shot, a multiple of the identity; diagonal; rectangular, p x k; full, p x p"
+#: the stopping rules, reductions and reshuffle in words (probe, tune and grid)
+STOPPING_TEXT = (
+    " (the L-BFGS stopping rule: converged, the optimum to float resolution; study, the "
+    "paper's early stop"
+)
+REDUCTION_TEXT = (
+    " (full W when p exceeds the training concepts: auto, the rule's exact form; always, "
+    "the reduction at the optimum; path, the study's p x p path in the row space; never, "
+    "p x p"
+)
+RESHUFFLE_TEXT = (
+    "true or false (the study's per-step reshuffle: the float32 loss summed in the order of "
+    "torch.manual_seed(step)"
+)
+REGULARISER_TEXT = "penalty R(W), weighted by λ; scalar_shrinkage: toward a scaled identity)"
+
 PositiveNumbers = _tuple_of(Annotated[Number, Field(gt=0, allow_inf_nan=False)])
 Sizes = _distinct_tuple_of(Annotated[Int, Field(ge=1)], "sizes")
 Seeds = _distinct_tuple_of(Annotated[Int, Field(ge=0)], "seeds")
@@ -199,7 +217,7 @@ class _Spec(BaseModel):
 class LevelEntry(_Spec):
     """One entry of ``grid.levels``: a level and, optionally, its own sizes and seeds."""
 
-    family: Family = Field(description=one_of(FAMILIES))
+    family: Family = Field(description=one_of(FAMILIES) + " (the form of W: " + LEVEL_FORMS + ")")
     k: Annotated[Int | None, Field(ge=1)] = Field(
         None, description="an integer >= 1 (the rank of a rectangular level)"
     )
@@ -246,12 +264,25 @@ class DataSpec(_Spec):
     """Where the human data and the features come from: the embedded world
     (``kind: world``) or your files (``kind: files``)."""
 
-    kind: DataKind = Field(description=one_of(DATA_KINDS))
-    world_config: str | None = Field(None, description="a path to a world config (text)")
-    world_overrides: dict[str, Any] | None = Field(
-        None, description="a mapping of world settings, e.g. {n_concepts: 120}"
+    kind: DataKind = Field(
+        description=one_of(DATA_KINDS) + " (world: build the embedded world and read its "
+        "files; files: your triplets and feature files)"
     )
-    root: str | None = Field(None, description="null or a folder path (text)")
+    world_config: str | None = Field(
+        None,
+        description="a path to a world config or a packaged world config's name, e.g. "
+        "default (text; the world the study builds and reads; kind world)",
+    )
+    world_overrides: dict[str, Any] | None = Field(
+        None,
+        description="a mapping of world settings, e.g. {n_concepts: 120} (set on top of "
+        "data.world_config; kind world)",
+    )
+    root: str | None = Field(
+        None,
+        description="null or a folder path (text; the parent folder of worlds; null: "
+        "data/worlds, or $MODELRECOVERY_DATA/worlds; kind world)",
+    )
     triplets: str | None = Field(
         None,
         description="a path to the human training triplets (text; THINGS 2023 / 2020, "
@@ -261,7 +292,9 @@ class DataSpec(_Spec):
         None, description=one_of(TRIPLET_FORMATS) + " (null: auto, guessed from the file)"
     )
     sortindex: str | None = Field(
-        None, description="null or a path to THINGS' sortindex (format things2020 only)"
+        None,
+        description="null or a path to THINGS' sortindex (text; the permutation from the "
+        "2020 order to THINGS order; format things2020 only)",
     )
     repeated: str | None = Field(
         None,
@@ -275,14 +308,24 @@ class DataSpec(_Spec):
         "the repeated set when data.repeated is null; THINGS: 2)",
     )
     n_concepts: Annotated[Int | None, Field(ge=3)] = Field(
-        None, description="null or an integer >= 3"
+        None,
+        description="null or an integer >= 3 (the number of concepts: rows of every feature "
+        "file; null: from the triplet file's format, or a CSV file's largest id)",
     )
-    features_dir: str | None = Field(None, description="null or a folder path (text)")
+    features_dir: str | None = Field(
+        None,
+        description="null or a folder path (text; where the models' feature files are; "
+        "null: the current folder)",
+    )
     pca: Annotated[Int | None, Field(ge=1)] = Field(
-        None, description="null or an integer >= 1 (PCA dimensions of every feature file)"
+        None,
+        description="null or an integer >= 1 (every feature file reduced to this many PCA "
+        "dimensions, fitted on all concepts, cached in data.features_dir/pca<k>; null: none)",
     )
     human_embedding: str | None = Field(
-        None, description="null or a path to a human embedding (text; n_concepts rows)"
+        None,
+        description="null or a path to a human embedding (text; n_concepts rows; the "
+        "report's geometry analysis: each model's distance to it before and after probing)",
     )
 
     @model_validator(mode="after")
@@ -311,7 +354,11 @@ class FileModel(_Spec):
     file: Annotated[str, Field(min_length=1)] = Field(
         description="the feature file name in data.features_dir"
     )
-    backbone: str | None = Field(None, description="a timm / open_clip name or null")
+    backbone: str | None = Field(
+        None,
+        description="a timm / open_clip name or null (what `modelrecovery extract --config` "
+        "extracts the file with; null: a file you provide)",
+    )
     objective: str | None = Field(
         None, description="text or null (a group label, e.g. " + ", ".join(OBJECTIVES) + ")"
     )
@@ -338,10 +385,21 @@ class WorldModel(_Spec):
     :class:`modelrecovery.world.models.ModelSpec`)."""
 
     source_kind: Literal["world"] = Field("world", exclude=True, description="world")
-    name: Annotated[str, Field(min_length=1)] = Field(description="a backbone name (text)")
-    pretrained: bool = Field(False, description="true or false")
+    name: Annotated[str, Field(min_length=1)] = Field(
+        description="a backbone name (text; the network run on the world's images, named as "
+        "`modelrecovery extract --models` names it: timm:<model>, open_clip:<arch>[:<tag>], "
+        "resized:<px>:<backbone>, ...)"
+    )
+    pretrained: bool = Field(
+        False, description="true or false (trained weights; false: seeded random weights)"
+    )
     family: str = Field("", description="text (the architecture family, for reports)")
-    readout: dict[str, Any] | None = Field(None, description="null or a read-out mapping")
+    readout: dict[str, Any] | None = Field(
+        None,
+        description="null or a read-out mapping (the human read-out mixed into the "
+        "backbone's features: the fields of modelrecovery.world.models.Readout; null: the "
+        "backbone's plain features)",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -356,85 +414,200 @@ ModelEntry = Annotated[FileModel | WorldModel, Field(discriminator="source_kind"
 class ProbeSpec(_Spec):
     """How the generators' probes are fitted (one generator per model and level)."""
 
-    regulariser: Regulariser = Field("scalar_shrinkage", description=one_of(REGULARISERS))
+    regulariser: Regulariser = Field(
+        "scalar_shrinkage",
+        description=one_of(REGULARISERS) + " (the generators' " + REGULARISER_TEXT,
+    )
     ceiling: Annotated[Number | None, Field(gt=1 / 3, lt=1)] = Field(
-        None, description="null or a number between 1/3 and 1 (exclusive)"
+        None,
+        description="null or a number between 1/3 and 1, exclusive (the noise ceiling the "
+        "generators' T is calibrated to; null: the leave-one-out ceiling measured on the "
+        "repeated set)",
     )
     calibration: Calibration = Field(
         "study",
         description=one_of(CALIBRATIONS) + " (what T matches to the ceiling: the expected "
         "accuracy, or the generator's own expected leave-one-out ceiling)",
     )
-    dtype: Dtype = Field("float32", description=one_of(DTYPES))
-    workers: Annotated[Int, Field(ge=1)] = Field(1, description="an integer >= 1")
-    stopping: Stopping = Field("converged", description=one_of(STOPPING_RULES))
-    reduction: Reduction = Field("auto", description=one_of(REDUCTIONS))
-    reshuffle: bool = Field(False, description="true or false")
-    device: Device = Field("cpu", description=DEVICE_TEXT)
+    dtype: Dtype = Field(
+        "float32", description=one_of(DTYPES) + " (the generators' floating-point precision)"
+    )
+    workers: Annotated[Int, Field(ge=1)] = Field(
+        1,
+        description="an integer >= 1 (generators built side by side on threads, one core "
+        "each; on the CPU)",
+    )
+    stopping: Stopping = Field(
+        "converged", description=one_of(STOPPING_RULES) + STOPPING_TEXT + ")"
+    )
+    reduction: Reduction = Field("auto", description=one_of(REDUCTIONS) + REDUCTION_TEXT + ")")
+    reshuffle: bool = Field(False, description=RESHUFFLE_TEXT + ")")
+    device: Device = Field(
+        "cpu",
+        description=DEVICE_TEXT + " (where the generators are tuned, fitted and calibrated; "
+        "auto: cuda when torch sees a GPU)",
+    )
 
 
 class TuneSpec(_Spec):
     """How λ is chosen for the generators: cross-validation on the human triplets."""
 
-    method: TuneMethod = Field("grid", description=one_of(TUNE_METHODS))
-    lams: PositiveNumbers = Field(STUDY_LAMBDAS, description=LAMS)
-    n_folds: Annotated[Int, Field(ge=2)] = Field(5, description="an integer >= 2")
-    fold_kind: FoldKind = Field("triplets", description=one_of(FOLD_KINDS))
-    n_trials: Annotated[Int, Field(ge=1)] = Field(20, description="an integer >= 1")
-    seed: Annotated[Int, Field(ge=0)] = Field(0, description="an integer >= 0")
-    stopping: Stopping = Field("converged", description=one_of(STOPPING_RULES))
-    reduction: Reduction = Field("auto", description=one_of(REDUCTIONS))
-    reshuffle: bool = Field(False, description="true or false")
+    method: TuneMethod = Field(
+        "grid",
+        description=one_of(TUNE_METHODS) + " (grid: every λ of tune.lams; tpe: Optuna's TPE "
+        "sampler, tune.n_trials trials between the smallest and largest λ, log scale)",
+    )
+    lams: PositiveNumbers = Field(
+        STUDY_LAMBDAS, description=LAMS + " (the λ the generators' cross-validation tries)"
+    )
+    n_folds: Annotated[Int, Field(ge=2)] = Field(
+        5, description="an integer >= 2 (cross-validation folds of the human training triplets)"
+    )
+    fold_kind: FoldKind = Field(
+        "triplets",
+        description=one_of(FOLD_KINDS) + " (triplets: folds of the triplets, the study; "
+        "concepts: concept-disjoint folds)",
+    )
+    n_trials: Annotated[Int, Field(ge=1)] = Field(
+        20, description="an integer >= 1 (trials of method tpe)"
+    )
+    seed: Annotated[Int, Field(ge=0)] = Field(
+        0, description="an integer >= 0 (the seed of the folds and of the sampler)"
+    )
+    stopping: Stopping = Field(
+        "converged",
+        description=one_of(STOPPING_RULES) + STOPPING_TEXT + "; not given: probe.stopping, "
+        "in a config with a tune section)",
+    )
+    reduction: Reduction = Field(
+        "auto",
+        description=one_of(REDUCTIONS) + REDUCTION_TEXT + "; not given: probe.reduction, in "
+        "a config with a tune section)",
+    )
+    reshuffle: bool = Field(
+        False,
+        description=RESHUFFLE_TEXT + "; not given: probe.reshuffle, in a config with a tune "
+        "section)",
+    )
 
 
 class GridSpec(_Spec):
     """The recovery grid: its axes (sizes, seeds, levels, designs) and every setting of
     the recovery fits and of crowning."""
 
-    sizes: Sizes = Field(description="a positive integer or a non-empty list of them")
-    seeds: Seeds = Field(description="an integer >= 0 or a non-empty list of them")
+    sizes: Sizes = Field(
+        description="a positive integer or a non-empty list of them (the per-fold training "
+        "sizes N: the synthetic training triplets of each fold of a job)"
+    )
+    seeds: Seeds = Field(
+        description="an integer >= 0 or a non-empty list of them (one simulated data set per "
+        "seed, size and generator: the seed draws its folds, triplets and responses)"
+    )
     levels: _tuple_of(LevelEntry) = Field(
         description="a level {family: zero_shot | diagonal | rectangular | full, k: <rank, "
-        "rectangular only>} or a non-empty list of them"
+        "rectangular only>} or a non-empty list of them (the flexibility levels, each with "
+        "its own generators)"
     )
-    regulariser: Regulariser = Field("scalar_shrinkage", description=one_of(REGULARISERS))
-    lams: PositiveNumbers = Field(FULL_LAMBDAS, description=LAMS)
-    criterion: Criterion = Field("accuracy", description=one_of(CRITERIA))
-    tie_rule: TieRule = Field("random", description=one_of(TIE_RULES))
-    stopping: Stopping = Field("converged", description=one_of(STOPPING_RULES))
-    n_folds: Annotated[Int, Field(ge=2)] = Field(3, description="an integer >= 2")
+    regulariser: Regulariser = Field(
+        "scalar_shrinkage",
+        description=one_of(REGULARISERS) + " (the recovery fits' " + REGULARISER_TEXT,
+    )
+    lams: PositiveNumbers = Field(
+        FULL_LAMBDAS, description=LAMS + " (the λ each recovery fit chooses among)"
+    )
+    criterion: Criterion = Field(
+        "accuracy",
+        description=one_of(CRITERIA) + " (how a recovery fit's λ is chosen: mean validation "
+        "accuracy or NLL)",
+    )
+    tie_rule: TieRule = Field(
+        "random",
+        description=one_of(TIE_RULES) + " (how tied candidates are crowned: random, uniform "
+        "among them, seeded by the job; first, the first in candidate order; study, the "
+        "scripts' float32 means with max())",
+    )
+    stopping: Stopping = Field(
+        "converged",
+        description=one_of(STOPPING_RULES) + STOPPING_TEXT + "; not given: probe.stopping)",
+    )
+    n_folds: Annotated[Int, Field(ge=2)] = Field(
+        3, description="an integer >= 2 (concept-disjoint folds per job)"
+    )
     train_fraction: Annotated[Number, Field(gt=0, lt=1)] = Field(
-        0.7, description="a number between 0 and 1 (exclusive)"
+        0.7,
+        description="a number between 0 and 1, exclusive (the share of a fold's non-test "
+        "concepts that train; the others validate)",
     )
     eval_fraction: Annotated[Number, Field(gt=0, lt=1)] = Field(
-        1 / 8, description="a number between 0 and 1 (exclusive)"
+        1 / 8,
+        description="a number between 0 and 1, exclusive (validation and test triplets per "
+        "fold: round(N x eval_fraction) each)",
     )
-    paper_compatible_sampling: bool = Field(False, description="true or false")
-    warm_start: bool = Field(False, description="true or false")
-    dtype: Dtype = Field("float32", description=one_of(DTYPES))
-    threads_per_job: Annotated[Int, Field(ge=1)] = Field(1, description="an integer >= 1")
-    device: Device = Field("cpu", description=DEVICE_TEXT)
+    paper_compatible_sampling: bool = Field(
+        False,
+        description="true or false (the published scripts' sampler: the first N of 5N "
+        "sorted draws, the job's seed alone for train, validation and test; false: uniform)",
+    )
+    warm_start: bool = Field(
+        False,
+        description="true or false (each λ's fit starts from the previous λ's solution, "
+        "strong to weak penalty; false: every λ from the family's start point, as the study)",
+    )
+    dtype: Dtype = Field(
+        "float32", description=one_of(DTYPES) + " (the recovery fits' floating-point precision)"
+    )
+    threads_per_job: Annotated[Int, Field(ge=1)] = Field(
+        1,
+        description="an integer >= 1 (a job's fits run side by side on this many threads, "
+        "one each; changes no result)",
+    )
+    device: Device = Field(
+        "cpu",
+        description=DEVICE_TEXT + " (where the recovery jobs run: cuda, every GPU torch sees, "
+        "shared by the workers; changes no job id)",
+    )
     triplet_selection: _tuple_of(TripletSelection) = Field(
-        ("random",), description=one_of(TRIPLET_SELECTIONS) + " or a non-empty list of them"
+        ("random",),
+        description=one_of(TRIPLET_SELECTIONS) + " or a non-empty list of them (the design "
+        "of the training triplets, a job axis: random, uniform, the study; discriminating, "
+        "a one-shot design from a pool; sequential, batches chosen under refitted probes)",
     )
     selection_criterion: SelectionCriterion = Field(
-        "accuracy", description=one_of(SELECTION_CRITERIA)
+        "accuracy",
+        description=one_of(SELECTION_CRITERIA) + " (how the winner is crowned: accuracy, "
+        "mean test accuracy, the study; loglik, mean held-out log-likelihood; paired, the "
+        "loglik leader, decided only when its gap exceeds grid.undecided_z standard errors)",
     )
     selection_pool: Annotated[Int, Field(ge=1)] = Field(
-        10, description="an integer >= 1 (the design pool: selection_pool x N triplets)"
+        10,
+        description="an integer >= 1 (the designs choose from selection_pool x N uniform "
+        "triplets per fold)",
     )
-    selection_batches: Annotated[Int, Field(ge=1)] = Field(4, description="an integer >= 1")
+    selection_batches: Annotated[Int, Field(ge=1)] = Field(
+        4, description="an integer >= 1 (the sequential design's batches)"
+    )
     undecided_z: Annotated[Number, Field(ge=0, allow_inf_nan=False)] = Field(
-        1.96, description="a finite number >= 0"
+        1.96,
+        description="a finite number >= 0 (paired crowning: decided when the leader's "
+        "log-likelihood gap over the runner-up exceeds this many standard errors)",
     )
     human_heldout: bool = Field(
         False,
         description="true or false (also score every fit on the human held-out test triplets)",
     )
-    reduction: Reduction = Field("auto", description=one_of(REDUCTIONS))
-    evaluation: Evaluation = Field("exact", description=one_of(EVALUATIONS))
-    reshuffle: bool = Field(False, description="true or false")
-    matmul_precision: MatmulPrecision = Field("highest", description=one_of(MATMUL_PRECISIONS))
+    reduction: Reduction = Field("auto", description=one_of(REDUCTIONS) + REDUCTION_TEXT + ")")
+    evaluation: Evaluation = Field(
+        "exact",
+        description=one_of(EVALUATIONS) + " (exact: similarities in float64, a prediction "
+        "tied between positions gives shared credit; study: similarities in the fit's "
+        "dtype, argmax taking the first position on ties)",
+    )
+    reshuffle: bool = Field(False, description=RESHUFFLE_TEXT + ")")
+    matmul_precision: MatmulPrecision = Field(
+        "highest",
+        description=one_of(MATMUL_PRECISIONS) + " (the recovery fits' float32 matrix products "
+        "on a GPU: highest, IEEE; high, TF32, as the study's recovery runs; no effect on CPU)",
+    )
 
     @field_validator("triplet_selection")
     @classmethod
@@ -466,10 +639,24 @@ class GridSpec(_Spec):
 class ExecutorSpec(_Spec):
     """Where the grid's jobs run."""
 
-    kind: ExecutorKind = Field("inprocess", description=one_of(EXECUTORS))
-    address: str | None = Field(None, description="null or a Dask scheduler address (text)")
-    n_workers: Annotated[Int, Field(ge=1)] = Field(2, description="an integer >= 1")
-    jobs_per_gpu: Annotated[Int, Field(ge=1)] = Field(2, description="an integer >= 1")
+    kind: ExecutorKind = Field(
+        "inprocess",
+        description=one_of(EXECUTORS) + " (inprocess: one job at a time in this process; "
+        "dask: a local Dask cluster, or the scheduler at executor.address)",
+    )
+    address: str | None = Field(
+        None,
+        description="null or a Dask scheduler address (text; a running cluster's; null: a "
+        "local cluster)",
+    )
+    n_workers: Annotated[Int, Field(ge=1)] = Field(
+        2, description="an integer >= 1 (the local Dask cluster's CPU workers)"
+    )
+    jobs_per_gpu: Annotated[Int, Field(ge=1)] = Field(
+        2,
+        description="an integer >= 1 (on GPUs, grid.device: the local cluster's worker "
+        "processes, i.e. jobs at a time, per GPU)",
+    )
 
 
 NAMES = "all or a model name or a list of model names"
@@ -479,13 +666,17 @@ class StudySpec(_Spec):
     """A study (see conf/default.yaml): data, models, generators' probe and tuning, the
     recovery grid, where it runs, and whether the report is written."""
 
-    study: Annotated[str, Field(min_length=1)] = Field(description="a non-empty name (text)")
+    study: Annotated[str, Field(min_length=1)] = Field(
+        description="a non-empty name (text; the MLflow experiment and the results' folder)"
+    )
     rules: Rules = Field(
         "platform",
         description=one_of(RULES) + " (study_scripts: every documented difference to the "
         "published scripts set to the scripts' behaviour)",
     )
-    data: DataSpec = Field(description="a mapping (the data section)")
+    data: DataSpec = Field(
+        description="a mapping (the data section: the human data and the features)"
+    )
     models: dict[str, ModelEntry] | None = Field(
         None,
         description="files studies: a mapping model name -> feature file or model entry; "
@@ -493,9 +684,14 @@ class StudySpec(_Spec):
         "mapping name -> backbone",
     )
     extra_models: dict[str, FileModel] | None = Field(
-        None, description="null or a mapping model name -> feature file or model entry"
+        None,
+        description="null or a mapping model name -> feature file or model entry (files "
+        "studies: models that join the others with include_extra_models)",
     )
-    include_extra_models: bool = Field(False, description="true or false")
+    include_extra_models: bool = Field(
+        False,
+        description="true or false (true: extra_models join models, as generators and candidates)",
+    )
     include_uninformative: bool = Field(
         False,
         description="true or false (false: a generator whose fitted probe predicts the "
@@ -507,14 +703,31 @@ class StudySpec(_Spec):
         description=one_of(REFERENCES) + " (paper: the report sets the paper's THINGS "
         "figures beside the results; for studies of the THINGS data)",
     )
-    generators: Literal["all"] | tuple[str, ...] = Field("all", description=NAMES)
-    candidates: Literal["all"] | tuple[str, ...] = Field("all", description=NAMES)
-    probe: ProbeSpec = Field(ProbeSpec(), description="a mapping (the probe section)")
-    tune: TuneSpec = Field(TuneSpec(), description="a mapping (the tune section)")
-    grid: GridSpec = Field(description="a mapping (the grid section)")
-    executor: ExecutorSpec = Field(ExecutorSpec(), description="a mapping (the executor section)")
-    store: str | None = Field(None, description="null or a folder path (text)")
-    report: bool = Field(True, description="true or false")
+    generators: Literal["all"] | tuple[str, ...] = Field(
+        "all", description=NAMES + " (the models that generate data)"
+    )
+    candidates: Literal["all"] | tuple[str, ...] = Field(
+        "all", description=NAMES + " (the models refitted in every job)"
+    )
+    probe: ProbeSpec = Field(
+        ProbeSpec(), description="a mapping (the probe section: how the generators are fitted)"
+    )
+    tune: TuneSpec = Field(
+        TuneSpec(), description="a mapping (the tune section: how the generators' λ is chosen)"
+    )
+    grid: GridSpec = Field(description="a mapping (the grid section: the recovery experiment)")
+    executor: ExecutorSpec = Field(
+        ExecutorSpec(), description="a mapping (the executor section: where the jobs run)"
+    )
+    store: str | None = Field(
+        None,
+        description="null or a folder path (text; the results store, one folder per finished "
+        "job; null: results/<study> in the tracking home)",
+    )
+    report: bool = Field(
+        True,
+        description="true or false (write the report at the end of recover: figures, tables, HTML)",
+    )
 
     @model_validator(mode="before")
     @classmethod
