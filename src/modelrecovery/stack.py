@@ -16,7 +16,7 @@ default:
   listening socket whose connections asyncio's own loop leaves with Nagle's algorithm on
   (uvicorn issue #3149), so every request after the first on a kept-alive connection
   waited ~40 ms for the client's delayed ACK; uvloop sets ``TCP_NODELAY`` on every
-  accepted connection (measured: a job run's ``log_batch`` 60 -> 19 ms, README);
+  accepted connection (measured: a job run's ``log_batch`` 60 -> 19 ms, docs/benchmarks.md);
 - ``optuna-dashboard`` on the Optuna database.
 
 Secrets (S3 keys, the database password) are generated on the first ``up`` into

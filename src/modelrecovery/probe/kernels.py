@@ -24,7 +24,7 @@ computes the same sums in another order (and NumPy's exp instead of libm's): res
 with the single-pass kernel to rounding (tested: 1e-12 relative in float64). At 4.2M
 triplets on 2 threads a first version of this path took 0.08-0.09 s where the former
 single-pass parallel kernel took 0.37-0.41 s (same run); the objective's figures are in
-the README.
+docs/benchmarks.md.
 """
 
 from __future__ import annotations

@@ -1031,7 +1031,7 @@ def validate_spec(
 
 
 #: What ``rules: study_scripts`` sets (section -> key -> value): the published scripts'
-#: behaviour wherever the platform differs (README, "The study's rules"): their stopping
+#: behaviour wherever the platform differs (docs/science/study-rules.md): their stopping
 #: rule and p x p fits (computed as p x p matrices), their per-step reshuffle, their sampler
 #: with one seed for every set, their float32 argmax evaluation and float32 crowning with
 #: max(), the fixed 0.678 calibration target matched by expected accuracy (calibration

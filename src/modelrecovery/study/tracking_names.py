@@ -211,7 +211,7 @@ RECOVER = RunKind(
         Entry(
             "size_steps",
             "which N each step of the `recovery_by_size_*` metrics is, e.g. "
-            "`0:N=40 1:N=100 2:N=400`",
+            "`0:N=40 1:N=400 2:N=4000`",
         ),
     ),
     metrics=(
@@ -507,7 +507,8 @@ PLAN = RunKind(
     stage="plan",
     name="plan/<study>",
     what="`modelrecovery plan`: the sizes N where recovery reaches its target, by batches "
-    "of jobs. `<label>` is the level, with `_<triplet_selection>` when not `random`",
+    "of jobs. Its tags and metrics name each level by `<label>`: the level, with "
+    "`_<triplet_selection>` when not `random`",
     parents="none",
     tags=_tracked(
         "plan",
