@@ -326,3 +326,24 @@ def test_the_site_builds_with_both_pages(tmp_path: Path) -> None:
     cli_html = (site / "reference" / "cli" / "index.html").read_text(encoding="utf-8")
     assert 'id="recover"' in cli_html and "<code>--config</code>" in cli_html
     assert 'id="data-things"' in cli_html
+
+
+def test_options_that_set_a_spec_key_take_its_meaning_from_the_spec():
+    """One vocabulary: the help of --stopping, --reduction, --folds, ... is the spec's meaning
+    of the key they set, so the config reference and `--help` cannot drift apart."""
+    from modelrecovery.study.spec import ProbeSpec, TuneSpec, split_description
+
+    tune = all_commands(build_parser())["tune"]
+    helps = {o: a.help for a in tune._actions for o in a.option_strings}
+    expected = {
+        "--stopping": (ProbeSpec, "stopping"),
+        "--reduction": (ProbeSpec, "reduction"),
+        "--folds": (TuneSpec, "n_folds"),
+        "--fold-kind": (TuneSpec, "fold_kind"),
+        "--trials": (TuneSpec, "n_trials"),
+        "--seed": (TuneSpec, "seed"),
+    }
+    for option, (model, key) in expected.items():
+        meaning = split_description(model.model_fields[key].description)[1]
+        assert meaning and "(" not in meaning[:1], (option, meaning)
+        assert helps[option] == meaning, option

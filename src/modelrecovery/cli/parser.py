@@ -29,6 +29,7 @@ from modelrecovery.study.spec import (
     ExecutorSpec,
     ProbeSpec,
     TuneSpec,
+    split_description,
 )
 
 PROG = "modelrecovery"
@@ -37,6 +38,12 @@ PROG = "modelrecovery"
 def _default(model, name: str):
     """The default of a field of a specification section (one place for each default)."""
     return model.model_fields[name].default
+
+
+def _meaning(model, name: str) -> str:
+    """What a field of a specification section means (its description's parenthesised
+    part): the help of an option that sets the same thing, written once."""
+    return split_description(model.model_fields[name].description)[1]
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -172,16 +179,13 @@ def _add_probe_args(parser: argparse.ArgumentParser) -> None:
         "--stopping",
         default=_default(ProbeSpec, "stopping"),
         choices=STOPPING_RULES,
-        help="L-BFGS stopping rule: converged (the optimum) or study (the paper's early stop)",
+        help=_meaning(ProbeSpec, "stopping"),
     )
     parser.add_argument(
         "--reduction",
         default=_default(ProbeSpec, "reduction"),
         choices=REDUCTIONS,
-        help="full W when p exceeds the training concepts: auto (converged rule: the "
-        "reduction at the optimum; study rule: the study's p x p path in the row space), "
-        "always (the reduction at the optimum, under the study's rule a different path), "
-        "path, or never (p x p)",
+        help=_meaning(ProbeSpec, "reduction"),
     )
     parser.add_argument(
         "--reshuffle",
@@ -426,22 +430,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--folds",
         type=integer(2),
         default=_default(TuneSpec, "n_folds"),
-        help="cross-validation folds",
+        help=_meaning(TuneSpec, "n_folds"),
     )
     p.add_argument(
         "--fold-kind",
         default=_default(TuneSpec, "fold_kind"),
         choices=FOLD_KINDS,
-        help="folds of the triplets (the study) or concept-disjoint folds",
+        help=_meaning(TuneSpec, "fold_kind"),
     )
     p.add_argument(
-        "--trials", type=integer(1), default=_default(TuneSpec, "n_trials"), help="TPE trials"
+        "--trials",
+        type=integer(1),
+        default=_default(TuneSpec, "n_trials"),
+        help=_meaning(TuneSpec, "n_trials"),
     )
     p.add_argument(
         "--seed",
         type=integer(0),
         default=_default(TuneSpec, "seed"),
-        help="seed of the folds and of the sampler",
+        help=_meaning(TuneSpec, "seed"),
     )
 
     p = _command(

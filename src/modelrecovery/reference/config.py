@@ -27,6 +27,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from modelrecovery.reference.cli import escape
+from modelrecovery.study.spec import split_description
 
 NONE = "—"
 
@@ -310,31 +311,6 @@ def docstring_markdown(text: str | None) -> str:
     text = text.replace("``", "`")
     paragraphs = [" ".join(line.strip() for line in p.splitlines()) for p in text.split("\n\n")]
     return "\n\n".join(p for p in paragraphs if p)
-
-
-def _closing(text: str, start: int) -> int:
-    """The index of the parenthesis that closes the one at ``start`` (-1: none)."""
-    depth = 0
-    for index in range(start, len(text)):
-        depth += {"(": 1, ")": -1}.get(text[index], 0)
-        if depth == 0:
-            return index
-    return -1
-
-
-def split_description(text: str) -> tuple[str, str]:
-    """(what is expected, what it means) of a field's description ``expected (meaning)``:
-    the meaning is a last parenthesised group that closes the text; ("", text) when
-    there is none."""
-    for start, char in enumerate(text):
-        if (
-            char == "("
-            and text[start - 1 : start] == " "
-            and _closing(text, start) == len(text) - 1
-        ):
-            meaning = text[start + 1 : -1]
-            return text[: start - 1], meaning.removeprefix("text; ")
-    return "", text
 
 
 def _table(section: Section) -> str:

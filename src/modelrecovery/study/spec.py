@@ -96,6 +96,29 @@ def one_of(names: Sequence[str]) -> str:
     return "one of " + ", ".join(names)
 
 
+def split_description(text: str) -> tuple[str, str]:
+    """(what is expected, what it means) of a field's description ``expected (meaning)``:
+    the meaning is a last parenthesised group that closes the text; ("", text) when
+    there is none. The config reference and the command line's help read it."""
+    for start, char in enumerate(text):
+        if char != "(" or text[start - 1 : start] != " ":
+            continue
+        if _closing(text, start) == len(text) - 1:
+            meaning = text[start + 1 : -1]
+            return text[: start - 1], meaning.removeprefix("text; ")
+    return "", text
+
+
+def _closing(text: str, start: int) -> int:
+    """The index of the parenthesis that closes the one at ``start`` (-1: none)."""
+    depth = 0
+    for index in range(start, len(text)):
+        depth += {"(": 1, ")": -1}.get(text[index], 0)
+        if depth == 0:
+            return index
+    return -1
+
+
 @dataclass(frozen=True)
 class Level:
     """A flexibility level: how W is parametrised (``family``) and, for ``rectangular``,
